@@ -1,0 +1,50 @@
+# efcnet: two commands on a fresh Debian machine
+#   make run    installs what is missing, builds, fuses the built-in demo phantom
+#   make test   installs what is missing, builds, runs the whole suite (unit, parity, sanitizers, fuzz)
+BUILD      ?= build
+JOBS       ?= $(shell nproc)
+DEMO_DIR   ?= $(BUILD)/demo
+FUZZ_SECONDS ?= 30
+
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
+
+.PHONY: all deps deps-build build run test test-unit test-asan fuzz bench clean
+
+all: build
+
+deps-build:
+	@scripts/install-deps --build
+
+deps:
+	@scripts/install-deps
+
+build: deps-build
+	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DEFCNET_TESTS=ON >/dev/null
+	@cmake --build $(BUILD) -j $(JOBS)
+
+run: build
+	@scripts/run-demo $(BUILD) $(DEMO_DIR)
+
+test: deps build test-unit test-asan fuzz
+
+test-unit:
+	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
+
+# The LibTorch-free loader code (pickle records) under AddressSanitizer + UBSan.
+test-asan:
+	@cmake -S . -B $(BUILD)-asan -DCMAKE_BUILD_TYPE=Debug -DEFCNET_TORCH=OFF -DEFCNET_SANITIZE=ON >/dev/null
+	@cmake --build $(BUILD)-asan -j $(JOBS) --target test_weights_records
+	@cd $(BUILD)-asan && ctest --output-on-failure -R '^(Pickle|Records)' -j $(JOBS)
+
+# libFuzzer on the unpickler for a bounded time.
+fuzz:
+	@CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFCNET_TORCH=OFF -DEFCNET_TESTS=ON -DEFCNET_FUZZ=ON >/dev/null
+	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target pickle_fuzz
+	@mkdir -p $(BUILD)-fuzz/corpus
+	@$(BUILD)-fuzz/tests/pickle_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 5
+
+bench: build
+	@for b in $(BUILD)/tests/*_bench; do $$b --benchmark_format=json; done
+
+clean:
+	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz

@@ -1,0 +1,48 @@
+// Single-pair and batch fusion: the authors' test-script pipeline behind a LibTorch-free API.
+//
+//   functional (BGR or grey) --BGR2YUV--> Y/255 --SEEM--> s
+//   anatomical (grey) ------------------> /255 ------> a
+//   fused = MODEL(s, a)[0] --> uint8 by truncation --> replaces Y --YUV2BGR--> output
+//
+// The chroma of the functional image is carried over untouched. A single-channel functional
+// image (CT, grey SPECT) is its own Y plane and gives a single-channel output.
+#pragma once
+
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <opencv2/core.hpp>
+
+namespace efcnet {
+
+struct FuserOptions {
+  std::string weights;        // MODEL state dict (.pth)
+  std::string seem_weights;   // SEEM state dict (.pth)
+  std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
+  int threads = 0;            // LibTorch intra-op threads; 0 = all cores
+};
+
+class FusionError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Loads both networks once (eval mode) and fuses any number of pairs with them.
+class Fuser {
+ public:
+  explicit Fuser(const FuserOptions& options);
+  ~Fuser();
+  Fuser(const Fuser&) = delete;
+  Fuser& operator=(const Fuser&) = delete;
+
+  // anatomical: CV_8UC1. functional: CV_8UC3 (BGR) or CV_8UC1. Same size, both >= 11x11.
+  // Returns CV_8UC3 for a colour functional image, CV_8UC1 for a grey one.
+  cv::Mat fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace efcnet
