@@ -1,0 +1,51 @@
+// The fusion network: shared multi-scale encoder with coordinate attention, E-Fusion per scale,
+// E-Fusion of all scales, decoder to one sigmoid channel.
+#include "efcnet/model.h"
+
+namespace efcnet {
+
+FusionNetworkImpl::FusionNetworkImpl(const FusionNetworkOptions& options) {
+  const auto layout = options.token_layout;
+  conv3_3 = register_module("conv3_3", ConvBlock(1, 16, 3));
+  conv5_5 = register_module("conv5_5", ConvBlock(16, 64, 5));
+  conv7_7 = register_module("conv7_7", ConvBlock(64, 256, 7));
+  ca1 = register_module("ca1", CoordinateAttention(16));
+  ca2 = register_module("ca2", CoordinateAttention(64));
+  ca3 = register_module("ca3", CoordinateAttention(256));
+  conv1 = register_module("conv1", ConvBlock(32, 16, 1));
+  conv2 = register_module("conv2", ConvBlock(128, 64, 1));
+  conv3 = register_module("conv3", ConvBlock(512, 256, 1));
+  conv4 = register_module("conv4", ConvBlock(336, 64, 1));
+  SU1 = register_module("SU1", EFusion(16, layout));
+  SU2 = register_module("SU2", EFusion(64, layout));
+  SU3 = register_module("SU3", EFusion(256, layout));
+  SU4 = register_module("SU4", EFusion(64, layout));
+  convolutional_out1 = register_module("convolutional_out1", ConvBlock(64, 16, 3));
+  convolutional_out2 = register_module("convolutional_out2", PointwiseConv(16, 1));
+}
+
+FusionOutput FusionNetworkImpl::forward(const torch::Tensor& functional, const torch::Tensor& anatomical) {
+  // The encoder's weights are shared by both inputs; each input is its own BatchNorm batch.
+  const auto i1 = conv3_3->forward(functional);
+  const auto v1 = conv3_3->forward(anatomical);
+  const auto i2 = conv5_5->forward(i1);
+  const auto v2 = conv5_5->forward(v1);
+  const auto i3 = conv7_7->forward(i2);
+  const auto v3 = conv7_7->forward(v2);
+
+  // Functional features come first in every concatenation; the next scale takes I_k, not IC_k.
+  const auto f1 = SU1->forward(conv1->forward(torch::cat({ca1->forward(i1), ca1->forward(v1)}, 1)));
+  const auto f2 = SU2->forward(conv2->forward(torch::cat({ca2->forward(i2), ca2->forward(v2)}, 1)));
+  const auto f3 = SU3->forward(conv3->forward(torch::cat({ca3->forward(i3), ca3->forward(v3)}, 1)));
+  const auto f4 = SU4->forward(conv4->forward(torch::cat({f1, f2, f3}, 1)));
+  const auto fused = torch::sigmoid(convolutional_out2->forward(convolutional_out1->forward(f4)));
+  return {fused, v1, v2, v3};
+}
+
+void FusionNetworkImpl::use_textbook_attention(bool enabled) {
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* attention = module->as<TokenAttentionImpl>()) attention->single_token_shortcut = !enabled;
+  }
+}
+
+}  // namespace efcnet

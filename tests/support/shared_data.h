@@ -1,0 +1,23 @@
+// Locating ../shared (golden data, dataset) from the tests; tests skip with a message without it.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace efcnet::test {
+
+inline std::string golden_path(const std::string& name) { return std::string(EFCNET_SHARED_DIR) + "/golden/" + name; }
+
+inline bool have_golden() { return std::filesystem::is_directory(std::string(EFCNET_SHARED_DIR) + "/golden"); }
+
+}  // namespace efcnet::test
+
+// Skips the current test when ../shared/golden is not beside the checkout.
+#define EFCNET_REQUIRE_GOLDEN()                                                                   \
+  do {                                                                                           \
+    if (!::efcnet::test::have_golden())                                                          \
+      GTEST_SKIP() << "golden data not found at " EFCNET_SHARED_DIR "/golden (../shared beside " \
+                      "the checkout); parity test skipped";                                      \
+  } while (0)
