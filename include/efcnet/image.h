@@ -1,0 +1,103 @@
+// Image files: reading as the reference does, atomic writing, pairing by name, a demo phantom.
+// OpenCV only (no LibTorch): the one place that decides how images are read and written.
+//
+// Reading convention (the authors' script reads with cv2.imread, so we use OpenCV's own
+// conversions rather than ours):
+//   anatomical  cv::IMREAD_GRAYSCALE. A colour file is converted by its codec (libpng, libjpeg),
+//               which may differ by a level from cv::cvtColor.
+//   functional  colour if the file stores 3 or 4 channels, grey if it stores 1 or 2; then read with
+//               cv::IMREAD_COLOR (CV_8UC3, BGR) or cv::IMREAD_GRAYSCALE (CV_8UC1).
+//   RGBA        the alpha channel is dropped, not composited.
+//   16-bit      reduced to 8 bits by the codec: PNG keeps the high byte (v >> 8), TIFF rounds v/256.
+//   EXIF        JPEG orientation tags are applied (IMREAD_COLOR/GRAYSCALE do, IMREAD_UNCHANGED doesn't).
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <opencv2/core.hpp>
+
+namespace efcnet {
+
+// Every file problem; the message starts with the path and says what is wrong with it.
+class IoError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// ---- reading ----
+
+// CV_8UC1. Throws IoError for a missing file, a directory, an unreadable, empty, truncated or
+// undecodable file.
+cv::Mat read_anatomical(const std::string& path);
+
+// CV_8UC3 (BGR) for a colour file, CV_8UC1 for a grey one. Same errors as read_anatomical.
+cv::Mat read_functional(const std::string& path);
+
+// Whether the name ends in one of the image extensions we pair and write:
+// .png .jpg .jpeg .tif .tiff .bmp (any letter case).
+bool has_image_extension(const std::string& path);
+
+// ---- writing ----
+
+enum class WriteMode {
+  replace,     // an existing file is replaced (atomically)
+  no_clobber,  // an existing file is left alone and IoError is thrown, even against a racing writer
+};
+
+// Writes `bytes` to <dir>/.<name>.tmp-<pid>-<n>, fsyncs it and renames it onto `path`, so readers
+// see either the old file (or none) or the complete new one. On any failure the temporary file is
+// removed and IoError names `path`. A process killed mid-write can leave only the hidden temporary.
+void write_file_atomic(const std::string& path, std::string_view bytes,
+                       WriteMode mode = WriteMode::replace);
+void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes,
+                       WriteMode mode = WriteMode::replace);
+
+// Encodes with cv::imencode for the path's extension (default parameters, byte-identical to
+// cv::imwrite) and writes atomically. Throws IoError for an unsupported extension.
+void write_image_atomic(const std::string& path, const cv::Mat& image,
+                        WriteMode mode = WriteMode::replace);
+
+// ---- pairing by name ----
+
+struct ImagePair {
+  std::string name;        // the shared file stem
+  std::string anatomical;  // full paths
+  std::string functional;
+};
+
+struct Pairing {
+  std::vector<ImagePair> pairs;                  // sorted by name
+  std::vector<std::string> unpaired_anatomical;  // sorted paths without a partner
+  std::vector<std::string> unpaired_functional;
+  // Files left unpaired because another image in the same directory has the same stem
+  // (e.g. a.png and a.jpg): which one was meant cannot be guessed.
+  std::vector<std::string> ambiguous;
+};
+
+// Pairs the image files (has_image_extension) of two directories by stem: case-sensitive, the
+// extensions may differ ("x.png" pairs with "x.tif"). Hidden files and anything that is not a
+// regular file are ignored. Throws IoError naming a missing or unreadable directory.
+Pairing pair_by_name(const std::string& anatomical_dir, const std::string& functional_dir);
+
+// ---- synthetic demo data (never dataset images) ----
+
+enum class PhantomKind {
+  spect,  // MRI + SPECT-like perfusion, JET pseudo-colour on black
+  pet,    // MRI + PET-like uptake, HOT pseudo-colour
+  ct,     // MRI + grey CT-like slice (bright skull)
+  gfp,    // phase-contrast cells + green fluorescence of some of them
+};
+
+struct Phantom {
+  cv::Mat anatomical;  // CV_8UC1
+  cv::Mat functional;  // CV_8UC3 (BGR) for spect, pet, gfp; CV_8UC1 for ct
+};
+
+// A deterministic, registered anatomical/functional pair of side `size` (>= 32).
+Phantom make_phantom(int size = 256, PhantomKind kind = PhantomKind::spect);
+
+}  // namespace efcnet
