@@ -8,5 +8,7 @@ namespace efcnet::cli {
 void add_fuse_command(CLI::App& app);
 void add_evaluate_command(CLI::App& app);
 void add_phantom_command(CLI::App& app);
+void add_train_command(CLI::App& app);
+void add_train_seem_command(CLI::App& app);
 
 }  // namespace efcnet::cli

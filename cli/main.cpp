@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   efcnet::cli::add_fuse_command(app);
   efcnet::cli::add_evaluate_command(app);
   efcnet::cli::add_phantom_command(app);
+  efcnet::cli::add_train_command(app);
+  efcnet::cli::add_train_seem_command(app);
 
   try {
     app.parse(argc, argv);

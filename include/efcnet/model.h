@@ -179,4 +179,8 @@ struct FusionNetworkImpl : torch::nn::Module {
 };
 TORCH_MODULE(FusionNetwork);
 
+// "cpu", "cuda" or "cuda:N"; throws std::invalid_argument for an unknown name or a CUDA device
+// this build or machine does not have.
+torch::Device parse_device(const std::string& name);
+
 }  // namespace efcnet

@@ -28,6 +28,10 @@ class FusionError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// The plane the networks see of a functional image: Y of COLOR_BGR2YUV for CV_8UC3, the image
+// itself for CV_8UC1.
+cv::Mat functional_y_plane(const cv::Mat& functional);
+
 // Loads both networks once (eval mode) and fuses any number of pairs with them.
 class Fuser {
  public:

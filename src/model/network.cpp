@@ -2,6 +2,10 @@
 // E-Fusion of all scales, decoder to one sigmoid channel.
 #include "efcnet/model.h"
 
+#include <optional>
+#include <stdexcept>
+#include <string>
+
 namespace efcnet {
 
 FusionNetworkImpl::FusionNetworkImpl(const FusionNetworkOptions& options) {
@@ -46,6 +50,19 @@ void FusionNetworkImpl::use_textbook_attention(bool enabled) {
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* attention = module->as<TokenAttentionImpl>()) attention->single_token_shortcut = !enabled;
   }
+}
+
+torch::Device parse_device(const std::string& name) {
+  std::optional<torch::Device> device;
+  try {
+    device.emplace(name);
+  } catch (const c10::Error&) {
+    throw std::invalid_argument("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
+  }
+  if (device->is_cuda() && !torch::cuda::is_available()) {
+    throw std::invalid_argument("device '" + name + "' requested, but this build or machine has no CUDA device");
+  }
+  return *device;
 }
 
 }  // namespace efcnet

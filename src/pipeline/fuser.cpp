@@ -15,18 +15,6 @@ namespace {
 
 constexpr int kMinSide = 11;  // the SSIM window of training; smaller images are not meaningful
 
-torch::Device parse_device(const std::string& name) {
-  try {
-    torch::Device device(name);
-    if (device.is_cuda() && !torch::cuda::is_available()) {
-      throw FusionError("device '" + name + "' requested but no CUDA device is available in this build/machine");
-    }
-    return device;
-  } catch (const c10::Error&) {
-    throw FusionError("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
-  }
-}
-
 // (1,1,H,W) float32 in [0,1] from an 8-bit single-channel image.
 torch::Tensor to_unit_tensor(const cv::Mat& plane, const torch::Device& device) {
   const cv::Mat continuous = plane.isContinuous() ? plane : plane.clone();
@@ -35,6 +23,15 @@ torch::Tensor to_unit_tensor(const cv::Mat& plane, const torch::Device& device) 
 }
 
 }  // namespace
+
+cv::Mat functional_y_plane(const cv::Mat& functional) {
+  if (functional.channels() == 1) return functional;
+  cv::Mat yuv;
+  cv::cvtColor(functional, yuv, cv::COLOR_BGR2YUV);
+  cv::Mat y;
+  cv::extractChannel(yuv, y, 0);
+  return y;
+}
 
 struct Fuser::Impl {
   torch::Device device{torch::kCPU};
@@ -45,7 +42,11 @@ struct Fuser::Impl {
 Fuser::Fuser(const FuserOptions& options) : impl_(std::make_unique<Impl>()) {
   const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
   torch::set_num_threads(threads > 0 ? threads : 1);
-  impl_->device = parse_device(options.device);
+  try {
+    impl_->device = parse_device(options.device);
+  } catch (const std::invalid_argument& e) {
+    throw FusionError(e.what());
+  }
   if (options.weights.empty()) throw FusionError("no network weights given (--weights or EFCNET_WEIGHTS)");
   if (options.seem_weights.empty()) throw FusionError("no SEEM weights given (--seem-weights or EFCNET_SEEM_WEIGHTS)");
   impl_->seem->to(impl_->device);

@@ -1,0 +1,210 @@
+// Training runs on tiny synthetic data: resume exactness, checkpoints, logs and refusals.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "efcnet/model.h"
+#include "efcnet/train.h"
+#include "efcnet/weights.h"
+#include "support/shared_data.h"
+#include "support/temp_dir.h"
+
+namespace efcnet {
+namespace {
+
+namespace fs = std::filesystem;
+using efcnet::testing::TempDir;
+
+// Writes `count` registered pairs of smooth random images (h x w) and a SEEM file made from a
+// seeded random init, so no test here needs ../shared.
+struct SyntheticData {
+  explicit SyntheticData(int count, int h = 16, int w = 24) {
+    fs::create_directories(dir / "anatomical");
+    fs::create_directories(dir / "functional");
+    cv::RNG rng(7);
+    for (int i = 0; i < count; ++i) {
+      cv::Mat a(h, w, CV_8UC1), f(h, w, CV_8UC3);
+      rng.fill(a, cv::RNG::UNIFORM, 0, 256);
+      rng.fill(f, cv::RNG::UNIFORM, 0, 256);
+      cv::GaussianBlur(a, a, {5, 5}, 1.5);
+      cv::GaussianBlur(f, f, {5, 5}, 1.5);
+      const std::string name = "slice" + std::to_string(i);
+      cv::imwrite(dir / ("anatomical/" + name + ".png"), a);
+      cv::imwrite(dir / ("functional/" + name + ".png"), f);
+    }
+    torch::manual_seed(11);
+    SmoothEdgeExtractor seem;
+    save_state_dict(module_state_dict(*seem), seem_path());
+  }
+  std::string anatomical() const { return dir / "anatomical"; }
+  std::string functional() const { return dir / "functional"; }
+  std::string seem_path() const { return dir / "seem.pth"; }
+
+  NetworkTrainOptions options(const std::string& out, int epochs) const {
+    NetworkTrainOptions o;
+    o.anatomical_dir = anatomical();
+    o.functional_dir = functional();
+    o.seem_weights = seem_path();
+    o.out_dir = out;
+    o.epochs = epochs;
+    o.batch_size = 2;
+    o.threads = 1;
+    o.progress = false;
+    return o;
+  }
+  TempDir dir;
+};
+
+double max_state_diff(const std::string& a, const std::string& b) {
+  const auto x = read_state_dict(a);
+  const auto y = read_state_dict(b);
+  EXPECT_EQ(x.size(), y.size());
+  double diff = 0.0;
+  for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) {
+    EXPECT_EQ(x[i].first, y[i].first);
+    diff = std::max(diff, (x[i].second.to(torch::kDouble) - y[i].second.to(torch::kDouble)).abs().max().item<double>());
+  }
+  return diff;
+}
+
+std::string error_of(const std::function<void()>& run) {
+  try {
+    run();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Trainer, ResumedRunEqualsUninterruptedRun) {
+  SyntheticData data(5);  // 2 steps per epoch, one sample dropped
+  TempDir out;
+  const auto straight = train_network(data.options(out / "straight", 2));
+  EXPECT_EQ(straight.steps, 4);
+  train_network(data.options(out / "split", 1));
+  auto resumed = data.options(out / "split", 2);
+  resumed.resume = true;
+  const auto second = train_network(resumed);
+  EXPECT_EQ(second.first_epoch, 2);
+  EXPECT_EQ(second.steps, 2);
+  EXPECT_LE(max_state_diff(out / "straight/model_2.pth", out / "split/model_2.pth"), 1e-5);
+  EXPECT_GT(max_state_diff(out / "straight/model_1.pth", out / "straight/model_2.pth"), 0.0);  // it did learn
+  // Both logs hold the same steps; the resumed one kept epoch 1's rows.
+  std::ifstream a(out / "straight/loss.csv"), b(out / "split/loss.csv");
+  const auto lines = [](std::ifstream& in) { int n = 0; for (std::string l; std::getline(in, l);) ++n; return n; };
+  EXPECT_EQ(lines(a), 5);
+  EXPECT_EQ(lines(b), 5);
+  EXPECT_TRUE(fs::exists(out / "split/loss.png"));
+}
+
+TEST(Trainer, CheckpointLoadsIntoTheNetworkWithReferenceKeys) {
+  SyntheticData data(4);
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  FusionNetwork network;
+  EXPECT_NO_THROW(load_weights(*network, out / "run/model_1.pth"));
+  EXPECT_EQ(read_state_dict(out / "run/model_1.pth").size(), 231u);
+  EXPECT_FALSE(fs::exists(out / "run/model_0.pth"));
+}
+
+TEST(Trainer, PyTorchReadsTheCheckpoint) {
+  if (std::system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") != 0) {
+    GTEST_SKIP() << "Debian's python3-torch is not installed; PyTorch cross-check skipped";
+  }
+  SyntheticData data(2);
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  const std::string script =
+      "import torch,sys; sd=torch.load(sys.argv[1], weights_only=True); "
+      "assert len(sd)==231, len(sd); "
+      "assert tuple(sd['SU3.GlobalFeature.transformer.0.mlp.fc1.weight'].shape)==(1024,256); "
+      "assert sd['conv3_3.bn.num_batches_tracked'].dtype==torch.int64; "
+      "assert sum(v.numel() for k,v in sd.items() if 'running' not in k and 'num_batches' not in k)==7459145";
+  EXPECT_EQ(std::system(("/usr/bin/python3 -c \"" + script + "\" " + (out / "run/model_1.pth")).c_str()), 0);
+}
+
+TEST(Trainer, RefusesToOverwriteARunWithoutResume) {
+  SyntheticData data(2);
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  const auto message = error_of([&] { train_network(data.options(out / "run", 1)); });
+  EXPECT_NE(message.find("already holds a training run"), std::string::npos) << message;
+}
+
+TEST(Trainer, RefusesToResumeWithOtherOptions) {
+  SyntheticData data(4);
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  auto options = data.options(out / "run", 2);
+  options.resume = true;
+  options.batch_size = 4;
+  const auto message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find("batch_size"), std::string::npos) << message;
+}
+
+TEST(Trainer, RefusesACorruptTrainingState) {
+  SyntheticData data(2);
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  std::ofstream(out / "run/training_state.pth", std::ios::trunc) << "not a checkpoint";
+  auto options = data.options(out / "run", 2);
+  options.resume = true;
+  const auto message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find("training_state.pth"), std::string::npos) << message;
+}
+
+TEST(Trainer, NamesBadDataBeforeStarting) {
+  SyntheticData data(3);
+  cv::imwrite(data.dir / "anatomical/lonely.png", cv::Mat(16, 24, CV_8UC1, cv::Scalar(3)));
+  cv::imwrite(data.dir / "anatomical/slice1.png", cv::Mat(20, 24, CV_8UC1, cv::Scalar(3)));  // size mismatch
+  std::ofstream(data.dir / "functional/slice2.png", std::ios::trunc) << "\x89PNG\r\n";         // truncated
+  TempDir out;
+  const auto message = error_of([&] { train_network(data.options(out / "run", 1)); });
+  EXPECT_NE(message.find("unpaired: " + (data.dir / "anatomical/lonely.png")), std::string::npos) << message;
+  EXPECT_NE(message.find("slice1.png"), std::string::npos) << message;
+  EXPECT_NE(message.find("slice2.png"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(out / "run/model_1.pth"));
+}
+
+TEST(Trainer, CropsMustFitTheImages) {
+  SyntheticData data(2);
+  TempDir out;
+  auto options = data.options(out / "run", 1);
+  options.crop_height = 32;
+  options.crop_width = 24;
+  const auto message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find("smaller than the crop"), std::string::npos) << message;
+}
+
+TEST(Trainer, SeemTrainingLowersItsLoss) {
+  SyntheticData data(4, 24, 24);
+  TempDir out;
+  SeemTrainOptions options;
+  options.functional_dir = data.functional();
+  options.out_dir = out / "seem";
+  options.epochs = 30;
+  options.batch_size = 4;
+  options.lr = 1e-2;
+  options.threads = 1;
+  options.progress = false;
+  const auto summary = train_seem(options);
+  EXPECT_EQ(summary.last_epoch, 30);
+  SmoothEdgeExtractor seem;
+  EXPECT_NO_THROW(load_weights(*seem, out / "seem/seem_30.pth"));
+  std::ifstream log(out / "seem/loss.csv");
+  std::string header, first, line, last;
+  std::getline(log, header);
+  std::getline(log, first);
+  while (std::getline(log, line)) last = line;
+  EXPECT_EQ(header, "epoch,step,mse,seconds");
+  const auto mse = [](const std::string& row) { return std::stod(row.substr(row.find(',', row.find(',') + 1) + 1)); };
+  EXPECT_LT(mse(last), mse(first));
+}
+
+}  // namespace
+}  // namespace efcnet
