@@ -1,5 +1,6 @@
 // Reading and validating the 256-level grey images every metric works on.
 #include <cmath>
+#include <filesystem>
 #include <string>
 
 #include <opencv2/imgcodecs.hpp>
@@ -40,8 +41,12 @@ double FusionMetrics::operator[](std::size_t i) const { return this->*kMembers.a
 double& FusionMetrics::operator[](std::size_t i) { return this->*kMembers.at(i); }
 
 cv::Mat read_grey(const std::string& path) {
+  std::error_code ec;
+  const auto type = std::filesystem::status(path, ec).type();
+  if (type == std::filesystem::file_type::not_found) throw MetricsError(path + ": no such file");
+  if (type == std::filesystem::file_type::directory) throw MetricsError(path + ": is a directory");
   const cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-  if (bgr.empty()) throw MetricsError(path + ": cannot read as an image");
+  if (bgr.empty()) throw MetricsError(path + ": cannot be read as an image");
   // The evaluator converts in float (cv2 on a float32 array) and rounds with np.round, i.e. half
   // to even; OpenCV's float->8U conversion rounds the same way. Converting the 8-bit image
   // directly would use OpenCV's fixed-point weights, which differ from these on some colours.
