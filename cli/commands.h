@@ -10,5 +10,6 @@ void add_evaluate_command(CLI::App& app);
 void add_phantom_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_train_seem_command(CLI::App& app);
+void add_export_weights_command(CLI::App& app);
 
 }  // namespace efcnet::cli

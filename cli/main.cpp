@@ -18,6 +18,7 @@ int main(int argc, char** argv) {
   efcnet::cli::add_phantom_command(app);
   efcnet::cli::add_train_command(app);
   efcnet::cli::add_train_seem_command(app);
+  efcnet::cli::add_export_weights_command(app);
 
   try {
     app.parse(argc, argv);

@@ -113,4 +113,24 @@ void add_train_seem_command(CLI::App& app) {
   });
 }
 
+void add_export_weights_command(CLI::App& app) {
+  struct Settings {
+    std::string input, output;
+    bool half = false;
+  };
+  auto settings = std::make_shared<Settings>();
+  auto* command = app.add_subcommand(
+      "export-weights",
+      "Check a network or SEEM weights file against the model and write it again as a plain torch.save "
+      "archive (readable by torch.load(weights_only=True)): e.g. a training checkpoint to ship in float16, "
+      "or a CUDA-saved file as a CPU one. The file is read as data; nothing in it is executed.");
+  command->add_option("--input", settings->input, "Weights to read (.pth)")->required()->check(CLI::ExistingFile);
+  command->add_option("--output", settings->output, "Where to write (atomically)")->required();
+  command->add_flag("--half", settings->half, "Store floating-point tensors as float16 (half the size)");
+  command->callback([settings] {
+    const auto kind = export_weights(settings->input, settings->output, settings->half);
+    std::printf("wrote %s weights to %s\n", kind == WeightsKind::seem ? "SEEM" : "network", settings->output.c_str());
+  });
+}
+
 }  // namespace efcnet::cli

@@ -64,4 +64,11 @@ struct TrainingSummary {
 TrainingSummary train_network(const NetworkTrainOptions& options);
 TrainingSummary train_seem(const SeemTrainOptions& options);
 
+enum class WeightsKind { network, seem };
+
+// Reads a network or SEEM state dict (which one is told by its keys), checks it against the model
+// (keys, shapes) and writes it again as a plain torch.save archive, optionally with float16
+// storage (for shipping), or float32 (e.g. to turn a CUDA-saved file into a plain CPU one).
+WeightsKind export_weights(const std::string& input, const std::string& output, bool half);
+
 }  // namespace efcnet
