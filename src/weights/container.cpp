@@ -1,0 +1,273 @@
+// The torch.save zip container: reading records into tensors, writing tensors atomically.
+#include <caffe2/serialize/inline_container.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <optional>
+#include <random>
+#include <sstream>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "efcnet/weights.h"
+#include "efcnet/weights_records.h"
+
+// Storage records hold raw little-endian elements, copied as they are.
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
+              "weights I/O assumes a little-endian host");
+
+namespace efcnet {
+namespace {
+
+using caffe2::serialize::PyTorchStreamReader;
+using caffe2::serialize::PyTorchStreamWriter;
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw WeightsError(path + ": " + what);
+}
+
+// c10::Error messages carry a C++ backtrace; the first line is what a user needs.
+std::string first_line(const c10::Error& e) {
+  const std::string message = e.what_without_backtrace();
+  return message.substr(0, message.find('\n'));
+}
+
+std::string quoted(const std::string& key) { return "'" + key + "'"; }
+
+torch::Dtype to_torch(DType dtype) {
+  switch (dtype) {
+    case DType::Float32:
+      return torch::kFloat32;
+    case DType::Float16:
+      return torch::kFloat16;
+    case DType::Float64:
+      return torch::kFloat64;
+    case DType::Int64:
+      return torch::kInt64;
+    case DType::Int32:
+      return torch::kInt32;
+    case DType::Bool:
+      return torch::kBool;
+  }
+  throw WeightsError("invalid DType");
+}
+
+std::optional<DType> from_torch(torch::Dtype dtype) {
+  switch (dtype) {
+    case torch::kFloat32:
+      return DType::Float32;
+    case torch::kFloat16:
+      return DType::Float16;
+    case torch::kFloat64:
+      return DType::Float64;
+    case torch::kInt64:
+      return DType::Int64;
+    case torch::kInt32:
+      return DType::Int32;
+    case torch::kBool:
+      return DType::Bool;
+    default:
+      return std::nullopt;
+  }
+}
+
+// PyTorchStreamReader reports a non-zip file as a missing central directory; say what it is.
+void require_zip_signature(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  char magic[4] = {};
+  const std::size_t got = std::fread(magic, 1, sizeof magic, file);
+  std::fclose(file);
+  if (got != sizeof magic || std::memcmp(magic, "PK\x03\x04", sizeof magic) != 0) {
+    fail(path, "not a torch.save zip archive (the pre-1.6 legacy format is not supported either)");
+  }
+}
+
+// The whole storage `record` names, as a 1-D CPU tensor.
+torch::Tensor load_storage(PyTorchStreamReader& reader, const std::string& path,
+                           const std::string& key, const TensorRecord& record) {
+  const std::string name = "data/" + record.storage_key;
+  if (!reader.hasRecord(name))
+    fail(path, "storage record " + name + " of entry " + quoted(key) + " is missing");
+  const auto [data, size] = reader.getRecord(name);
+  const auto needed = static_cast<std::size_t>(record.storage_numel) * itemsize(record.dtype);
+  if (size < needed) {
+    fail(path, "storage record " + name + " of entry " + quoted(key) + " holds " +
+                   std::to_string(size) + " bytes but " + std::to_string(record.storage_numel) +
+                   " " + dtype_name(record.dtype) + " elements need " + std::to_string(needed));
+  }
+  torch::Tensor storage =
+      torch::empty({record.storage_numel}, torch::dtype(to_torch(record.dtype)));
+  if (needed > 0) std::memcpy(storage.data_ptr(), data.get(), needed);
+  return storage;
+}
+
+StateDict read_records(PyTorchStreamReader& reader, const std::string& path) {
+  if (reader.hasRecord("byteorder")) {
+    const auto [data, size] = reader.getRecord("byteorder");
+    if (std::string_view(static_cast<const char*>(data.get()), size) != "little") {
+      fail(path, "storages are not little-endian");
+    }
+  }
+  if (!reader.hasRecord("data.pkl")) fail(path, "archive has no data.pkl record");
+  const auto [pickle, pickle_size] = reader.getRecord("data.pkl");
+  const StateDictRecord records = read_state_dict_pickle(
+      std::string_view(static_cast<const char*>(pickle.get()), pickle_size), path);
+
+  // Entries that share a storage in the file share it here too, as with torch.load.
+  std::unordered_map<std::string, torch::Tensor> storages;
+  StateDict dict;
+  dict.reserve(records.entries.size());
+  for (const auto& [key, record] : records.entries) {
+    torch::Tensor& storage = storages[record.storage_key];
+    if (!storage.defined()) storage = load_storage(reader, path, key, record);
+    dict.emplace_back(key, storage.as_strided(record.sizes, record.strides, record.storage_offset));
+  }
+  return dict;
+}
+
+// A file descriptor for `<path>.tmp-XXXXXX` beside the target, removed unless committed.
+class TempFile {
+ public:
+  explicit TempFile(const std::string& target) {
+    std::random_device entropy;
+    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
+      char suffix[16];
+      std::snprintf(suffix, sizeof suffix, ".tmp-%06x", entropy() & 0xffffff);
+      path_ = target + suffix;
+      // 0666 so that the umask decides the final permissions, as for any newly written file.
+      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+      if (fd_ < 0 && errno != EEXIST) break;
+    }
+    if (fd_ < 0)
+      fail(target, "cannot create temporary file " + path_ + ": " + std::strerror(errno));
+  }
+  ~TempFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(path_.c_str());
+  }
+  TempFile(const TempFile&) = delete;
+  TempFile& operator=(const TempFile&) = delete;
+
+  int fd() const { return fd_; }
+  const std::string& path() const { return path_; }
+
+  // fsync, close and rename over `target`; then fsync the directory so the rename is durable.
+  void commit(const std::string& target) {
+    if (::fsync(fd_) != 0) fail(target, "cannot flush " + path_ + ": " + std::strerror(errno));
+    const int fd = fd_;
+    fd_ = -1;
+    if (::close(fd) != 0) fail(target, "cannot close " + path_ + ": " + std::strerror(errno));
+    if (::rename(path_.c_str(), target.c_str()) != 0) {
+      fail(target, "cannot rename " + path_ + " into place: " + std::strerror(errno));
+    }
+    committed_ = true;
+    const std::string::size_type slash = target.rfind('/');
+    const std::string dir = slash == std::string::npos ? "."
+                            : slash == 0               ? "/"
+                                                       : target.substr(0, slash);
+    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir_fd >= 0) {  // best effort: the file itself is complete and in place either way
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+StateDict read_state_dict(const std::string& path, const torch::Device& device) {
+  require_zip_signature(path);
+  StateDict dict;
+  try {
+    PyTorchStreamReader reader(path);
+    dict = read_records(reader, path);
+  } catch (const PickleError& e) {
+    throw WeightsError(e.what());
+  } catch (const c10::Error& e) {
+    fail(path, "unreadable torch.save archive: " + first_line(e));
+  }
+  if (device.is_cpu()) return dict;
+  try {
+    for (auto& entry : dict) entry.second = entry.second.to(device);
+  } catch (const c10::Error& e) {
+    fail(path, "cannot place tensors on " + device.str() + ": " + first_line(e));
+  }
+  return dict;
+}
+
+void save_state_dict(const StateDict& dict, const std::string& path, const SaveOptions& options) {
+  // Each entry becomes its own contiguous CPU storage `data/<index>`, as torch.save writes
+  // tensors that share nothing.
+  StateDictRecord records;
+  std::vector<torch::Tensor> storages;
+  for (const auto& [key, value] : dict) {
+    if (!value.defined()) fail(path, "cannot save entry " + quoted(key) + ": undefined tensor");
+    torch::Tensor tensor = value.detach().to(torch::kCPU);
+    if (options.half && tensor.is_floating_point()) tensor = tensor.to(torch::kFloat16);
+    const std::optional<DType> dtype = from_torch(tensor.scalar_type());
+    if (!dtype) {
+      fail(path, "cannot save entry " + quoted(key) + ": unsupported dtype " +
+                     std::string(c10::toString(tensor.scalar_type())));
+    }
+    tensor = tensor.contiguous();
+    TensorRecord record;
+    record.storage_key = std::to_string(storages.size());
+    record.dtype = *dtype;
+    record.storage_numel = tensor.numel();
+    record.sizes = tensor.sizes().vec();
+    record.strides = tensor.strides().vec();
+    records.entries.emplace_back(key, std::move(record));
+    storages.push_back(std::move(tensor));
+  }
+  std::string pickle;
+  try {
+    pickle = write_state_dict_pickle(records);
+  } catch (const PickleError& e) {
+    fail(path, e.what());
+  }
+
+  TempFile temp(path);
+  // The writer must never fail inside PyTorchStreamWriter: its destructor finishes the archive
+  // and would throw from there. The first write error is kept and reported afterwards.
+  int write_errno = 0;
+  const auto write_all = [&](const void* data, size_t size) -> size_t {
+    const auto* bytes = static_cast<const char*>(data);
+    for (size_t done = 0; done < size && write_errno == 0;) {
+      const ssize_t n = ::write(temp.fd(), bytes + done, size - done);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        write_errno = n < 0 ? errno : EIO;
+      } else {
+        done += static_cast<size_t>(n);
+      }
+    }
+    return size;
+  };
+  try {
+    PyTorchStreamWriter writer(write_all);
+    writer.writeRecord("data.pkl", pickle.data(), pickle.size());
+    for (std::size_t i = 0; i < storages.size(); ++i) {
+      writer.writeRecord("data/" + std::to_string(i), storages[i].data_ptr(), storages[i].nbytes());
+    }
+    writer.writeEndOfFile();  // also writes the `version` record
+  } catch (const c10::Error& e) {
+    fail(path, "cannot write archive: " + first_line(e));
+  }
+  if (write_errno != 0)
+    fail(path, "cannot write " + temp.path() + ": " + std::strerror(write_errno));
+  temp.commit(path);
+}
+
+}  // namespace efcnet
