@@ -6,6 +6,10 @@
 
 #include <opencv2/core.hpp>
 
+// Marks the hot loops: compiled for AVX2 and for the baseline target, the CPU picking at run time.
+// Both give identical results (no FMA contraction, no reassociation); only the vector width differs.
+#define EFCNET_METRICS_HOT __attribute__((target_clones("avx2", "default")))
+
 namespace efcnet::metrics::detail {
 
 // VIF's largest window is 17x17; the evaluator cannot score smaller images.

@@ -9,7 +9,6 @@
 // including scipy's uniform filter: per axis (down the columns first, then along the rows) a
 // running sum in double over the 'reflect'-extended line, updated by (entering - leaving), divided
 // by 7 and stored as float32 at each position.
-#include <algorithm>
 #include <vector>
 
 #include "detail.h"
@@ -26,15 +25,11 @@ constexpr int kRadius = kWindow / 2;
 // scipy 'reflect' (d c b a | a b c d | d c b a) index for -kRadius <= i < n + kRadius.
 inline int reflect(int i, int n) { return i < 0 ? -i - 1 : (i >= n ? 2 * n - i - 1 : i); }
 
-// scipy.ndimage.uniform_filter(src, 7) for a CV_32F image, exact to its arithmetic; only output
-// rows [row_begin, row_end) are produced (the rows above are still run through, as the running
-// sum starts at row 0 in scipy too).
-cv::Mat uniform_filter7(const cv::Mat& src, int row_begin, int row_end) {
+// scipy.ndimage.uniform_filter1d(src, 7, axis=0) for CV_32F, exact to its arithmetic: each column
+// is one line, and all columns advance together.
+EFCNET_METRICS_HOT cv::Mat uniform_filter7_down(const cv::Mat& src) {
   const int rows = src.rows, cols = src.cols;
-  const double size = kWindow;
-
-  // Along axis 0 (down the columns), all columns at once.
-  cv::Mat vertical(rows, cols, CV_32F);
+  cv::Mat dst(rows, cols, CV_32F);
   std::vector<double> sum(cols, 0.0);
   for (int k = -kRadius; k <= kRadius; ++k) {
     const float* in = src.ptr<float>(reflect(k, rows));
@@ -46,26 +41,19 @@ cv::Mat uniform_filter7(const cv::Mat& src, int row_begin, int row_end) {
       const float* leaving = src.ptr<float>(reflect(y - kRadius - 1, rows));
       for (int x = 0; x < cols; ++x) sum[x] += static_cast<double>(entering[x]) - leaving[x];
     }
-    float* out = vertical.ptr<float>(y);
-    for (int x = 0; x < cols; ++x) out[x] = static_cast<float>(sum[x] / size);
+    float* out = dst.ptr<float>(y);
+    for (int x = 0; x < cols; ++x) out[x] = static_cast<float>(sum[x] / kWindow);
   }
+  return dst;
+}
 
-  // Along axis 1 (each row on its own).
-  cv::Mat result(row_end - row_begin, cols, CV_32F);
-  std::vector<double> line(cols + 2 * kRadius);
-  for (int y = row_begin; y < row_end; ++y) {
-    const float* in = vertical.ptr<float>(y);
-    for (int i = -kRadius; i < cols + kRadius; ++i) line[i + kRadius] = in[reflect(i, cols)];
-    float* out = result.ptr<float>(y - row_begin);
-    double sum_x = 0;
-    for (int k = 0; k < kWindow; ++k) sum_x += line[k];
-    out[0] = static_cast<float>(sum_x / size);
-    for (int x = 1; x < cols; ++x) {
-      sum_x += line[x + kWindow - 1] - line[x - 1];
-      out[x] = static_cast<float>(sum_x / size);
-    }
-  }
-  return result;
+// scipy.ndimage.uniform_filter(src, 7), transposed: the second (along-row) pass runs down the
+// columns of the transposed image, so that it too advances many lines at once. SSIM is a
+// pixel-wise map that is only averaged, so every map can stay transposed.
+cv::Mat uniform_filter7_transposed(const cv::Mat& src) {
+  cv::Mat across;
+  cv::transpose(uniform_filter7_down(src), across);
+  return uniform_filter7_down(across);
 }
 
 struct Filtered {
@@ -73,54 +61,55 @@ struct Filtered {
   cv::Mat mean_square;  // uniform_filter(im * im)
 };
 
-// Mean of the SSIM map of x = F and y = the source, over the cropped rows/columns, given the
-// filtered moments (rows already cropped).
-double mean_ssim(const Filtered& x, const Filtered& y, const cv::Mat& mean_xy) {
+// One row of the SSIM map of x = F and y = a source, from the filtered moments.
+EFCNET_METRICS_HOT void ssim_row(const float* ux, const float* uy, const float* uxx,
+                                 const float* uyy, const float* uxy, int n, float* s) {
   const float cov_norm = static_cast<float>(49.0 / 48.0);
   const double k1r = 0.01 * 2, k2r = 0.03 * 2;  // K * data range
   const float c1 = static_cast<float>(k1r * k1r), c2 = static_cast<float>(k2r * k2r);
-  const int cols = x.mean.cols;
+  for (int c = 0; c < n; ++c) {
+    const float vx = cov_norm * (uxx[c] - ux[c] * ux[c]);
+    const float vy = cov_norm * (uyy[c] - uy[c] * uy[c]);
+    const float vxy = cov_norm * (uxy[c] - ux[c] * uy[c]);
+    const float a1 = 2.0f * ux[c] * uy[c] + c1;
+    const float a2 = 2.0f * vxy + c2;
+    const float b1 = ux[c] * ux[c] + uy[c] * uy[c] + c1;
+    const float b2 = vx + vy + c2;
+    const float d = b1 * b2;
+    s[c] = (a1 * a2) / d;
+  }
+}
+
+// Mean of the SSIM map over the map less a kRadius border, in double like skimage's.
+double mean_ssim(const Filtered& x, const Filtered& y, const cv::Mat& mean_xy) {
+  const int rows = x.mean.rows, cols = x.mean.cols, n = cols - 2 * kRadius;
+  std::vector<float> s(n);
   double total = 0;
-  for (int r = 0; r < x.mean.rows; ++r) {
-    const float* ux = x.mean.ptr<float>(r);
-    const float* uy = y.mean.ptr<float>(r);
-    const float* uxx = x.mean_square.ptr<float>(r);
-    const float* uyy = y.mean_square.ptr<float>(r);
-    const float* uxy = mean_xy.ptr<float>(r);
+  for (int r = kRadius; r < rows - kRadius; ++r) {
+    ssim_row(x.mean.ptr<float>(r) + kRadius, y.mean.ptr<float>(r) + kRadius,
+             x.mean_square.ptr<float>(r) + kRadius, y.mean_square.ptr<float>(r) + kRadius,
+             mean_xy.ptr<float>(r) + kRadius, n, s.data());
     double row_total = 0;
-    for (int c = kRadius; c < cols - kRadius; ++c) {
-      const float vx = cov_norm * (uxx[c] - ux[c] * ux[c]);
-      const float vy = cov_norm * (uyy[c] - uy[c] * uy[c]);
-      const float vxy = cov_norm * (uxy[c] - ux[c] * uy[c]);
-      const float a1 = 2.0f * ux[c] * uy[c] + c1;
-      const float a2 = 2.0f * vxy + c2;
-      const float b1 = ux[c] * ux[c] + uy[c] * uy[c] + c1;
-      const float b2 = vx + vy + c2;
-      const float d = b1 * b2;
-      row_total += (a1 * a2) / d;
-    }
+    for (const float v : s) row_total += v;
     total += row_total;
   }
-  const double count = static_cast<double>(x.mean.rows) * (cols - 2 * kRadius);
-  return total / count;
+  return total / (static_cast<double>(rows - 2 * kRadius) * n);
 }
 
 }  // namespace
 
 double ssim8(const cv::Mat& a, const cv::Mat& b, const cv::Mat& f) {
-  const int row_begin = kRadius, row_end = f.rows - kRadius;
   cv::Mat af, bf, ff;
   a.convertTo(af, CV_32F);
   b.convertTo(bf, CV_32F);
   f.convertTo(ff, CV_32F);
   // Products of grey levels are exact in float32.
-  const auto filtered = [&](const cv::Mat& im) {
-    return Filtered{uniform_filter7(im, row_begin, row_end),
-                    uniform_filter7(im.mul(im), row_begin, row_end)};
+  const auto filtered = [](const cv::Mat& im) {
+    return Filtered{uniform_filter7_transposed(im), uniform_filter7_transposed(im.mul(im))};
   };
   const Filtered fused = filtered(ff), anatomical = filtered(af), functional = filtered(bf);
-  return mean_ssim(fused, anatomical, uniform_filter7(ff.mul(af), row_begin, row_end)) +
-         mean_ssim(fused, functional, uniform_filter7(ff.mul(bf), row_begin, row_end));
+  return mean_ssim(fused, anatomical, uniform_filter7_transposed(ff.mul(af))) +
+         mean_ssim(fused, functional, uniform_filter7_transposed(ff.mul(bf)));
 }
 
 }  // namespace detail

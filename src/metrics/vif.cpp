@@ -53,7 +53,7 @@ int valid_length(int n, int taps, int step) {
 // being symmetric, each pair of inputs equally far from the centre shares one multiplication.
 
 // Vertical pass: whole rows are combined, so the inner loops run along contiguous memory.
-cv::Mat filter_columns(const cv::Mat& src, const std::vector<double>& g, int step) {
+EFCNET_METRICS_HOT cv::Mat filter_columns(const cv::Mat& src, const std::vector<double>& g, int step) {
   const int n = src.rows, taps = static_cast<int>(g.size()), centre = taps / 2;
   cv::Mat dst(valid_length(n, taps, step), src.cols, CV_64F);
   const int cols = dst.cols;
@@ -82,7 +82,7 @@ cv::Mat filter_columns(const cv::Mat& src, const std::vector<double>& g, int ste
 }
 
 // Horizontal pass, taps outermost so that the inner loops are plain strided multiply-adds.
-cv::Mat filter_rows(const cv::Mat& src, const std::vector<double>& g, int step) {
+EFCNET_METRICS_HOT cv::Mat filter_rows(const cv::Mat& src, const std::vector<double>& g, int step) {
   const int n = src.cols, taps = static_cast<int>(g.size()), centre = taps / 2;
   cv::Mat dst(src.rows, valid_length(n, taps, step), CV_64F);
   const int cols = dst.cols;
@@ -147,38 +147,46 @@ class Log10Sum {
   int count_ = 0;
 };
 
-// One scale's contribution for reference r and distorted d, given the filtered moments.
+// Per pixel of one row, the two factors whose log10 VIF sums, for reference r and distorted d,
+// given the filtered moments; the evaluator's clamping of g and sv^2, in its order.
+EFCNET_METRICS_HOT void vif_factors(const double* mr, const double* md, const double* rr,
+                                    const double* dd, const double* rd, int n, double* num,
+                                    double* den) {
+  for (int x = 0; x < n; ++x) {
+    const double s1_raw = std::max(rr[x] - mr[x] * mr[x], 0.0);
+    const double s2 = std::max(dd[x] - md[x] * md[x], 0.0);
+    const double s12 = rd[x] - mr[x] * md[x];
+    double g = s12 / (s1_raw + kEps);
+    double sv = s2 - g * s12;
+    const bool flat_r = s1_raw < kEps;
+    g = flat_r ? 0.0 : g;
+    sv = flat_r ? s2 : sv;
+    const double s1 = flat_r ? 0.0 : s1_raw;
+    const bool flat_d = s2 < kEps;
+    g = flat_d ? 0.0 : g;
+    sv = flat_d ? 0.0 : sv;
+    const bool negative = g < 0;
+    sv = negative ? s2 : sv;
+    g = negative ? 0.0 : g;
+    sv = sv <= kEps ? kEps : sv;
+    num[x] = 1 + g * g * s1 / (sv + kNoiseVariance);
+    den[x] = 1 + s1 / kNoiseVariance;
+  }
+}
+
+// One scale's contribution for reference r and distorted d.
 void accumulate(const cv::Mat& mu_r, const cv::Mat& mu_d, const cv::Mat& e_rr,
                 const cv::Mat& e_dd, const cv::Mat& e_rd, VifSums& sums) {
+  const int n = mu_r.cols;
+  std::vector<double> num_factors(n), den_factors(n);
   Log10Sum num, den;
   for (int y = 0; y < mu_r.rows; ++y) {
-    const double* mr = mu_r.ptr<double>(y);
-    const double* md = mu_d.ptr<double>(y);
-    const double* rr = e_rr.ptr<double>(y);
-    const double* dd = e_dd.ptr<double>(y);
-    const double* rd = e_rd.ptr<double>(y);
-    for (int x = 0; x < mu_r.cols; ++x) {
-      double s1 = std::max(rr[x] - mr[x] * mr[x], 0.0);
-      const double s2 = std::max(dd[x] - md[x] * md[x], 0.0);
-      const double s12 = rd[x] - mr[x] * md[x];
-      double g = s12 / (s1 + kEps);
-      double sv = s2 - g * s12;
-      if (s1 < kEps) {
-        g = 0;
-        sv = s2;
-        s1 = 0;
-      }
-      if (s2 < kEps) {
-        g = 0;
-        sv = 0;
-      }
-      if (g < 0) {
-        sv = s2;
-        g = 0;
-      }
-      if (sv <= kEps) sv = kEps;
-      num.add(1 + g * g * s1 / (sv + kNoiseVariance));
-      den.add(1 + s1 / kNoiseVariance);
+    vif_factors(mu_r.ptr<double>(y), mu_d.ptr<double>(y), e_rr.ptr<double>(y),
+                e_dd.ptr<double>(y), e_rd.ptr<double>(y), n, num_factors.data(),
+                den_factors.data());
+    for (int x = 0; x < n; ++x) {
+      num.add(num_factors[x]);
+      den.add(den_factors[x]);
     }
   }
   sums.num += num.total();

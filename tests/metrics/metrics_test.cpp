@@ -1,9 +1,6 @@
 // Hand-computable cases for every metric (constant images, identity fusion, step edges), the
 // evaluator's quirks that set its numbers apart from textbook definitions, and input errors.
-#include <unistd.h>
-
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 #include <limits>
 #include <string>
@@ -12,6 +9,7 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "efcnet/metrics.h"
+#include "support/temp_dir.h"
 
 namespace {
 
@@ -224,14 +222,7 @@ TEST(Errors, OnlyGreyLevels) {
 
 class ReadGrey : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = std::filesystem::temp_directory_path() /
-           ("efcnet_metrics_test_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    std::filesystem::create_directories(dir_);
-  }
-  void TearDown() override { std::filesystem::remove_all(dir_); }
-  std::filesystem::path dir_;
+  efcnet::testing::TempDir dir_;
 };
 
 TEST_F(ReadGrey, ColourConvertsInFloatAndRoundsToEven) {
@@ -240,7 +231,7 @@ TEST_F(ReadGrey, ColourConvertsInFloatAndRoundsToEven) {
   bgr.at<cv::Vec3b>(0, 1) = {0, 255, 0};   // G: 149.685 -> 150
   bgr.at<cv::Vec3b>(0, 2) = {255, 0, 0};   // B: 29.07 -> 29
   bgr.at<cv::Vec3b>(0, 3) = {90, 90, 90};  // grey stays
-  const std::string path = (dir_ / "colours.png").string();
+  const std::string path = dir_ / "colours.png";
   ASSERT_TRUE(cv::imwrite(path, bgr));
   const cv::Mat grey = m::read_grey(path);
   ASSERT_EQ(grey.type(), CV_8UC1);
@@ -251,12 +242,12 @@ TEST_F(ReadGrey, ColourConvertsInFloatAndRoundsToEven) {
 }
 
 TEST_F(ReadGrey, UnreadableFilesAreNamed) {
-  const std::string missing = (dir_ / "missing.png").string();
+  const std::string missing = dir_ / "missing.png";
   EXPECT_EQ(error_of([&] { m::read_grey(missing); }), missing + ": no such file");
-  const std::string garbage = (dir_ / "garbage.png").string();
+  const std::string garbage = dir_ / "garbage.png";
   std::ofstream(garbage) << "not an image";
   EXPECT_EQ(error_of([&] { m::read_grey(garbage); }), garbage + ": cannot be read as an image");
-  EXPECT_EQ(error_of([&] { m::read_grey(dir_.string()); }), dir_.string() + ": is a directory");
+  EXPECT_EQ(error_of([&] { m::read_grey(dir_.path().string()); }), dir_.path().string() + ": is a directory");
 }
 
 }  // namespace
