@@ -88,7 +88,7 @@ void ProgressBar::finish() {
   if (finished_) return;
   finished_ = true;
   if (terminal_) {
-    draw(true);
+    if (done_ != total_) draw(true);  // the last advance() already drew the complete bar
     std::fputc('\n', out_);
     bar_visible_ = false;
   }

@@ -1,0 +1,318 @@
+// `efcnet fuse`: one pair, or every pair of two directories matched by file name.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "bounded_queue.h"
+#include "commands.h"
+#include "default_weights.h"
+#include "efcnet/image.h"
+#include "efcnet/pipeline.h"
+#include "efcnet/progress.h"
+
+namespace efcnet::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+const WeightsSpec kNetworkWeights{"--weights", "EFCNET_WEIGHTS", "efcnet_default.pth", "fusion network"};
+const WeightsSpec kSeemWeights{"--seem-weights", "EFCNET_SEEM_WEIGHTS", "seem_default.pth", "SEEM"};
+
+struct FuseSettings {
+  std::string anatomical, functional, output;
+  std::string anatomical_dir, functional_dir, output_dir, format;
+  std::string weights, seem_weights;
+  std::string device = "cpu";
+  int threads = 0;
+  bool overwrite = false;
+
+  bool single_mode() const { return !anatomical.empty() || !functional.empty() || !output.empty(); }
+  bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !output_dir.empty(); }
+  WriteMode write_mode() const { return overwrite ? WriteMode::replace : WriteMode::no_clobber; }
+};
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+std::string size_text(const cv::Mat& image) {
+  return std::to_string(image.cols) + "x" + std::to_string(image.rows);
+}
+
+struct InputPair {
+  cv::Mat anatomical, functional;
+};
+
+// Both images, checked against each other here so that the message names the files.
+InputPair read_pair(const std::string& anatomical_path, const std::string& functional_path) {
+  InputPair pair{read_anatomical(anatomical_path), read_functional(functional_path)};
+  if (pair.anatomical.size() != pair.functional.size()) {
+    throw IoError(anatomical_path + " (" + size_text(pair.anatomical) + ") and " + functional_path + " (" +
+                  size_text(pair.functional) + ") differ in size");
+  }
+  return pair;
+}
+
+cv::Mat fuse_checked(const Fuser& fuser, const InputPair& in, const std::string& anatomical_path,
+                     const std::string& functional_path) {
+  try {
+    return fuser.fuse_pair(in.anatomical, in.functional);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(anatomical_path + " + " + functional_path + ": " + e.what());
+  }
+}
+
+FuserOptions fuser_options(const FuseSettings& s) {
+  FuserOptions options;
+  options.weights = resolve_weights(kNetworkWeights, s.weights);
+  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights);
+  options.device = s.device;
+  options.threads = s.threads;
+  return options;
+}
+
+std::string existing_output_message(const std::string& path) {
+  return path + ": already exists (pass --overwrite to replace it)";
+}
+
+// ---- one pair ----
+
+void fuse_single(const FuseSettings& s) {
+  const auto start = Clock::now();
+  if (s.anatomical.empty() || s.functional.empty() || s.output.empty()) {
+    throw std::runtime_error("fuse: a single pair needs all of --anatomical, --functional and --output");
+  }
+  if (!s.format.empty()) throw std::runtime_error("fuse: --format is for --output-dir; --output's extension sets the format");
+  if (!has_image_extension(s.output)) {
+    throw std::runtime_error(s.output + ": unsupported output extension (use .png, .jpg, .jpeg, .tif, .tiff or .bmp)");
+  }
+  const fs::path output_dir = fs::path(s.output).has_parent_path() ? fs::path(s.output).parent_path() : ".";
+  std::error_code ec;
+  if (!fs::is_directory(output_dir, ec)) throw std::runtime_error(s.output + ": directory " + output_dir.string() + " does not exist");
+  if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec))) throw std::runtime_error(existing_output_message(s.output));
+
+  const InputPair in = read_pair(s.anatomical, s.functional);
+  const Fuser fuser(fuser_options(s));
+  write_image_atomic(s.output, fuse_checked(fuser, in, s.anatomical, s.functional), s.write_mode());
+  std::fprintf(stderr, "fused %s in %.1f s\n", s.output.c_str(), seconds_since(start));
+}
+
+// ---- two directories ----
+
+struct Job {
+  std::string name, anatomical, functional, output;
+};
+
+struct BatchCounts {
+  std::atomic<std::size_t> fused{0}, failed{0};
+};
+
+// Reader thread -> network (this thread) -> writer thread, so decoding the next pair and encoding
+// the previous one overlap with the network. Every job ends as fused or failed, with its reason.
+void run_pipeline(const std::vector<Job>& jobs, const FuseSettings& s, ProgressBar& progress, BatchCounts& counts) {
+  struct Decoded {
+    std::size_t job;
+    InputPair images;
+    std::string error;
+  };
+  struct Fused {
+    std::size_t job;
+    cv::Mat image;
+  };
+  auto fail = [&](const Job& job, const std::string& reason) {
+    progress.message("failed: " + job.name + ": " + reason);
+    ++counts.failed;
+    progress.advance();
+  };
+
+  BoundedQueue<Decoded> decoded(2);
+  BoundedQueue<Fused> fused(2);
+  std::thread reader([&] {
+    for (std::size_t i = 0; i < jobs.size(); ++i) {
+      Decoded item{i, {}, {}};
+      try {
+        item.images = read_pair(jobs[i].anatomical, jobs[i].functional);
+      } catch (const std::exception& e) {
+        item.error = e.what();
+      }
+      if (!decoded.push(std::move(item))) break;
+    }
+    decoded.close();
+  });
+  std::thread writer([&] {
+    while (auto item = fused.pop()) {
+      const Job& job = jobs[item->job];
+      try {
+        write_image_atomic(job.output, item->image, s.write_mode());
+        ++counts.fused;
+        progress.advance();
+      } catch (const std::exception& e) {
+        fail(job, e.what());
+      }
+    }
+  });
+  // Stops and joins both threads however this function is left (a weights error included).
+  struct Stopper {
+    BoundedQueue<Decoded>& decoded;
+    BoundedQueue<Fused>& fused;
+    std::thread& reader;
+    std::thread& writer;
+    ~Stopper() {
+      decoded.close();
+      fused.close();
+      reader.join();
+      writer.join();
+    }
+  } stopper{decoded, fused, reader, writer};
+
+  const Fuser fuser(fuser_options(s));  // loaded once while the reader decodes the first pair
+  while (auto item = decoded.pop()) {
+    const Job& job = jobs[item->job];
+    if (!item->error.empty()) {
+      fail(job, item->error);
+      continue;
+    }
+    try {
+      fused.push({item->job, fuse_checked(fuser, item->images, job.anatomical, job.functional)});
+    } catch (const std::exception& e) {
+      fail(job, e.what());
+    }
+  }
+}
+
+void fuse_batch(const FuseSettings& s) {
+  const auto start = Clock::now();
+  if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.output_dir.empty()) {
+    throw std::runtime_error("fuse: directory mode needs all of --anatomical-dir, --functional-dir and --output-dir");
+  }
+  const Pairing pairing = pair_by_name(s.anatomical_dir, s.functional_dir);
+
+  std::error_code ec;
+  for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {
+    if (fs::equivalent(s.output_dir, *input_dir, ec)) {
+      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
+    }
+  }
+  fs::create_directories(s.output_dir, ec);
+  if (!fs::is_directory(s.output_dir)) {
+    throw std::runtime_error(s.output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
+  }
+
+  std::size_t unpaired = 0;
+  auto report_unpaired = [&](const std::string& path, const std::string& why) {
+    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+    ++unpaired;
+  };
+  auto stem = [](const std::string& path) { return fs::path(path).stem().string(); };
+  for (const auto& path : pairing.unpaired_anatomical) {
+    report_unpaired(path, "no single functional image named " + stem(path) + " in " + s.functional_dir);
+  }
+  for (const auto& path : pairing.unpaired_functional) {
+    report_unpaired(path, "no single anatomical image named " + stem(path) + " in " + s.anatomical_dir);
+  }
+  for (const auto& path : pairing.ambiguous) {
+    report_unpaired(path, "another image in its directory is also named " + stem(path));
+  }
+
+  // Existing outputs are refused pair by pair (each counted failed) so the rest of the batch runs;
+  // the no-clobber rename guards against an output appearing while we work.
+  BatchCounts counts;
+  std::vector<Job> jobs;
+  for (const auto& pair : pairing.pairs) {
+    const std::string extension = s.format.empty() ? fs::path(pair.functional).extension().string() : "." + s.format;
+    Job job{pair.name, pair.anatomical, pair.functional, (fs::path(s.output_dir) / (pair.name + extension)).string()};
+    if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
+      std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
+      ++counts.failed;
+      continue;
+    }
+    jobs.push_back(std::move(job));
+  }
+
+  if (!jobs.empty()) {
+    ProgressBar progress(jobs.size());
+    run_pipeline(jobs, s, progress, counts);
+    progress.finish();
+  }
+  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", counts.fused.load(), counts.failed.load(),
+               unpaired, seconds_since(start));
+  if (counts.failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
+}
+
+constexpr const char* kFooter = R"(Modes:
+  one pair     --anatomical A --functional F --output O
+  directories  --anatomical-dir DA --functional-dir DF --output-dir DO
+               Files pair by name: the stem (file name without its extension) must match exactly,
+               letter case included; the extensions may differ (DA/x.png pairs with DF/x.tif).
+               Only .png .jpg .jpeg .tif .tiff .bmp files count (any letter case); hidden files and
+               subdirectories are ignored. The network and weights are loaded once; reading the next
+               pair and writing the previous one overlap with the network. Output: DO/<stem>.<format>.
+               Files without a partner are named ("unpaired: ..."), pairs that cannot be read or
+               differ in size are named with the reason ("failed: ...") and skipped, the rest are
+               fused. An existing output is not replaced without --overwrite: that pair is named and
+               counted failed. A final line counts fused, failed and unpaired files; the exit status
+               is 1 if any pair failed or any file was unpaired.
+
+Colour handling (as the authors' test script):
+  colour functional image (pseudo-coloured SPECT/PET, GFP green fluorescence): converted to YUV;
+    Y is fused with the anatomical image, U and V (the colour) are kept; the output is colour.
+  grey functional image (CT, grey SPECT): fused directly; the output is grey.
+  The anatomical image (MRI, CT, phase contrast) is read as grey.
+  Images are read as OpenCV's IMREAD_COLOR / IMREAD_GRAYSCALE read them: RGBA loses its alpha,
+  16-bit samples are reduced to 8 bits by the codec (PNG keeps the high byte).
+
+Weights, first found wins:
+  --weights / --seem-weights, then $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS, then the shipped
+  efcnet_default.pth / seem_default.pth in <exe dir>/../share/efcnet/models, <exe dir>/../models,
+  or the source tree's models/.
+
+Outputs are written atomically (a hidden temporary file renamed into place): an interrupted run
+never leaves a partial image. Existing outputs are kept unless --overwrite is given.)";
+
+}  // namespace
+
+void add_fuse_command(CLI::App& app) {
+  auto settings = std::make_shared<FuseSettings>();
+  CLI::App* cmd = app.add_subcommand("fuse", "Fuse an anatomical image with a functional one (one pair or two directories)");
+  cmd->footer(kFooter);
+
+  cmd->add_option("--anatomical", settings->anatomical, "Anatomical image (MRI, CT, phase contrast), read as grey");
+  cmd->add_option("--functional", settings->functional, "Functional image (SPECT, PET, GFP colour; or grey CT)");
+  cmd->add_option("--output", settings->output, "Fused image to write; its extension sets the format");
+  cmd->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images");
+  cmd->add_option("--functional-dir", settings->functional_dir, "Directory of functional images, same names");
+  cmd->add_option("--output-dir", settings->output_dir, "Directory for the fused images (created if missing)");
+  cmd->add_option("--format", settings->format, "Output format in directory mode (default: the functional image's extension)")
+      ->check(CLI::IsMember({"png", "jpg", "tif"}));
+  cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
+  cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  cmd->add_option("--threads", settings->threads,
+                  "LibTorch intra-op threads (default: all cores, " + std::to_string(cores) + " here)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", settings->device, "cpu, cuda or cuda:N (default: cpu)");
+  cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
+
+  cmd->callback([settings] {
+    if (settings->single_mode() == settings->batch_mode()) {
+      throw std::runtime_error(
+          "fuse: give either --anatomical/--functional/--output or --anatomical-dir/--functional-dir/--output-dir "
+          "(see efcnet fuse --help)");
+    }
+    if (settings->single_mode()) {
+      fuse_single(*settings);
+    } else {
+      fuse_batch(*settings);
+    }
+  });
+}
+
+}  // namespace efcnet::cli
