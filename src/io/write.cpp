@@ -44,14 +44,19 @@ class TempFile {
   bool committed_ = false;
 };
 
-// rename() without replacing an existing target; falls back to link()+unlink() where the
-// filesystem lacks RENAME_NOREPLACE. Returns 0 or errno.
+// rename() without replacing an existing target. Where the filesystem lacks RENAME_NOREPLACE,
+// link()+unlink() is just as safe; where it lacks hard links too (FAT), a check before rename()
+// leaves only a tiny race. Returns 0 or errno.
 int rename_no_clobber(const char* from, const char* to) {
   if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
   if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
-  if (::link(from, to) != 0) return errno;
-  ::unlink(from);
-  return 0;
+  if (::link(from, to) == 0) {
+    ::unlink(from);
+    return 0;
+  }
+  if (errno != EPERM && errno != ENOTSUP) return errno;
+  if (::access(to, F_OK) == 0) return EEXIST;
+  return ::rename(from, to) == 0 ? 0 : errno;
 }
 
 // Makes the rename itself durable; a failure here cannot undo the write, so it is not reported.

@@ -104,12 +104,31 @@ TEST(WriteFileAtomic, TargetThatIsADirectoryIsNamedAndTheTempRemoved) {
 
 TEST(WriteFileAtomic, ReadOnlyDirectoryIsNamedAndLeavesNothing) {
   TempDir dir;
-  const std::string locked = dir / "locked";
-  std::filesystem::create_directory(locked);
-  std::filesystem::permissions(locked, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
-  if (::access(locked.c_str(), W_OK) == 0) GTEST_SKIP() << "running as root: permissions are not enforced";
-  const std::string message = expect_io_error([&] { write_file_atomic(locked + "/f", std::string_view("x")); });
-  EXPECT_NE(message.find(locked + "/f"), std::string::npos) << message;
+  namespace fs = std::filesystem;
+  fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  const std::string locked = dir / "locked", path = locked + "/f";
+  fs::create_directory(locked);
+  fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read |
+                              fs::perms::others_exec);
+  auto attempt = [&] {  // 0: IoError naming the file, 1: no error, 2: error without the name
+    try {
+      write_file_atomic(path, std::string_view("x"));
+    } catch (const IoError& e) {
+      return std::string(e.what()).rfind(path + ": ", 0) == 0 ? 0 : 2;
+    }
+    return 1;
+  };
+  int result = 0;
+  if (::geteuid() == 0) {  // root ignores permissions: try as nobody
+    const pid_t pid = ::fork();
+    if (pid == 0) ::_exit(::setgid(65534) == 0 && ::setuid(65534) == 0 ? attempt() : 3);
+    int status = 0;
+    ::waitpid(pid, &status, 0);
+    result = WIFEXITED(status) ? WEXITSTATUS(status) : 4;
+  } else {
+    result = attempt();
+  }
+  EXPECT_EQ(result, 0) << "1: the write succeeded, 2: the error did not name the file, 3: cannot drop root";
   EXPECT_TRUE(list_dir(locked).empty());
 }
 
