@@ -42,38 +42,25 @@ std::string quoted(const std::string& key) { return "'" + key + "'"; }
 
 torch::Dtype to_torch(DType dtype) {
   switch (dtype) {
-    case DType::Float32:
-      return torch::kFloat32;
-    case DType::Float16:
-      return torch::kFloat16;
-    case DType::Float64:
-      return torch::kFloat64;
-    case DType::Int64:
-      return torch::kInt64;
-    case DType::Int32:
-      return torch::kInt32;
-    case DType::Bool:
-      return torch::kBool;
+    case DType::Float32: return torch::kFloat32;
+    case DType::Float16: return torch::kFloat16;
+    case DType::Float64: return torch::kFloat64;
+    case DType::Int64: return torch::kInt64;
+    case DType::Int32: return torch::kInt32;
+    case DType::Bool: return torch::kBool;
   }
   throw WeightsError("invalid DType");
 }
 
 std::optional<DType> from_torch(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kFloat32:
-      return DType::Float32;
-    case torch::kFloat16:
-      return DType::Float16;
-    case torch::kFloat64:
-      return DType::Float64;
-    case torch::kInt64:
-      return DType::Int64;
-    case torch::kInt32:
-      return DType::Int32;
-    case torch::kBool:
-      return DType::Bool;
-    default:
-      return std::nullopt;
+    case torch::kFloat32: return DType::Float32;
+    case torch::kFloat16: return DType::Float16;
+    case torch::kFloat64: return DType::Float64;
+    case torch::kInt64: return DType::Int64;
+    case torch::kInt32: return DType::Int32;
+    case torch::kBool: return DType::Bool;
+    default: return std::nullopt;
   }
 }
 

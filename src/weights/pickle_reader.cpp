@@ -7,7 +7,6 @@
 // cheap, reference cycles cannot leak and every allocation is bounded by the input size or by
 // the limits below.
 #include <cstdint>
-#include <cstring>
 #include <deque>
 #include <string>
 #include <string_view>
@@ -52,30 +51,18 @@ enum class Kind : uint8_t {
 // The kind with its article, for messages ("an int", "a tuple").
 const char* described(Kind kind) {
   switch (kind) {
-    case Kind::None:
-      return "None";
-    case Kind::Bool:
-      return "a bool";
-    case Kind::Int:
-      return "an int";
-    case Kind::Float:
-      return "a float";
-    case Kind::String:
-      return "a str";
-    case Kind::Tuple:
-      return "a tuple";
-    case Kind::List:
-      return "a list";
-    case Kind::Dict:
-      return "a dict";
-    case Kind::Global:
-      return "a global";
-    case Kind::StorageClass:
-      return "a storage class";
-    case Kind::Storage:
-      return "a storage";
-    case Kind::Tensor:
-      return "a tensor";
+    case Kind::None: return "None";
+    case Kind::Bool: return "a bool";
+    case Kind::Int: return "an int";
+    case Kind::Float: return "a float";
+    case Kind::String: return "a str";
+    case Kind::Tuple: return "a tuple";
+    case Kind::List: return "a list";
+    case Kind::Dict: return "a dict";
+    case Kind::Global: return "a global";
+    case Kind::StorageClass: return "a storage class";
+    case Kind::Storage: return "a storage";
+    case Kind::Tensor: return "a tensor";
   }
   return "?";
 }
@@ -83,12 +70,20 @@ const char* described(Kind kind) {
 // The only callables a pickle may name.
 enum class Global : uint8_t { OrderedDict, RebuildTensorV2, RebuildParameter };
 
+const char* global_name(Global global) {
+  switch (global) {
+    case Global::OrderedDict: return "collections.OrderedDict";
+    case Global::RebuildTensorV2: return "torch._utils._rebuild_tensor_v2";
+    case Global::RebuildParameter: return "torch._utils._rebuild_parameter";
+  }
+  return "?";
+}
+
 // A stack/memo slot. Scalars are held inline; everything else is an index into an arena of the
 // parser (strings are interned, so equal strings share one index).
 struct Value {
   Kind kind = Kind::None;
   int64_t integer = 0;  // Bool, Int; the Global; the DType of a StorageClass
-  double real = 0;      // Float
   uint32_t index = 0;   // String, Tuple, List, Dict, Storage, Tensor
 };
 
@@ -113,6 +108,7 @@ class Unpickler {
   StateDictRecord run() {
     while (true) {
       op_offset_ = pos_;
+      if (remaining() == 0) fail("truncated pickle: it ends before STOP");
       const uint8_t op = read_u8();
       if (op == '.') return finish();
       execute(op);
@@ -189,34 +185,34 @@ class Unpickler {
   }
 
   // ---- object construction ----
-  Value make_int(int64_t v) { return Value{Kind::Int, v, 0, 0}; }
-  Value make_bool(bool v) { return Value{Kind::Bool, v ? 1 : 0, 0, 0}; }
+  Value make_int(int64_t v) { return Value{Kind::Int, v, 0}; }
+  Value make_bool(bool v) { return Value{Kind::Bool, v ? 1 : 0, 0}; }
 
   Value make_string(std::string_view text) {
     const auto found = interned_.find(text);
-    if (found != interned_.end()) return Value{Kind::String, 0, 0, found->second};
+    if (found != interned_.end()) return Value{Kind::String, 0, found->second};
     strings_.emplace_back(text);
     const auto index = static_cast<uint32_t>(strings_.size() - 1);
     interned_.emplace(strings_.back(), index);  // deque elements never move: the view stays valid
-    return Value{Kind::String, 0, 0, index};
+    return Value{Kind::String, 0, index};
   }
 
   Value make_sequence(Kind kind, std::vector<Value> items) {
     sequences_.push_back(std::move(items));
-    return Value{kind, 0, 0, static_cast<uint32_t>(sequences_.size() - 1)};
+    return Value{kind, 0, static_cast<uint32_t>(sequences_.size() - 1)};
   }
 
   Value make_dict(bool ordered) {
     dicts_.emplace_back();
     dicts_.back().ordered = ordered;
-    return Value{Kind::Dict, 0, 0, static_cast<uint32_t>(dicts_.size() - 1)};
+    return Value{Kind::Dict, 0, static_cast<uint32_t>(dicts_.size() - 1)};
   }
 
   Value make_tensor(TensorRecord tensor) {
     if (tensors_.size() >= kMaxTensors)
       fail("more than " + std::to_string(kMaxTensors) + " tensors");
     tensors_.push_back(std::move(tensor));
-    return Value{Kind::Tensor, 0, 0, static_cast<uint32_t>(tensors_.size() - 1)};
+    return Value{Kind::Tensor, 0, static_cast<uint32_t>(tensors_.size() - 1)};
   }
 
   const std::string& string_of(const Value& v) const { return strings_[v.index]; }
@@ -266,20 +262,22 @@ class Unpickler {
 
   // ---- globals ----
   Value resolve_global(std::string_view module, std::string_view name) {
+    if (module.size() > kMaxGlobalLineBytes || name.size() > kMaxGlobalLineBytes) {
+      fail("global name longer than " + std::to_string(kMaxGlobalLineBytes) + " bytes");
+    }
     const std::string dotted = std::string(module) + "." + std::string(name);
     if (dotted == "collections.OrderedDict")
-      return Value{Kind::Global, int64_t(Global::OrderedDict), 0, 0};
+      return Value{Kind::Global, int64_t(Global::OrderedDict), 0};
     if (dotted == "torch._utils._rebuild_tensor_v2") {
-      return Value{Kind::Global, int64_t(Global::RebuildTensorV2), 0, 0};
+      return Value{Kind::Global, int64_t(Global::RebuildTensorV2), 0};
     }
     if (dotted == "torch._utils._rebuild_parameter") {
-      return Value{Kind::Global, int64_t(Global::RebuildParameter), 0, 0};
+      return Value{Kind::Global, int64_t(Global::RebuildParameter), 0};
     }
     if (module == "torch") {
       for (DType dtype : {DType::Float32, DType::Float16, DType::Float64, DType::Int64,
                           DType::Int32, DType::Bool}) {
-        if (name == storage_class_name(dtype))
-          return Value{Kind::StorageClass, int64_t(dtype), 0, 0};
+        if (name == storage_class_name(dtype)) return Value{Kind::StorageClass, int64_t(dtype), 0};
       }
       constexpr std::string_view kStorage = "Storage";
       if (name.size() > kStorage.size() && name.substr(name.size() - kStorage.size()) == kStorage) {
@@ -316,12 +314,11 @@ class Unpickler {
     return ints;
   }
 
-  // _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad, backward_hooks[,
-  // metadata])
+  // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks[, metadata])
   Value rebuild_tensor(const std::vector<Value>& args) {
     if (args.size() != 6 && args.size() != 7) {
       fail("_rebuild_tensor_v2 called with " + std::to_string(args.size()) +
-           " arguments, expected 6");
+           " arguments, expected 6 or 7");
     }
     if (args[0].kind != Kind::Storage) {
       fail(std::string("_rebuild_tensor_v2: storage argument is ") + described(args[0].kind) +
@@ -362,32 +359,41 @@ class Unpickler {
     return make_tensor(std::move(parameter));
   }
 
-  Value call(const Value& callable, const Value& args, const char* opcode) {
+  // REDUCE: callable(*args).
+  Value call(const Value& callable, const Value& args) {
     if (callable.kind == Kind::StorageClass) {
-      fail(std::string(opcode) + " of torch." + storage_class_name(DType(callable.integer)) +
+      fail(std::string("REDUCE of torch.") + storage_class_name(DType(callable.integer)) +
            " is not allowed (storages come only from persistent ids)");
     }
     if (callable.kind != Kind::Global) {
-      fail(std::string(opcode) + " of " + described(callable.kind) +
+      fail(std::string("REDUCE of ") + described(callable.kind) +
            ", which is not an allowed callable");
     }
     if (args.kind != Kind::Tuple) {
-      fail(std::string(opcode) + ": arguments are " + described(args.kind) + ", not a tuple");
+      fail(std::string("REDUCE: arguments are ") + described(args.kind) + ", not a tuple");
     }
     const std::vector<Value>& arguments = sequence_of(args);  // nothing below adds sequences
     switch (Global(callable.integer)) {
       case Global::OrderedDict:
-        if (!arguments.empty())
-          fail(std::string(opcode) + " of collections.OrderedDict with arguments");
+        if (!arguments.empty()) fail("REDUCE of collections.OrderedDict with arguments");
         return make_dict(/*ordered=*/true);
-      case Global::RebuildTensorV2:
-        if (std::string_view(opcode) != "REDUCE") break;
-        return rebuild_tensor(arguments);
-      case Global::RebuildParameter:
-        if (std::string_view(opcode) != "REDUCE") break;
-        return rebuild_parameter(arguments);
+      case Global::RebuildTensorV2: return rebuild_tensor(arguments);
+      case Global::RebuildParameter: return rebuild_parameter(arguments);
     }
-    fail(std::string(opcode) + " of a function is not allowed");
+    fail("REDUCE of an unknown global");
+  }
+
+  // NEWOBJ: cls.__new__(cls, *args); the only class a state dict holds is an empty OrderedDict.
+  Value new_object(const Value& cls, const Value& args) {
+    if (cls.kind != Kind::Global || Global(cls.integer) != Global::OrderedDict) {
+      fail(std::string("NEWOBJ of ") +
+           (cls.kind == Kind::Global ? global_name(Global(cls.integer)) : described(cls.kind)) +
+           " is not allowed");
+    }
+    if (args.kind != Kind::Tuple || !sequence_of(args).empty()) {
+      fail("NEWOBJ of collections.OrderedDict with arguments");
+    }
+    return make_dict(/*ordered=*/true);
   }
 
   // BINPERSID: ('storage', torch.<Type>Storage, key, location, numel)
@@ -427,7 +433,7 @@ class Unpickler {
       }
     }
     storages_.push_back(storage);
-    return Value{Kind::Storage, 0, 0, static_cast<uint32_t>(storages_.size() - 1)};
+    return Value{Kind::Storage, 0, static_cast<uint32_t>(storages_.size() - 1)};
   }
 
   // BUILD on an OrderedDict sets its instance attributes; state dicts carry `_metadata` (per-module
@@ -462,48 +468,31 @@ class Unpickler {
           fail("MARKs nested deeper than " + std::to_string(kMaxMarkDepth));
         marks_.push_back(stack_.size());
         return;
-      case 'N':
-        return push(Value{});  // NONE
-      case 0x88:
-        return push(make_bool(true));  // NEWTRUE
-      case 0x89:
-        return push(make_bool(false));  // NEWFALSE
-      case 'K':
-        return push(make_int(read_u8()));  // BININT1
-      case 'M':
-        return push(make_int(static_cast<int64_t>(read_le(2))));  // BININT2
+      case 'N': return push(Value{});                                     // NONE
+      case 0x88: return push(make_bool(true));                            // NEWTRUE
+      case 0x89: return push(make_bool(false));                           // NEWFALSE
+      case 'K': return push(make_int(read_u8()));                         // BININT1
+      case 'M': return push(make_int(static_cast<int64_t>(read_le(2))));  // BININT2
       case 'J':
         return push(make_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4)))));  // BININT
-      case 0x8a:
-        return push(make_int(read_long1()));  // LONG1
-      case 'G': {                             // BINFLOAT: big-endian IEEE double
-        const std::string_view bytes = read_bytes(8);
-        uint64_t bits = 0;
-        for (char c : bytes) bits = (bits << 8) | static_cast<uint8_t>(c);
-        double real = 0;
-        std::memcpy(&real, &bits, sizeof real);
-        return push(Value{Kind::Float, 0, real, 0});
-      }
-      case 0x8c:
-        return push(make_string(read_bytes(read_u8())));  // SHORT_BINUNICODE
-      case 'X':
-        return push(make_string(read_bytes(read_le(4))));  // BINUNICODE
-      case 0x8d:
-        return push(make_string(read_bytes(read_le(8))));  // BINUNICODE8
-      case ')':
-        return push(make_sequence(Kind::Tuple, {}));  // EMPTY_TUPLE
-      case 0x85:                                      // TUPLE1
-      case 0x86:                                      // TUPLE2
-      case 0x87: {                                    // TUPLE3
+      case 0x8a: return push(make_int(read_long1()));                                    // LONG1
+      case 'G':  // BINFLOAT: nothing in a state dict consumes a float, so its value is not kept
+        read_bytes(8);
+        return push(Value{Kind::Float});
+      case 0x8c: return push(make_string(read_bytes(read_u8())));   // SHORT_BINUNICODE
+      case 'X': return push(make_string(read_bytes(read_le(4))));   // BINUNICODE
+      case 0x8d: return push(make_string(read_bytes(read_le(8))));  // BINUNICODE8
+      case ')': return push(make_sequence(Kind::Tuple, {}));        // EMPTY_TUPLE
+      case 0x85:                                                    // TUPLE1
+      case 0x86:                                                    // TUPLE2
+      case 0x87: {                                                  // TUPLE3
         std::vector<Value> items(op - 0x85 + 1);
         for (std::size_t i = items.size(); i-- > 0;) items[i] = pop("TUPLE1/2/3");
         return push(make_sequence(Kind::Tuple, std::move(items)));
       }
-      case 't':
-        return push(make_sequence(Kind::Tuple, pop_mark("TUPLE")));  // TUPLE
-      case ']':
-        return push(make_sequence(Kind::List, {}));  // EMPTY_LIST
-      case 'a': {                                    // APPEND
+      case 't': return push(make_sequence(Kind::Tuple, pop_mark("TUPLE")));  // TUPLE
+      case ']': return push(make_sequence(Kind::List, {}));                  // EMPTY_LIST
+      case 'a': {                                                            // APPEND
         const Value item = pop("APPEND");
         return append(top("APPEND"), item, "APPEND");
       }
@@ -513,9 +502,8 @@ class Unpickler {
         for (const Value& item : items) append(target, item, "APPENDS");
         return;
       }
-      case '}':
-        return push(make_dict(/*ordered=*/false));  // EMPTY_DICT
-      case 's': {                                   // SETITEM
+      case '}': return push(make_dict(/*ordered=*/false));  // EMPTY_DICT
+      case 's': {                                           // SETITEM
         const Value value = pop("SETITEM");
         const Value key = pop("SETITEM");
         return set_item(dict_for(top("SETITEM"), "SETITEM"), key, value, "SETITEM");
@@ -528,17 +516,12 @@ class Unpickler {
           set_item(dict, items[i], items[i + 1], "SETITEMS");
         return;
       }
-      case 'q':
-        return memo_put(read_u8(), "BINPUT");
-      case 'r':
-        return memo_put(read_le(4), "LONG_BINPUT");
-      case 0x94:
-        return memo_put(memo_.size(), "MEMOIZE");
-      case 'h':
-        return memo_get(read_u8());  // BINGET
-      case 'j':
-        return memo_get(read_le(4));  // LONG_BINGET
-      case 'c': {                     // GLOBAL
+      case 'q': return memo_put(read_u8(), "BINPUT");
+      case 'r': return memo_put(read_le(4), "LONG_BINPUT");
+      case 0x94: return memo_put(memo_.size(), "MEMOIZE");
+      case 'h': return memo_get(read_u8());   // BINGET
+      case 'j': return memo_get(read_le(4));  // LONG_BINGET
+      case 'c': {                             // GLOBAL
         const std::string_view module = read_line();
         const std::string_view name = read_line();
         return push(resolve_global(module, name));
@@ -553,16 +536,15 @@ class Unpickler {
       case 'R': {  // REDUCE
         const Value args = pop("REDUCE");
         const Value callable = pop("REDUCE");
-        return push(call(callable, args, "REDUCE"));
+        return push(call(callable, args));
       }
-      case 0x81: {  // NEWOBJ: cls.__new__(cls, *args); allowed only for an empty OrderedDict
+      case 0x81: {  // NEWOBJ
         const Value args = pop("NEWOBJ");
         const Value cls = pop("NEWOBJ");
-        return push(call(cls, args, "NEWOBJ"));
+        return push(new_object(cls, args));
       }
-      case 'Q':
-        return push(persistent_load(pop("BINPERSID")));  // BINPERSID
-      case 'b': {                                        // BUILD
+      case 'Q': return push(persistent_load(pop("BINPERSID")));  // BINPERSID
+      case 'b': {                                                // BUILD
         const Value state = pop("BUILD");
         return build(state, top("BUILD"));
       }

@@ -47,54 +47,36 @@ bool checked_extent(const TensorRecord& t, int64_t& extent) {
 
 std::size_t itemsize(DType dtype) {
   switch (dtype) {
-    case DType::Float32:
-      return 4;
-    case DType::Float16:
-      return 2;
-    case DType::Float64:
-      return 8;
-    case DType::Int64:
-      return 8;
-    case DType::Int32:
-      return 4;
-    case DType::Bool:
-      return 1;
+    case DType::Float32: return 4;
+    case DType::Float16: return 2;
+    case DType::Float64: return 8;
+    case DType::Int64: return 8;
+    case DType::Int32: return 4;
+    case DType::Bool: return 1;
   }
   throw PickleError("invalid DType");
 }
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::Float32:
-      return "float32";
-    case DType::Float16:
-      return "float16";
-    case DType::Float64:
-      return "float64";
-    case DType::Int64:
-      return "int64";
-    case DType::Int32:
-      return "int32";
-    case DType::Bool:
-      return "bool";
+    case DType::Float32: return "float32";
+    case DType::Float16: return "float16";
+    case DType::Float64: return "float64";
+    case DType::Int64: return "int64";
+    case DType::Int32: return "int32";
+    case DType::Bool: return "bool";
   }
   throw PickleError("invalid DType");
 }
 
 const char* storage_class_name(DType dtype) {
   switch (dtype) {
-    case DType::Float32:
-      return "FloatStorage";
-    case DType::Float16:
-      return "HalfStorage";
-    case DType::Float64:
-      return "DoubleStorage";
-    case DType::Int64:
-      return "LongStorage";
-    case DType::Int32:
-      return "IntStorage";
-    case DType::Bool:
-      return "BoolStorage";
+    case DType::Float32: return "FloatStorage";
+    case DType::Float16: return "HalfStorage";
+    case DType::Float64: return "DoubleStorage";
+    case DType::Int64: return "LongStorage";
+    case DType::Int32: return "IntStorage";
+    case DType::Bool: return "BoolStorage";
   }
   throw PickleError("invalid DType");
 }

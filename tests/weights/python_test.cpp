@@ -72,20 +72,13 @@ print(json.dumps(out))
 
 std::string dtype_name(torch::Dtype dtype) {
   switch (dtype) {
-    case torch::kFloat32:
-      return "float32";
-    case torch::kFloat16:
-      return "float16";
-    case torch::kFloat64:
-      return "float64";
-    case torch::kInt64:
-      return "int64";
-    case torch::kInt32:
-      return "int32";
-    case torch::kBool:
-      return "bool";
-    default:
-      return c10::toString(dtype);
+    case torch::kFloat32: return "float32";
+    case torch::kFloat16: return "float16";
+    case torch::kFloat64: return "float64";
+    case torch::kInt64: return "int64";
+    case torch::kInt32: return "int32";
+    case torch::kBool: return "bool";
+    default: return c10::toString(dtype);
   }
 }
 

@@ -226,7 +226,7 @@ TEST(PickleRefusal, ReduceOfUnknownCallable) {
 TEST(PickleRefusal, NewobjOfTensorRebuild) {
   PickleBytes p;
   p.proto(2).global("torch._utils", "_rebuild_tensor_v2").empty_tuple().op('\x81').stop();
-  EXPECT_REFUSED(p.str(), "NEWOBJ");
+  EXPECT_REFUSED(p.str(), "NEWOBJ of torch._utils._rebuild_tensor_v2 is not allowed");
 }
 
 TEST(PickleRefusal, OrderedDictWithArguments) {
@@ -313,6 +313,9 @@ TEST(PickleRefusal, HugeLengthPrefixes) {
       "FRAME");
   EXPECT_REFUSED(PickleBytes().proto(2).op('c').raw(std::string(1000, 'a') + "\nb\n").str(),
                  "GLOBAL name longer");
+  EXPECT_REFUSED(
+      PickleBytes().proto(4).unicode(std::string(1000, 'a')).unicode("b").op('\x93').str(),
+      "global name longer");
   EXPECT_REFUSED(PickleBytes().proto(2).op('\x8a').byte(9).le(1, 8).byte(0).str(),
                  "does not fit in int64");
 }
