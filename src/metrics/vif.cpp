@@ -42,6 +42,8 @@ std::vector<double> gaussian_taps(int side) {
 
 // convolve2d's 'valid' part along one axis is |n - N| + 1 long: when the image is smaller than
 // the window the two swap roles (this happens at the coarse scales of images under 65 pixels).
+// scipy swaps only when the image is smaller along both axes and refuses a mixed case, which the
+// evaluator then cannot score; applying the rule per axis extends it to that case.
 // With step 2 only every second output is produced, which is the subsampling.
 int valid_length(int n, int taps, int step) {
   const int full = std::abs(n - taps) + 1;

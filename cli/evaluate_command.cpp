@@ -1,0 +1,350 @@
+// `efcnet evaluate`: the twelve objective fusion metrics for one triple, or for every triple of
+// three directories matched by file name, scored in parallel.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+
+#include "commands.h"
+#include "efcnet/image.h"
+#include "efcnet/metrics.h"
+#include "efcnet/progress.h"
+
+namespace efcnet::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using metrics::FusionMetrics;
+using metrics::kMetricNames;
+using Json = nlohmann::ordered_json;
+
+// Below this many triples a progress bar is only shown on a terminal.
+constexpr std::size_t kLongRun = 100;
+
+struct EvaluateSettings {
+  std::string anatomical, functional, fused;
+  std::string anatomical_dir, functional_dir, fused_dir;
+  std::string format;
+  int threads = 0;
+
+  bool single_mode() const { return !anatomical.empty() || !functional.empty() || !fused.empty(); }
+  bool batch_mode() const {
+    return !anatomical_dir.empty() || !functional_dir.empty() || !fused_dir.empty();
+  }
+};
+
+struct Triple {
+  std::string name, anatomical, functional, fused;
+};
+
+std::string size_text(const cv::Mat& image) {
+  return std::to_string(image.cols) + "x" + std::to_string(image.rows);
+}
+
+// Reads with the evaluator's convention and scores; errors name the files involved.
+FusionMetrics score(const Triple& t) {
+  const cv::Mat a = metrics::read_grey(t.anatomical), b = metrics::read_grey(t.functional),
+                f = metrics::read_grey(t.fused);
+  if (a.size() != b.size() || a.size() != f.size()) {
+    throw std::runtime_error(t.anatomical + " (" + size_text(a) + "), " + t.functional + " (" +
+                             size_text(b) + ") and " + t.fused + " (" + size_text(f) +
+                             ") differ in size");
+  }
+  try {
+    return metrics::evaluate_fusion(a, b, f);
+  } catch (const metrics::MetricsError& e) {
+    throw std::runtime_error(t.fused + ": " + e.what());
+  }
+}
+
+// ---- output ----
+
+// Shortest text that reads back to the same double; "nan" (whatever its sign bit) and "inf" for
+// the degenerate cases.
+std::string number_text(double value) {
+  if (std::isnan(value)) return "nan";
+  char buf[32];
+  const auto result = std::to_chars(buf, buf + sizeof buf, value);
+  return std::string(buf, result.ptr);
+}
+
+std::string table_cell(double value) {
+  if (std::isnan(value)) return "nan";
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.4f", value);
+  return buf;
+}
+
+// Keys in the evaluator's column order; NaN and inf have no JSON form and are written as null.
+Json metrics_json(const FusionMetrics& m, const std::string& file = "") {
+  Json object = Json::object();
+  if (!file.empty()) object["file"] = file;
+  for (std::size_t i = 0; i < kMetricNames.size(); ++i)
+    object[kMetricNames[i]] = std::isfinite(m[i]) ? Json(m[i]) : Json();
+  return object;
+}
+
+void print_single(const FusionMetrics& m, const std::string& format) {
+  if (format == "json") {
+    std::printf("%s\n", metrics_json(m).dump(2).c_str());
+    return;
+  }
+  for (std::size_t i = 0; i < kMetricNames.size(); ++i)
+    std::printf("%-5s %14s\n", kMetricNames[i], table_cell(m[i]).c_str());
+}
+
+struct Scored {
+  std::string name;
+  FusionMetrics metrics;
+};
+
+FusionMetrics mean_of(const std::vector<Scored>& rows) {
+  FusionMetrics mean;
+  for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
+    double total = 0;
+    for (const Scored& row : rows) total += row.metrics[i];
+    mean[i] = total / static_cast<double>(rows.size());
+  }
+  return mean;
+}
+
+void print_batch(const std::vector<Scored>& rows, const std::string& format) {
+  const FusionMetrics mean = mean_of(rows);
+  if (format == "json") {
+    Json files = Json::array();
+    for (const Scored& row : rows) files.push_back(metrics_json(row.metrics, row.name));
+    Json document = Json::object();
+    document["files"] = std::move(files);
+    document["mean"] = metrics_json(mean);
+    std::printf("%s\n", document.dump(2).c_str());
+    return;
+  }
+  if (format == "csv") {
+    std::string header = "file";
+    for (const char* name : kMetricNames) header += std::string(",") + name;
+    std::printf("%s\n", header.c_str());
+    auto print_row = [](const std::string& name, const FusionMetrics& m) {
+      std::string line = name;
+      for (std::size_t i = 0; i < kMetricNames.size(); ++i) line += "," + number_text(m[i]);
+      std::printf("%s\n", line.c_str());
+    };
+    for (const Scored& row : rows) print_row(row.name, row.metrics);
+    print_row("mean", mean);
+    return;
+  }
+  std::size_t name_width = 4;  // "mean"
+  for (const Scored& row : rows) name_width = std::max(name_width, row.name.size());
+  auto print_row = [&](const std::string& name, auto cell) {
+    std::string line = name + std::string(name_width - name.size(), ' ');
+    for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
+      const std::string text = cell(i);
+      line += std::string(text.size() < 11 ? 11 - text.size() : 1, ' ') + text;
+    }
+    std::printf("%s\n", line.c_str());
+  };
+  print_row("file", [](std::size_t i) { return std::string(kMetricNames[i]); });
+  for (const Scored& row : rows)
+    print_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
+  print_row("mean", [&](std::size_t i) { return table_cell(mean[i]); });
+}
+
+std::string resolved_format(const std::string& requested, const char* not_terminal_default) {
+  if (!requested.empty()) return requested;
+  return ::isatty(::fileno(stdout)) == 1 ? "table" : not_terminal_default;
+}
+
+// ---- one triple ----
+
+void evaluate_single(const EvaluateSettings& s) {
+  if (s.anatomical.empty() || s.functional.empty() || s.fused.empty())
+    throw std::runtime_error(
+        "evaluate: a single triple needs all of --anatomical, --functional and --fused");
+  if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode");
+  print_single(score({"", s.anatomical, s.functional, s.fused}), resolved_format(s.format, "json"));
+}
+
+// ---- three directories ----
+
+// Triples whose stem has exactly one image in each directory; every other image file is named
+// with the reason it was left out.
+std::vector<Triple> match_triples(const EvaluateSettings& s,
+                                  std::map<std::string, std::string>& left_out) {
+  const Pairing with_functional = pair_by_name(s.anatomical_dir, s.functional_dir);
+  const Pairing with_fused = pair_by_name(s.anatomical_dir, s.fused_dir);
+  std::map<std::string, const ImagePair*> fused_by_name;
+  for (const ImagePair& pair : with_fused.pairs) fused_by_name[pair.name] = &pair;
+
+  std::vector<Triple> triples;
+  std::set<std::string> matched;
+  for (const ImagePair& pair : with_functional.pairs) {
+    const auto fused = fused_by_name.find(pair.name);
+    if (fused == fused_by_name.end()) continue;
+    triples.push_back({pair.name, pair.anatomical, pair.functional, fused->second->functional});
+    matched.insert(pair.name);
+  }
+
+  auto leave_out = [&left_out](const std::string& path, const std::string& why) {
+    left_out.emplace(path, why);  // the first reason found for a file is kept
+  };
+  auto stem = [](const std::string& path) { return fs::path(path).stem().string(); };
+  auto missing = [&](const std::string& path, const char* role, const std::string& dir) {
+    leave_out(path, "no single " + std::string(role) + " image named " + stem(path) + " in " + dir);
+  };
+  for (const Pairing* pairing : {&with_functional, &with_fused})
+    for (const std::string& path : pairing->ambiguous)
+      leave_out(path, "another image in its directory is also named " + stem(path));
+  for (const ImagePair& pair : with_functional.pairs) {
+    if (matched.count(pair.name)) continue;
+    missing(pair.anatomical, "fused", s.fused_dir);
+    missing(pair.functional, "fused", s.fused_dir);
+  }
+  for (const ImagePair& pair : with_fused.pairs) {
+    if (matched.count(pair.name)) continue;
+    missing(pair.anatomical, "functional", s.functional_dir);
+    missing(pair.functional, "functional", s.functional_dir);
+  }
+  for (const std::string& path : with_functional.unpaired_anatomical)
+    missing(path, "functional", s.functional_dir);
+  for (const std::string& path : with_fused.unpaired_anatomical)
+    missing(path, "fused", s.fused_dir);
+  for (const std::string& path : with_functional.unpaired_functional)
+    missing(path, "anatomical", s.anatomical_dir);
+  for (const std::string& path : with_fused.unpaired_functional)
+    missing(path, "anatomical", s.anatomical_dir);
+  return triples;
+}
+
+void evaluate_batch(const EvaluateSettings& s) {
+  if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.fused_dir.empty())
+    throw std::runtime_error(
+        "evaluate: directory mode needs all of --anatomical-dir, --functional-dir and --fused-dir");
+  const std::string format = resolved_format(s.format, "csv");
+
+  std::map<std::string, std::string> left_out;
+  const std::vector<Triple> triples = match_triples(s, left_out);
+  for (const auto& [path, why] : left_out)
+    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+  if (triples.empty()) throw std::runtime_error("evaluate: no triples to score");
+
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  const std::size_t workers =
+      std::min<std::size_t>(triples.size(), s.threads > 0 ? static_cast<unsigned>(s.threads) : cores);
+  // The workers are the parallelism; OpenCV's own threads would only compete with them.
+  if (workers > 1) cv::setNumThreads(1);
+
+  std::optional<ProgressBar> progress;
+  if (triples.size() >= kLongRun || ::isatty(::fileno(stderr)) == 1) progress.emplace(triples.size());
+  std::vector<std::optional<FusionMetrics>> results(triples.size());
+  std::vector<std::string> errors(triples.size());
+  std::atomic<std::size_t> next{0};
+  auto work = [&] {
+    for (std::size_t i = next++; i < triples.size(); i = next++) {
+      try {
+        results[i] = score(triples[i]);
+      } catch (const std::exception& e) {
+        errors[i] = e.what();
+      }
+      if (progress) progress->advance();
+    }
+  };
+  std::vector<std::thread> pool;
+  for (std::size_t w = 1; w < workers; ++w) pool.emplace_back(work);
+  work();
+  for (std::thread& t : pool) t.join();
+  if (progress) progress->finish();
+
+  std::vector<Scored> rows;
+  std::size_t failed = 0;
+  for (std::size_t i = 0; i < triples.size(); ++i) {
+    if (results[i]) {
+      rows.push_back({triples[i].name, *results[i]});
+    } else {
+      std::fprintf(stderr, "failed: %s: %s\n", triples[i].name.c_str(), errors[i].c_str());
+      ++failed;
+    }
+  }
+  if (!rows.empty()) print_batch(rows, format);
+  if (failed > 0 || !left_out.empty()) {
+    std::fprintf(stderr, "scored %zu, failed %zu, unpaired %zu\n", rows.size(), failed,
+                 left_out.size());
+    throw CLI::RuntimeError(1);
+  }
+}
+
+constexpr const char* kFooter = R"(Modes:
+  one triple   --anatomical A --functional B --fused F [--format json|table]
+  directories  --anatomical-dir DA --functional-dir DB --fused-dir DF [--format csv|json|table]
+               Files match by name stem across the three directories (DA/x.png, DB/x.png and
+               DF/x.tif form the triple "x"); only .png .jpg .jpeg .tif .tiff .bmp files count.
+               Triples are scored in parallel (--threads, default all cores). Files without a
+               partner, and triples that cannot be read or differ in size, are named on stderr and
+               make the exit status 1; the others are still scored. CSV: a header
+               file,EN,...,MSE, one row per triple, and a final row "mean".
+  The default format is table on a terminal, otherwise json (one triple) or csv (directories).
+
+Metrics and conventions: those of the Python evaluator published with CDDFuse (CVPR 2023), which
+the field's tables use. Every image is read as 8-bit BGR, converted to grey in float and rounded.
+  EN    entropy of F's 256-bin histogram, bits       SD    standard deviation of F
+  SF    spatial frequency of F                       AG    average gradient of F
+  MI    MI(F,A) + MI(F,B), nats                      SCD   corr(A, F-B) + corr(B, F-A)
+  VIF   VIF(A,F) + VIF(B,F), 4-scale pixel domain    Qabf  Petrovic-Xydeas edge preservation
+  SSIM  SSIM(F,A) + SSIM(F,B), 7x7 window, data range 2 (sic, as scikit-image on float input)
+  PSNR  10 log10(max(F)^2 / MSE)                     CC    (corr(A,F) + corr(B,F)) / 2
+  MSE   (mean((A-F)^2) + mean((B-F)^2)) / 2
+  Images must be at least 17x17. A constant image makes SCD and CC NaN, and F equal to both
+  inputs makes PSNR infinite, as in the evaluator (null in JSON, nan / inf in CSV).)";
+
+}  // namespace
+
+void add_evaluate_command(CLI::App& app) {
+  auto settings = std::make_shared<EvaluateSettings>();
+  CLI::App* cmd = app.add_subcommand(
+      "evaluate", "Score fused images with the field's twelve objective metrics (one triple or three directories)");
+  cmd->footer(kFooter);
+  cmd->add_option("--anatomical", settings->anatomical, "Anatomical image A (MRI, CT, ...)");
+  cmd->add_option("--functional", settings->functional, "Functional image B (SPECT, PET, ...)");
+  cmd->add_option("--fused", settings->fused, "Fused image F");
+  cmd->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images");
+  cmd->add_option("--functional-dir", settings->functional_dir, "Directory of functional images, same names");
+  cmd->add_option("--fused-dir", settings->fused_dir, "Directory of fused images, same names");
+  cmd->add_option("--format", settings->format, "csv (directories only), json or table")
+      ->check(CLI::IsMember({"csv", "json", "table"}));
+  cmd->add_option("--threads", settings->threads, "Triples scored at once (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
+
+  cmd->callback([settings] {
+    // The metrics allocate and free image-sized buffers all the time. By default glibc maps large
+    // blocks afresh and hands freed memory back, and the page faults of refilling them cost a
+    // quarter of a short run: keep large blocks on the heap and the heap's pages for reuse.
+    mallopt(M_MMAP_THRESHOLD, 256 << 20);
+    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    if (settings->single_mode() == settings->batch_mode()) {
+      throw std::runtime_error(
+          "evaluate: give either --anatomical/--functional/--fused or "
+          "--anatomical-dir/--functional-dir/--fused-dir (see efcnet evaluate --help)");
+    }
+    if (settings->single_mode()) {
+      evaluate_single(*settings);
+    } else {
+      evaluate_batch(*settings);
+    }
+  });
+}
+
+}  // namespace efcnet::cli
