@@ -191,6 +191,28 @@ TEST_F(EvaluateCli, DirectoriesJson) {
   EXPECT_EQ(json.at("mean").size(), m::kMetricNames.size());
 }
 
+TEST_F(EvaluateCli, DegenerateValuesAreNullInJsonAndSpelledOutInCsv) {
+  // A constant anatomical image makes SCD and CC NaN; F equal to A and B makes PSNR infinite.
+  TripleImages flat = make_triple(1);
+  flat.a.setTo(90);
+  write_triple("flat", flat);
+  const cv::Mat same = make_triple(2).a;
+  write_triple("same", {same, same, same});
+  const Result json = run(dir_args() + " --format json");
+  ASSERT_EQ(json.status, 0) << json.err;
+  const nlohmann::json files = nlohmann::json::parse(json.out).at("files");
+  EXPECT_TRUE(files.at(0).at("SCD").is_null());
+  EXPECT_TRUE(files.at(0).at("CC").is_null());
+  EXPECT_TRUE(files.at(1).at("PSNR").is_null());
+  EXPECT_EQ(files.at(1).at("MSE").get<double>(), 0.0);
+  const Result csv = run(dir_args() + " --format csv");
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  const auto lines = lines_of(csv.out);
+  ASSERT_EQ(lines.size(), 4u) << csv.out;
+  EXPECT_TRUE(contains(lines[1], ",nan,")) << lines[1];
+  EXPECT_TRUE(contains(lines[2], ",inf,")) << lines[2];
+}
+
 TEST_F(EvaluateCli, UnpairedAndUnreadableFilesAreNamedAndTheRestScored) {
   write_triple("good", make_triple(1));
   write_triple("broken", make_triple(2));
