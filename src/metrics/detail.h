@@ -6,9 +6,14 @@
 
 #include <opencv2/core.hpp>
 
-// Marks the hot loops: compiled for AVX2 and for the baseline target, the CPU picking at run time.
-// Both give identical results (no FMA contraction, no reassociation); only the vector width differs.
+// Marks the hot loops: on x86-64 compiled for AVX2 and for the baseline target, the CPU picking at
+// run time. Both give identical results (no FMA contraction, no reassociation); only the vector
+// width differs.
+#if defined(__x86_64__) && defined(__GNUC__)
 #define EFCNET_METRICS_HOT __attribute__((target_clones("avx2", "default")))
+#else
+#define EFCNET_METRICS_HOT
+#endif
 
 namespace efcnet::metrics::detail {
 
