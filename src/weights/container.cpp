@@ -1,7 +1,6 @@
 // The torch.save zip container: reading records into tensors, writing tensors atomically.
 #include <caffe2/serialize/inline_container.h>
 #include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,7 +8,6 @@
 #include <cstring>
 #include <optional>
 #include <random>
-#include <sstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -17,6 +15,7 @@
 
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
+#include "pickle_detail.h"
 
 // Storage records hold raw little-endian elements, copied as they are.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
@@ -27,6 +26,7 @@ namespace {
 
 using caffe2::serialize::PyTorchStreamReader;
 using caffe2::serialize::PyTorchStreamWriter;
+using pickle_detail::printable_quoted;
 
 [[noreturn]] void fail(const std::string& path, const std::string& what) {
   throw WeightsError(path + ": " + what);
@@ -37,8 +37,6 @@ std::string first_line(const c10::Error& e) {
   const std::string message = e.what_without_backtrace();
   return message.substr(0, message.find('\n'));
 }
-
-std::string quoted(const std::string& key) { return "'" + key + "'"; }
 
 torch::Dtype to_torch(DType dtype) {
   switch (dtype) {
@@ -81,11 +79,11 @@ torch::Tensor load_storage(PyTorchStreamReader& reader, const std::string& path,
                            const std::string& key, const TensorRecord& record) {
   const std::string name = "data/" + record.storage_key;
   if (!reader.hasRecord(name))
-    fail(path, "storage record " + name + " of entry " + quoted(key) + " is missing");
+    fail(path, "storage record " + name + " of entry " + printable_quoted(key) + " is missing");
   const auto [data, size] = reader.getRecord(name);
   const auto needed = static_cast<std::size_t>(record.storage_numel) * itemsize(record.dtype);
   if (size < needed) {
-    fail(path, "storage record " + name + " of entry " + quoted(key) + " holds " +
+    fail(path, "storage record " + name + " of entry " + printable_quoted(key) + " holds " +
                    std::to_string(size) + " bytes but " + std::to_string(record.storage_numel) +
                    " " + dtype_name(record.dtype) + " elements need " + std::to_string(needed));
   }
@@ -200,12 +198,13 @@ void save_state_dict(const StateDict& dict, const std::string& path, const SaveO
   StateDictRecord records;
   std::vector<torch::Tensor> storages;
   for (const auto& [key, value] : dict) {
-    if (!value.defined()) fail(path, "cannot save entry " + quoted(key) + ": undefined tensor");
+    if (!value.defined())
+      fail(path, "cannot save entry " + printable_quoted(key) + ": undefined tensor");
     torch::Tensor tensor = value.detach().to(torch::kCPU);
     if (options.half && tensor.is_floating_point()) tensor = tensor.to(torch::kFloat16);
     const std::optional<DType> dtype = from_torch(tensor.scalar_type());
     if (!dtype) {
-      fail(path, "cannot save entry " + quoted(key) + ": unsupported dtype " +
+      fail(path, "cannot save entry " + printable_quoted(key) + ": unsupported dtype " +
                      std::string(c10::toString(tensor.scalar_type())));
     }
     tensor = tensor.contiguous();

@@ -25,6 +25,6 @@ std::string tensor_record_problem(const TensorRecord& tensor);
 
 // `text` in single quotes, cut to a readable length, non-printable bytes as \xNN: untrusted
 // strings go into error messages only through this.
-std::string quoted(std::string_view text);
+std::string printable_quoted(std::string_view text);
 
 }  // namespace efcnet::pickle_detail

@@ -22,7 +22,7 @@ namespace {
 
 using pickle_detail::is_storage_key;
 using pickle_detail::is_storage_location;
-using pickle_detail::quoted;
+using pickle_detail::printable_quoted;
 
 // Far above what a state dict needs (torch.save batches SETITEMS by 1000 and nests a few levels)
 // and low enough that hostile input cannot exhaust memory.
@@ -281,11 +281,11 @@ class Unpickler {
       }
       constexpr std::string_view kStorage = "Storage";
       if (name.size() > kStorage.size() && name.substr(name.size() - kStorage.size()) == kStorage) {
-        fail("unsupported storage dtype " + quoted(dotted) +
+        fail("unsupported storage dtype " + printable_quoted(dotted) +
              " (float32, float16, float64, int64, int32 and bool are supported)");
       }
     }
-    fail("refused global " + quoted(dotted) +
+    fail("refused global " + printable_quoted(dotted) +
          ": a state dict may reference only tensors and dicts");
   }
 
@@ -412,7 +412,7 @@ class Unpickler {
     }
     if (f[3].kind != Kind::String || !is_storage_location(string_of(f[3]))) {
       fail("persistent id: storage location is not 'cpu' or 'cuda:N'" +
-           (f[3].kind == Kind::String ? ": " + quoted(string_of(f[3])) : std::string()));
+           (f[3].kind == Kind::String ? ": " + printable_quoted(string_of(f[3])) : std::string()));
     }
     if (f[4].kind != Kind::Int || f[4].integer < 0)
       fail("persistent id: numel is not a non-negative int");
@@ -428,7 +428,7 @@ class Unpickler {
       const StorageObject& seen = storages_[first->second];
       if (seen.dtype != storage.dtype || seen.numel != storage.numel ||
           seen.location != storage.location) {
-        fail("storage " + quoted(string_of(f[2])) +
+        fail("storage " + printable_quoted(string_of(f[2])) +
              " is described twice with different type, size or location");
       }
     }
@@ -447,7 +447,8 @@ class Unpickler {
       fail(std::string("BUILD state is ") + described(state.kind) + ", not a dict");
     for (const auto& [key, value] : dicts_[state.index].items) {
       if (strings_[key] != "_metadata")
-        fail("BUILD sets attribute " + quoted(strings_[key]) + " (only _metadata is accepted)");
+        fail("BUILD sets attribute " + printable_quoted(strings_[key]) +
+             " (only _metadata is accepted)");
     }
   }
 
@@ -553,7 +554,7 @@ class Unpickler {
         std::string name = "0x";
         name += kHex[op >> 4];
         name += kHex[op & 0xf];
-        if (op >= 0x20 && op < 0x7f) name += " " + quoted(std::string(1, char(op)));
+        if (op >= 0x20 && op < 0x7f) name += " " + printable_quoted(std::string(1, char(op)));
         fail("unsupported pickle opcode " + name);
       }
     }
@@ -583,7 +584,8 @@ class Unpickler {
     dict.entries.reserve(dicts_[root.index].items.size());
     for (const auto& [key, value] : dicts_[root.index].items) {
       if (value.kind != Kind::Tensor) {
-        fail("entry " + quoted(strings_[key]) + " is " + described(value.kind) + ", not a tensor");
+        fail("entry " + printable_quoted(strings_[key]) + " is " + described(value.kind) +
+             ", not a tensor");
       }
       dict.entries.emplace_back(strings_[key], tensors_[value.index]);
     }

@@ -128,7 +128,7 @@ std::string tensor_record_problem(const TensorRecord& t) {
   if (!checked_extent(t, extent)) return "view extent (offset + sizes x strides) overflows int64";
   if (extent > t.storage_numel) {
     return "view needs " + std::to_string(extent) + " elements but storage " +
-           quoted(t.storage_key) + " holds " + std::to_string(t.storage_numel);
+           printable_quoted(t.storage_key) + " holds " + std::to_string(t.storage_numel);
   }
   return "";
 }
@@ -155,8 +155,8 @@ bool is_storage_location(std::string_view location) {
   return true;
 }
 
-std::string quoted(std::string_view text) {
-  constexpr std::size_t kMaxShown = 80;
+std::string printable_quoted(std::string_view text) {
+  constexpr std::size_t kMaxShown = 160;
   static const char kHex[] = "0123456789abcdef";
   std::string out = "'";
   for (std::size_t i = 0; i < text.size() && i < kMaxShown; ++i) {

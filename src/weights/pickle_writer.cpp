@@ -166,19 +166,21 @@ void check_writable(const StateDictRecord& dict) {
   std::unordered_set<std::string> keys;
   std::unordered_map<std::string, std::tuple<DType, int64_t, std::string>> storages;
   for (const auto& [key, tensor] : dict.entries) {
-    const std::string where = "cannot write state dict entry " + pickle_detail::quoted(key) + ": ";
+    const std::string where =
+        "cannot write state dict entry " + pickle_detail::printable_quoted(key) + ": ";
     if (!keys.insert(key).second) throw PickleError(where + "duplicate key");
     if (!pickle_detail::is_storage_key(tensor.storage_key)) {
-      throw PickleError(where + "storage key " + pickle_detail::quoted(tensor.storage_key) +
+      throw PickleError(where + "storage key " +
+                        pickle_detail::printable_quoted(tensor.storage_key) +
                         " is not 1-64 letters, digits or underscores");
     }
     if (!pickle_detail::is_storage_location(tensor.device)) {
-      throw PickleError(where + "device " + pickle_detail::quoted(tensor.device) +
+      throw PickleError(where + "device " + pickle_detail::printable_quoted(tensor.device) +
                         " is not 'cpu' or 'cuda:N'");
     }
     const auto storage = std::make_tuple(tensor.dtype, tensor.storage_numel, tensor.device);
     if (storages.emplace(tensor.storage_key, storage).first->second != storage) {
-      throw PickleError(where + "storage " + pickle_detail::quoted(tensor.storage_key) +
+      throw PickleError(where + "storage " + pickle_detail::printable_quoted(tensor.storage_key) +
                         " is shared with a tensor of another type, size or device");
     }
     const std::string problem = pickle_detail::tensor_record_problem(tensor);

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "efcnet/weights.h"
+#include "pickle_detail.h"
 
 namespace efcnet {
 namespace {
@@ -31,12 +32,12 @@ std::string shape(const torch::Tensor& tensor) {
   return out.str();
 }
 
-// "'a', 'b', 'c' and 7 more": every problem is named, a long list stays readable.
+// "'a', 'b', 'c' and 7 more": a long list (a file for another model) stays readable.
 std::string key_list(const std::vector<std::string>& keys) {
   constexpr std::size_t kShown = 10;
   std::string list;
   for (std::size_t i = 0; i < keys.size() && i < kShown; ++i)
-    list += (i ? ", '" : "'") + keys[i] + "'";
+    list += (i ? ", " : "") + pickle_detail::printable_quoted(keys[i]);
   if (keys.size() > kShown) list += " and " + std::to_string(keys.size() - kShown) + " more";
   return list;
 }
@@ -64,8 +65,8 @@ void load_state_dict(torch::nn::Module& module, const StateDict& dict, const std
     if (found == values.end()) {
       missing.push_back(key);
     } else if (found->second->defined() && found->second->sizes() != target.sizes()) {
-      mismatched.push_back("'" + key + "' (file " + shape(*found->second) + ", module " +
-                           shape(target) + ")");
+      mismatched.push_back(pickle_detail::printable_quoted(key) + " (file " +
+                           shape(*found->second) + ", module " + shape(target) + ")");
     }
   }
   for (const auto& [key, value] : dict) {
