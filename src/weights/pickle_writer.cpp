@@ -10,6 +10,7 @@
 #include <tuple>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 #include "efcnet/weights_records.h"
 #include "pickle_detail.h"
@@ -171,8 +172,9 @@ void check_writable(const StateDictRecord& dict) {
     if (!keys.insert(key).second) throw PickleError(where + "duplicate key");
     if (!pickle_detail::is_storage_key(tensor.storage_key)) {
       throw PickleError(where + "storage key " +
-                        pickle_detail::printable_quoted(tensor.storage_key) +
-                        " is not 1-64 letters, digits or underscores");
+                        pickle_detail::printable_quoted(tensor.storage_key) + " is not 1-" +
+                        std::to_string(pickle_detail::kMaxStorageKeyBytes) +
+                        " letters, digits or underscores");
     }
     if (!pickle_detail::is_storage_location(tensor.device)) {
       throw PickleError(where + "device " + pickle_detail::printable_quoted(tensor.device) +
