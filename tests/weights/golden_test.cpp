@@ -6,20 +6,19 @@
 
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
+#include "support/shared_data.h"
 #include "support/temp_dir.h"
 #include "weights/archive_support.h"
 
 namespace efcnet {
 namespace {
 
-std::string golden(const std::string& name) {
-  return std::string(EFCNET_SHARED_DIR) + "/golden/" + name;
-}
+using test::golden_path;
 
 #define REQUIRE_GOLDEN_FILE(name)                                             \
   do {                                                                        \
-    if (!std::filesystem::exists(golden(name)))                               \
-      GTEST_SKIP() << EFCNET_SHARED_DIR "/golden not found: " << golden(name) \
+    if (!std::filesystem::exists(golden_path(name)))                               \
+      GTEST_SKIP() << EFCNET_SHARED_DIR "/golden not found: " << golden_path(name) \
                    << " is missing; skipped";                                 \
   } while (0)
 
@@ -37,7 +36,7 @@ StateDictRecord records_of(const std::string& path) {
 
 TEST(WeightsGolden, ReadsEfcnetRandom) {
   REQUIRE_GOLDEN_FILE("efcnet_random.pth");
-  const StateDict dict = read_state_dict(golden("efcnet_random.pth"));
+  const StateDict dict = read_state_dict(golden_path("efcnet_random.pth"));
   ASSERT_EQ(dict.size(), 231u);
   int64_t parameters = 0;
   int batch_counters = 0;
@@ -62,7 +61,7 @@ TEST(WeightsGolden, ReadsEfcnetRandom) {
 
 TEST(WeightsGolden, ReadsCudaTaggedSeemOnCpu) {
   REQUIRE_GOLDEN_FILE("seem_authors.pth");
-  const std::string path = golden("seem_authors.pth");
+  const std::string path = golden_path("seem_authors.pth");
   for (const auto& entry : records_of(path).entries)
     EXPECT_EQ(entry.second.device, "cuda:0") << entry.first;
 
@@ -77,7 +76,7 @@ TEST(WeightsGolden, ReadsCudaTaggedSeemOnCpu) {
 // Written back by save_state_dict, the reference weights read back bit for bit.
 TEST(WeightsGolden, ResavesEfcnetRandomBitExact) {
   REQUIRE_GOLDEN_FILE("efcnet_random.pth");
-  const StateDict original = read_state_dict(golden("efcnet_random.pth"));
+  const StateDict original = read_state_dict(golden_path("efcnet_random.pth"));
   testing::TempDir dir;
   save_state_dict(original, dir / "copy.pth");
   const StateDict back = read_state_dict(dir / "copy.pth");
