@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -31,6 +32,7 @@ struct FuseSettings {
   std::string anatomical_dir, functional_dir, output_dir, format;
   std::string weights, seem_weights;
   std::string device = "cpu";
+  std::string method = "efcnet";
   int threads = 0;
   bool overwrite = false;
 
@@ -61,14 +63,8 @@ InputPair read_pair(const std::string& anatomical_path, const std::string& funct
   return pair;
 }
 
-cv::Mat fuse_checked(const Fuser& fuser, const InputPair& in, const std::string& anatomical_path,
-                     const std::string& functional_path) {
-  try {
-    return fuser.fuse_pair(in.anatomical, in.functional);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(anatomical_path + " + " + functional_path + ": " + e.what());
-  }
-}
+// One pair's fusion: the network, or a baseline that needs no weights.
+using PairFusion = std::function<cv::Mat(const cv::Mat& anatomical, const cv::Mat& functional)>;
 
 FuserOptions fuser_options(const FuseSettings& s) {
   FuserOptions options;
@@ -77,6 +73,24 @@ FuserOptions fuser_options(const FuseSettings& s) {
   options.device = s.device;
   options.threads = s.threads;
   return options;
+}
+
+PairFusion make_fusion(const FuseSettings& s) {
+  if (s.method == "y-average" || s.method == "y-max") {
+    const auto method = s.method == "y-average" ? BaselineMethod::y_average : BaselineMethod::y_max;
+    return [method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
+  }
+  auto fuser = std::make_shared<const Fuser>(fuser_options(s));
+  return [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); };
+}
+
+cv::Mat fuse_checked(const PairFusion& fuse, const InputPair& in, const std::string& anatomical_path,
+                     const std::string& functional_path) {
+  try {
+    return fuse(in.anatomical, in.functional);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(anatomical_path + " + " + functional_path + ": " + e.what());
+  }
 }
 
 std::string existing_output_message(const std::string& path) {
@@ -100,8 +114,8 @@ void fuse_single(const FuseSettings& s) {
   if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec))) throw std::runtime_error(existing_output_message(s.output));
 
   const InputPair in = read_pair(s.anatomical, s.functional);
-  const Fuser fuser(fuser_options(s));
-  write_image_atomic(s.output, fuse_checked(fuser, in, s.anatomical, s.functional), s.write_mode());
+  const PairFusion fuse = make_fusion(s);
+  write_image_atomic(s.output, fuse_checked(fuse, in, s.anatomical, s.functional), s.write_mode());
   std::fprintf(stderr, "fused %s in %.1f s\n", s.output.c_str(), seconds_since(start));
 }
 
@@ -173,7 +187,7 @@ void run_pipeline(const std::vector<Job>& jobs, const FuseSettings& s, ProgressB
     }
   } stopper{decoded, fused, reader, writer};
 
-  const Fuser fuser(fuser_options(s));  // loaded once while the reader decodes the first pair
+  const PairFusion fuse = make_fusion(s);  // loaded once while the reader decodes the first pair
   while (auto item = decoded.pop()) {
     const Job& job = jobs[item->job];
     if (!item->error.empty()) {
@@ -181,7 +195,7 @@ void run_pipeline(const std::vector<Job>& jobs, const FuseSettings& s, ProgressB
       continue;
     }
     try {
-      fused.push({item->job, fuse_checked(fuser, item->images, job.anatomical, job.functional)});
+      fused.push({item->job, fuse_checked(fuse, item->images, job.anatomical, job.functional)});
     } catch (const std::exception& e) {
       fail(job, e.what());
     }
@@ -292,6 +306,11 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_option("--output-dir", settings->output_dir, "Directory for the fused images (created if missing)");
   cmd->add_option("--format", settings->format, "Output format in directory mode (default: the functional image's extension)")
       ->check(CLI::IsMember({"png", "jpg", "tif"}));
+  cmd->add_option("--method", settings->method,
+                  "efcnet (the network), or a baseline needing no weights: y-average ((Y + anatomical)/2) or "
+                  "y-max (max(Y, anatomical)), with the same colour handling")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"efcnet", "y-average", "y-max"}));
   cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
   cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
   const unsigned cores = std::max(1u, std::thread::hardware_concurrency());

@@ -87,7 +87,7 @@ void add_train_command(CLI::App& app) {
       ->required()->check(CLI::ExistingDirectory);
   command->add_option("--functional-dir", options->functional_dir, "Directory of functional images (SPECT, PET, CT)")
       ->required()->check(CLI::ExistingDirectory);
-  command->add_option("--seem-weights", options->seem_weights, "SEEM weights (.pth). " + weights_lookup_help(kSeemWeights));
+  command->add_option("--seem-weights", options->seem_weights, weights_lookup_help(kSeemWeights));
   command->add_option("--init-weights", options->init_weights, "Start from these network weights instead of a random init");
   add_common_options(command, *options, *settings);
   command->callback([options, settings] {

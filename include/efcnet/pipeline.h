@@ -28,9 +28,26 @@ class FusionError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Throws FusionError unless anatomical is CV_8UC1, functional CV_8UC1 or CV_8UC3, both of one
+// size, at least 11x11.
+void check_fusion_inputs(const cv::Mat& anatomical, const cv::Mat& functional);
+
 // The plane the networks see of a functional image: Y of COLOR_BGR2YUV for CV_8UC3, the image
 // itself for CV_8UC1.
 cv::Mat functional_y_plane(const cv::Mat& functional);
+
+// The functional image with its Y plane replaced by `y` (CV_8UC1) and its chroma kept: BGR via
+// COLOR_YUV2BGR for a colour functional image, `y` itself for a grey one.
+cv::Mat replace_y_plane(const cv::Mat& functional, const cv::Mat& y);
+
+// Classical fusions of the same Y plane, the baselines a learnt fusion has to beat.
+enum class BaselineMethod {
+  y_average,  // (Y + anatomical) / 2, rounded
+  y_max,      // max(Y, anatomical)
+};
+
+// Same inputs, checks and output as Fuser::fuse_pair.
+cv::Mat fuse_baseline(const cv::Mat& anatomical, const cv::Mat& functional, BaselineMethod method);
 
 // Loads both networks once (eval mode) and fuses any number of pairs with them.
 class Fuser {

@@ -5,7 +5,6 @@
 #include <string>
 #include <thread>
 
-#include <opencv2/imgproc.hpp>
 
 #include "efcnet/model.h"
 #include "efcnet/weights.h"
@@ -13,7 +12,6 @@
 namespace efcnet {
 namespace {
 
-constexpr int kMinSide = 11;  // the SSIM window of training; smaller images are not meaningful
 
 // (1,1,H,W) float32 in [0,1] from an 8-bit single-channel image.
 torch::Tensor to_unit_tensor(const cv::Mat& plane, const torch::Device& device) {
@@ -23,15 +21,6 @@ torch::Tensor to_unit_tensor(const cv::Mat& plane, const torch::Device& device) 
 }
 
 }  // namespace
-
-cv::Mat functional_y_plane(const cv::Mat& functional) {
-  if (functional.channels() == 1) return functional;
-  cv::Mat yuv;
-  cv::cvtColor(functional, yuv, cv::COLOR_BGR2YUV);
-  cv::Mat y;
-  cv::extractChannel(yuv, y, 0);
-  return y;
-}
 
 struct Fuser::Impl {
   torch::Device device{torch::kCPU};
@@ -60,33 +49,12 @@ Fuser::Fuser(const FuserOptions& options) : impl_(std::make_unique<Impl>()) {
 Fuser::~Fuser() = default;
 
 cv::Mat Fuser::fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional) const {
-  if (anatomical.type() != CV_8UC1) throw FusionError("the anatomical image must be 8-bit single-channel");
-  if (functional.type() != CV_8UC1 && functional.type() != CV_8UC3) {
-    throw FusionError("the functional image must be 8-bit grey or BGR");
-  }
-  if (anatomical.size() != functional.size()) {
-    throw FusionError("image sizes differ: anatomical " + std::to_string(anatomical.cols) + "x" +
-                      std::to_string(anatomical.rows) + ", functional " + std::to_string(functional.cols) + "x" +
-                      std::to_string(functional.rows));
-  }
-  if (anatomical.rows < kMinSide || anatomical.cols < kMinSide) {
-    throw FusionError("images must be at least " + std::to_string(kMinSide) + "x" + std::to_string(kMinSide));
-  }
-
-  const bool colour = functional.channels() == 3;
-  cv::Mat yuv;
-  cv::Mat planes[3];
-  if (colour) {
-    cv::cvtColor(functional, yuv, cv::COLOR_BGR2YUV);
-    cv::split(yuv, planes);
-  } else {
-    planes[0] = functional;
-  }
+  check_fusion_inputs(anatomical, functional);
 
   torch::Tensor fused_bytes;
   {
     torch::InferenceMode inference;
-    const auto f = to_unit_tensor(planes[0], impl_->device);
+    const auto f = to_unit_tensor(functional_y_plane(functional), impl_->device);
     const auto a = to_unit_tensor(anatomical, impl_->device);
     const auto fused = impl_->network->forward(impl_->seem->forward(f), a).fused;
     // Truncation, not rounding, as the reference's numpy astype(uint8).
@@ -94,13 +62,7 @@ cv::Mat Fuser::fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional) c
   }
   cv::Mat y(anatomical.rows, anatomical.cols, CV_8UC1);
   std::memcpy(y.data, fused_bytes.data_ptr<uint8_t>(), y.total());
-  if (!colour) return y;
-
-  planes[0] = y;
-  cv::merge(planes, 3, yuv);
-  cv::Mat bgr;
-  cv::cvtColor(yuv, bgr, cv::COLOR_YUV2BGR);
-  return bgr;
+  return replace_y_plane(functional, y);
 }
 
 }  // namespace efcnet
