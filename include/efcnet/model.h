@@ -6,6 +6,8 @@
 // BatchNorm batch statistics, dropout 0.1 and DropPath 0.1 in training only.
 #pragma once
 
+#include <functional>
+
 #include <torch/torch.h>
 
 namespace efcnet {
@@ -182,5 +184,22 @@ TORCH_MODULE(FusionNetwork);
 // "cpu", "cuda" or "cuda:N"; throws std::invalid_argument for an unknown name or a CUDA device
 // this build or machine does not have.
 torch::Device parse_device(const std::string& name);
+
+// How the fusion network's BatchNorm layers normalise in training mode: with their own batch's
+// statistics (LibTorch's BatchNorm2d), unless the calling thread has installed another function,
+// as data-parallel training's --sync-bn does for statistics over every rank's batch.
+using BatchNormFunction = std::function<torch::Tensor(torch::nn::BatchNorm2dImpl&, const torch::Tensor&)>;
+
+// Installs `function` for the calling thread while it lives.
+class BatchNormOverride {
+ public:
+  explicit BatchNormOverride(BatchNormFunction function);
+  ~BatchNormOverride();
+  BatchNormOverride(const BatchNormOverride&) = delete;
+  BatchNormOverride& operator=(const BatchNormOverride&) = delete;
+
+ private:
+  BatchNormFunction previous_;
+};
 
 }  // namespace efcnet

@@ -3,6 +3,7 @@
 #include "efcnet/model.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace efcnet {
 namespace {
@@ -33,7 +34,18 @@ torch::Tensor drop_path(const torch::Tensor& x, double rate, bool training) {
   return x / keep * mask;
 }
 
+thread_local BatchNormFunction batch_norm_override;
+
+torch::Tensor normalise(nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
+  return bn.is_training() && batch_norm_override ? batch_norm_override(bn, x) : bn.forward(x);
+}
+
 }  // namespace
+
+BatchNormOverride::BatchNormOverride(BatchNormFunction function)
+    : previous_(std::exchange(batch_norm_override, std::move(function))) {}
+
+BatchNormOverride::~BatchNormOverride() { batch_norm_override = std::move(previous_); }
 
 // ---------------------------------------------------------------------------------------------
 ConvBlockImpl::ConvBlockImpl(int64_t in_channels, int64_t out_channels, int64_t kernel) {
@@ -42,7 +54,7 @@ ConvBlockImpl::ConvBlockImpl(int64_t in_channels, int64_t out_channels, int64_t 
 }
 
 torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
-  return F::leaky_relu(bn->forward(conv->forward(x)), F::LeakyReLUFuncOptions().negative_slope(0.01));
+  return F::leaky_relu(normalise(*bn, conv->forward(x)), F::LeakyReLUFuncOptions().negative_slope(0.01));
 }
 
 PointwiseConvImpl::PointwiseConvImpl(int64_t in_channels, int64_t out_channels) {
@@ -65,7 +77,7 @@ torch::Tensor CoordinateAttentionImpl::forward(const torch::Tensor& x) {
   const int64_t w = x.size(3);
   const auto row_means = x.mean(3, /*keepdim=*/true);                           // (N,C,H,1)
   const auto column_means = x.mean(2, /*keepdim=*/true).permute({0, 1, 3, 2});  // (N,C,W,1)
-  auto y = bn1->forward(conv1->forward(torch::cat({row_means, column_means}, 2)));
+  auto y = normalise(*bn1, conv1->forward(torch::cat({row_means, column_means}, 2)));
   y = y * (F::relu6(y + 3.0) / 6.0);  // h_swish
   const auto parts = torch::split_with_sizes(y, {h, w}, 2);
   const auto attention_h = torch::sigmoid(conv_h->forward(parts[0]));
