@@ -95,11 +95,16 @@ struct TokenAttentionImpl : torch::nn::Module {
 };
 TORCH_MODULE(TokenAttention);
 
+// fc1 -> GELU -> dropout -> fc2 -> dropout. When gradients are recorded and the hidden
+// activation (tokens x 4C) exceeds `recompute_above_bytes`, fc1 and GELU are recomputed in the
+// backward pass instead of being kept: the hidden layer is most of the training memory at 256x256
+// (4 x 256^2 tokens x 1024 floats = 1 GiB per tensor, several per block).
 struct TokenMlpImpl : torch::nn::Module {
   TokenMlpImpl(int64_t dim, int64_t hidden, double dropout);
   torch::Tensor forward(const torch::Tensor& tokens);
 
   double dropout;
+  int64_t recompute_above_bytes = int64_t{256} << 20;
   torch::nn::Linear fc1{nullptr};
   torch::nn::Linear fc2{nullptr};
 };

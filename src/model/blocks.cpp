@@ -134,17 +134,6 @@ torch::Tensor TokenAttentionImpl::forward(const torch::Tensor& tokens) {
   return F::dropout(proj->forward(mixed), F::DropoutFuncOptions().p(dropout).training(is_training()));
 }
 
-TokenMlpImpl::TokenMlpImpl(int64_t dim, int64_t hidden, double dropout_) : dropout(dropout_) {
-  fc1 = register_module("fc1", nn::Linear(dim, hidden));
-  fc2 = register_module("fc2", nn::Linear(hidden, dim));
-}
-
-torch::Tensor TokenMlpImpl::forward(const torch::Tensor& tokens) {
-  const auto options = F::DropoutFuncOptions().p(dropout).training(is_training());
-  const auto hidden = F::dropout(torch::gelu(fc1->forward(tokens)), options);
-  return F::dropout(fc2->forward(hidden), options);
-}
-
 TransformerBlockImpl::TransformerBlockImpl(int64_t dim, int64_t heads, double dropout, double drop_path_)
     : drop_path(drop_path_) {
   norm1 = register_module("norm1", nn::LayerNorm(nn::LayerNormOptions({dim}).eps(1e-5)));

@@ -93,6 +93,30 @@ TEST(ModelBehaviour, ShortcutAttentionEqualsTextbookAttention) {
   EXPECT_LE(max_abs_diff(shortcut, network->forward(s, a).fused), 1e-6);
 }
 
+TEST(ModelBehaviour, RecomputedMlpHasTheSameValuesAndGradients) {
+  torch::manual_seed(4);
+  TokenMlp mlp(16, 64, 0.1);
+  mlp->eval();  // no dropout, so both paths are deterministic
+  const auto tokens = torch::randn({50, 1, 16});
+  const auto run = [&](int64_t threshold) {
+    mlp->recompute_above_bytes = threshold;
+    mlp->zero_grad();
+    auto input = tokens.clone().requires_grad_(true);
+    const auto out = mlp->forward(input);
+    (out * out).sum().backward();
+    return std::vector<torch::Tensor>{out.detach(), input.grad(), mlp->fc1->weight.grad().clone(),
+                                      mlp->fc1->bias.grad().clone(), mlp->fc2->weight.grad().clone()};
+  };
+  const auto plain = run(int64_t{1} << 40);
+  const auto recomputed = run(0);
+  for (size_t i = 0; i < plain.size(); ++i) EXPECT_LE(max_abs_diff(plain[i], recomputed[i]), 1e-5) << i;
+  mlp->train();  // with dropout: a recomputed backward still gives finite gradients
+  mlp->recompute_above_bytes = 0;
+  auto input = tokens.clone().requires_grad_(true);
+  mlp->forward(input).sum().backward();
+  EXPECT_TRUE(torch::isfinite(input.grad()).all().item<bool>());
+}
+
 TEST(ModelBehaviour, TokenLayoutsDiffer) {
   torch::manual_seed(3);
   FusionNetwork reference;
