@@ -1,18 +1,16 @@
 // The torch.save zip container: reading records into tensors, writing tensors atomically.
 #include <caffe2/serialize/inline_container.h>
-#include <fcntl.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <optional>
-#include <random>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
+#include "efcnet/image.h"
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
 #include "pickle_detail.h"
@@ -117,59 +115,6 @@ StateDict read_records(PyTorchStreamReader& reader, const std::string& path) {
   return dict;
 }
 
-// A file descriptor for `<path>.tmp-XXXXXX` beside the target, removed unless committed.
-class TempFile {
- public:
-  explicit TempFile(const std::string& target) {
-    std::random_device entropy;
-    for (int attempt = 0; attempt < 100 && fd_ < 0; ++attempt) {
-      char suffix[16];
-      std::snprintf(suffix, sizeof suffix, ".tmp-%06x", entropy() & 0xffffff);
-      path_ = target + suffix;
-      // 0666 so that the umask decides the final permissions, as for any newly written file.
-      fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-      if (fd_ < 0 && errno != EEXIST) break;
-    }
-    if (fd_ < 0)
-      fail(target, "cannot create temporary file " + path_ + ": " + std::strerror(errno));
-  }
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-
-  // fsync, close and rename over `target`; then fsync the directory so the rename is durable.
-  void commit(const std::string& target) {
-    if (::fsync(fd_) != 0) fail(target, "cannot flush " + path_ + ": " + std::strerror(errno));
-    const int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) fail(target, "cannot close " + path_ + ": " + std::strerror(errno));
-    if (::rename(path_.c_str(), target.c_str()) != 0) {
-      fail(target, "cannot rename " + path_ + " into place: " + std::strerror(errno));
-    }
-    committed_ = true;
-    const std::string::size_type slash = target.rfind('/');
-    const std::string dir = slash == std::string::npos ? "."
-                            : slash == 0               ? "/"
-                                                       : target.substr(0, slash);
-    const int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dir_fd >= 0) {  // best effort: the file itself is complete and in place either way
-      ::fsync(dir_fd);
-      ::close(dir_fd);
-    }
-  }
-
- private:
-  std::string path_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
-
 }  // namespace
 
 StateDict read_state_dict(const std::string& path, const torch::Device& device) {
@@ -224,25 +169,13 @@ void save_state_dict(const StateDict& dict, const std::string& path, const SaveO
     fail(path, e.what());
   }
 
-  TempFile temp(path);
-  // The writer must never fail inside PyTorchStreamWriter: its destructor finishes the archive
-  // and would throw from there. The first write error is kept and reported afterwards.
-  int write_errno = 0;
-  const auto write_all = [&](const void* data, size_t size) -> size_t {
-    const auto* bytes = static_cast<const char*>(data);
-    for (size_t done = 0; done < size && write_errno == 0;) {
-      const ssize_t n = ::write(temp.fd(), bytes + done, size - done);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        write_errno = n < 0 ? errno : EIO;
-      } else {
-        done += static_cast<size_t>(n);
-      }
-    }
-    return size;
-  };
+  // The archive is assembled in memory and written by the project's one atomic writer.
+  std::string archive;
   try {
-    PyTorchStreamWriter writer(write_all);
+    PyTorchStreamWriter writer([&archive](const void* data, size_t size) {
+      archive.append(static_cast<const char*>(data), size);
+      return size;
+    });
     writer.writeRecord("data.pkl", pickle.data(), pickle.size());
     for (std::size_t i = 0; i < storages.size(); ++i) {
       writer.writeRecord("data/" + std::to_string(i), storages[i].data_ptr(), storages[i].nbytes());
@@ -251,9 +184,11 @@ void save_state_dict(const StateDict& dict, const std::string& path, const SaveO
   } catch (const c10::Error& e) {
     fail(path, "cannot write archive: " + first_line(e));
   }
-  if (write_errno != 0)
-    fail(path, "cannot write " + temp.path() + ": " + std::strerror(write_errno));
-  temp.commit(path);
+  try {
+    write_file_atomic(path, archive);
+  } catch (const IoError& e) {
+    throw WeightsError(e.what());
+  }
 }
 
 }  // namespace efcnet
