@@ -1,10 +1,16 @@
-// `efcnet train` and `efcnet train-seem`: thin option parsing over efcnet/train.h.
+// `efcnet train` and `efcnet train-seem`: thin option parsing over efcnet/train.h, plus where a
+// data-parallel rank learns its place (flags, else the torchrun variables) and the local launcher.
+#include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 #include <string>
+#include <thread>
+#include <tuple>
 
 #include "commands.h"
 #include "default_weights.h"
 #include "efcnet/train.h"
+#include "rank_launcher.h"
 
 namespace efcnet::cli {
 namespace {
@@ -14,7 +20,106 @@ const WeightsSpec kSeemWeights{"--seem-weights", "EFCNET_SEEM_WEIGHTS", "seem_de
 struct CommonSettings {
   std::string crop;
   std::string schedule = "constant";
+  // Distributed: flags given on the command line win over the torchrun variables.
+  CLI::Option* world_size = nullptr;
+  CLI::Option* rank = nullptr;
+  CLI::Option* master = nullptr;
+  CLI::Option* nproc_per_node = nullptr;
+  std::string master_text;
+  LocalLaunch launch;
 };
+
+// The torchrun variable `name` as an integer, or `fallback` when it is unset.
+int environment_int(const char* name, int fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (*end != '\0' || value < 0 || value > 1000000) {
+    throw CLI::ValidationError(name, std::string("expected a non-negative integer in the environment, got '") + text + "'");
+  }
+  return static_cast<int>(value);
+}
+
+std::pair<std::string, int> parse_master(const std::string& text) {
+  const auto colon = text.rfind(':');
+  const std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
+  char* end = nullptr;
+  const long number = std::strtol(port.c_str(), &end, 10);
+  if (host.empty() || port.empty() || *end != '\0' || number < 1 || number > 65535) {
+    throw CLI::ValidationError("--master", "expected HOST:PORT (e.g. 10.0.0.1:29500), got '" + text + "'");
+  }
+  // [v6 address]:port
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
+  return {bracketed ? host.substr(1, host.size() - 2) : host, static_cast<int>(number)};
+}
+
+void add_distributed_options(CLI::App* command, TrainOptions& options, CommonSettings& settings) {
+  const std::string group = "Distributed (data-parallel; see README \"Distributed training\")";
+  auto& d = options.distributed;
+  settings.world_size = command->add_option("--world-size", d.world_size,
+                                            "Number of ranks (processes) in the run, on all hosts together "
+                                            "(default: $WORLD_SIZE, else 1 = no distribution)")
+                            ->group(group)->check(CLI::PositiveNumber);
+  settings.rank = command->add_option("--rank", d.rank, "This process's rank, 0..world-size-1 (default: $RANK, else 0)")
+                      ->group(group)->check(CLI::NonNegativeNumber);
+  settings.master = command->add_option("--master", settings.master_text,
+                                        "HOST:PORT where rank 0 hosts the rendezvous; every rank names the same "
+                                        "(default: $MASTER_ADDR:$MASTER_PORT, else 127.0.0.1:29500)")
+                        ->group(group);
+  settings.nproc_per_node = command->add_option("--nproc-per-node", settings.launch.nproc_per_node,
+                                                "Start this many ranks on this host (with the torchrun variables "
+                                                "set for each) and wait for them; if one fails, stop the others and "
+                                                "exit with its code")
+                                ->group(group)->check(CLI::PositiveNumber);
+  command->add_option("--nnodes", settings.launch.nnodes,
+                      "With --nproc-per-node: number of hosts, each running this command (needs --master)")
+      ->group(group)->capture_default_str()->check(CLI::PositiveNumber);
+  command->add_option("--node-rank", settings.launch.node_rank,
+                      "With --nproc-per-node: this host's index, 0..nnodes-1; its ranks are "
+                      "node-rank*nproc-per-node and up")
+      ->group(group)->capture_default_str()->check(CLI::NonNegativeNumber);
+  command->add_option("--dist-timeout", d.timeout_seconds,
+                      "Seconds a rank waits for a peer (to join, or in a collective) before every rank stops "
+                      "with an error naming the missing rank")
+      ->group(group)->capture_default_str()->check(CLI::PositiveNumber);
+  command->add_flag("--check-replicas", d.check_replicas,
+                    "After every step, check that all ranks hold bit-identical parameters (a digest all-reduce; "
+                    "a diagnostic). It is always checked at the end of each epoch")
+      ->group(group);
+}
+
+// Fills options.distributed from the flags and the torchrun variables. Returns true when this
+// process is the --nproc-per-node launcher rather than a rank.
+bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
+  auto& d = options.distributed;
+  if (settings.master->count() > 0) {
+    std::tie(d.master_addr, d.master_port) = parse_master(settings.master_text);
+  } else {
+    if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') d.master_addr = addr;
+    d.master_port = environment_int("MASTER_PORT", d.master_port);
+  }
+  const bool master_given = settings.master->count() > 0 || std::getenv("MASTER_ADDR") != nullptr;
+  if (settings.nproc_per_node->count() > 0) {
+    if (settings.world_size->count() > 0 || settings.rank->count() > 0) {
+      throw CLI::ValidationError("--nproc-per-node", "sets the world size and ranks itself; with several hosts use "
+                                                     "--nnodes and --node-rank instead of --world-size and --rank");
+    }
+    settings.launch.master_addr = master_given ? d.master_addr : "";
+    settings.launch.master_port = d.master_port;
+    return true;
+  }
+  if (settings.world_size->count() == 0) d.world_size = environment_int("WORLD_SIZE", 1);
+  if (settings.rank->count() == 0) d.rank = environment_int("RANK", 0);
+  d.local_rank = environment_int("LOCAL_RANK", 0);
+  // Ranks sharing a host share its cores, unless --threads says otherwise.
+  const int local_ranks = environment_int("LOCAL_WORLD_SIZE", 1);
+  if (options.threads == 0 && local_ranks > 1) {
+    options.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+  }
+  return false;
+}
 
 // Options both trainings share; `settings` holds what needs parsing after the command line is read.
 void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings& settings) {
@@ -44,8 +149,10 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
   command->add_flag("--resume", options.resume,
                     "Continue from the newest complete checkpoint in --out-dir; the result equals an "
                     "uninterrupted run. Without it an --out-dir holding a run is refused");
-  command->add_option("--device", options.device, "cpu, cuda or cuda:N")->capture_default_str();
+  command->add_option("--device", options.device,
+                      "cpu, cuda or cuda:N (distributed: cuda means cuda:$LOCAL_RANK)")->capture_default_str();
   command->add_flag("!--no-progress", options.progress, "No progress bar on stderr");
+  add_distributed_options(command, options, settings);
 }
 
 void apply_common(TrainOptions& options, const CommonSettings& settings) {
@@ -62,7 +169,7 @@ void apply_common(TrainOptions& options, const CommonSettings& settings) {
   }
 }
 
-void report(const TrainingSummary& summary) {
+void report(const TrainingSummary& summary, int world_size) {
   if (summary.steps == 0) {
     std::printf("nothing to do: the run already reached epoch %d\n", summary.last_epoch);
     return;
@@ -70,6 +177,22 @@ void report(const TrainingSummary& summary) {
   std::printf("trained epochs %d..%d (%lld steps) in %.1f s; last epoch's mean loss %.5f\nlast checkpoint: %s\n",
               summary.first_epoch, summary.last_epoch, static_cast<long long>(summary.steps), summary.seconds,
               summary.last_epoch_loss, summary.last_checkpoint.c_str());
+  if (world_size > 1) {
+    std::printf("%d ranks; this rank all-reduced %.2f MB per step\n", world_size,
+                static_cast<double>(summary.bytes_all_reduced) / 1e6 / static_cast<double>(summary.steps));
+  }
+}
+
+// Runs one training in this process, or its local ranks as children (--nproc-per-node).
+template <typename Options, typename Train>
+void train_or_launch(Options& options, CommonSettings& settings, Train train) {
+  if (resolve_distributed(options, settings)) {
+    if (const int code = launch_local_ranks(settings.launch); code != 0) throw CLI::RuntimeError(code);
+    return;
+  }
+  const auto summary = train(options);
+  // The other ranks' outcome shows in their exit code; rank 0 reports for the run.
+  if (options.distributed.rank == 0) report(summary, options.distributed.world_size);
 }
 
 }  // namespace
@@ -90,10 +213,14 @@ void add_train_command(CLI::App& app) {
   command->add_option("--seem-weights", options->seem_weights, weights_lookup_help(kSeemWeights));
   command->add_option("--init-weights", options->init_weights, "Start from these network weights instead of a random init");
   add_common_options(command, *options, *settings);
+  command->add_flag("--sync-bn", options->distributed.sync_bn,
+                    "Distributed: BatchNorm statistics over every rank's batch (as one process with the global "
+                    "batch), at one small all-reduce per BatchNorm layer in forward and in backward")
+      ->group("Distributed (data-parallel; see README \"Distributed training\")");
   command->callback([options, settings] {
     apply_common(*options, *settings);
     options->seem_weights = resolve_weights(kSeemWeights, options->seem_weights);
-    report(train_network(*options));
+    train_or_launch(*options, *settings, [](const NetworkTrainOptions& o) { return train_network(o); });
   });
 }
 
@@ -109,7 +236,7 @@ void add_train_seem_command(CLI::App& app) {
   add_common_options(command, *options, *settings);
   command->callback([options, settings] {
     apply_common(*options, *settings);
-    report(train_seem(*options));
+    train_or_launch(*options, *settings, [](const SeemTrainOptions& o) { return train_seem(o); });
   });
 }
 

@@ -18,6 +18,23 @@ enum class LrSchedule {
   cosine,    // lr decays to final_lr over the planned epochs
 };
 
+// Data-parallel training: one process per rank, each training on its own shard of every epoch's
+// shuffled order, gradients averaged over the ranks after every step (c10d: Gloo on CPU, NCCL on
+// CUDA where LibTorch has it). World size 1 is the plain single-process run.
+struct DistributedOptions {
+  int world_size = 1;
+  int rank = 0;
+  int local_rank = 0;                      // this host's rank index: picks cuda:<local_rank>
+  std::string master_addr = "127.0.0.1";   // rank 0 hosts the rendezvous (a TCPStore) here
+  int master_port = 29500;
+  double timeout_seconds = 300;            // a peer silent this long ends every rank, naming it
+  bool sync_bn = false;                    // BatchNorm statistics over every rank's batch
+  bool check_replicas = false;             // verify bit-identical parameters after every step
+};
+
+// Whether this build can train on several ranks (it needs c10d's Gloo headers at build time).
+bool distributed_training_available();
+
 struct TrainOptions {
   std::string out_dir;          // checkpoints, training state, loss.csv, loss.png
   int epochs = 100;
@@ -33,6 +50,9 @@ struct TrainOptions {
   bool resume = false;          // continue from the newest complete checkpoint in out_dir
   std::string device = "cpu";
   bool progress = true;         // progress bar on stderr
+  // batch_size is per rank: a step trains on world_size x batch_size samples. Only rank 0 writes
+  // out_dir (checkpoints, loss.csv with losses averaged over the ranks, loss.png, progress bar).
+  DistributedOptions distributed;
 };
 
 // `efcnet train`: the fusion network, SEEM frozen in eval mode (spec section 5).
@@ -56,6 +76,7 @@ struct TrainingSummary {
   double seconds = 0.0;
   double last_epoch_loss = 0.0; // mean total loss of the last epoch
   std::string last_checkpoint;
+  int64_t bytes_all_reduced = 0;  // by this rank, in all (0 in a single-process run)
 };
 
 // Each epoch writes <out_dir>/model_<epoch>.pth (or seem_<epoch>.pth): a plain state dict with the

@@ -1,17 +1,20 @@
 // The training loops of `efcnet train` and `efcnet train-seem` (spec section 5): data checked up
 // front, Adam as PyTorch computes it, deterministic randomness per step (so a resumed run equals
-// an uninterrupted one), atomic checkpoints every epoch.
+// an uninterrupted one), atomic checkpoints every epoch; data-parallel over c10d when the world
+// has several ranks.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <random>
 #include <regex>
 #include <string>
 #include <vector>
 
+#include "efcnet/distributed.h"
 #include "efcnet/image.h"
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
@@ -29,6 +32,9 @@ using Clock = std::chrono::steady_clock;
 
 constexpr const char* kStateFile = "training_state.pth";
 constexpr int64_t kStateFormat = 1;
+// Gradient buckets of this size split the network's 30 MB of gradients into a few all-reduces,
+// the first of which start while backward is still computing the rest.
+constexpr int64_t kBucketBytes = 4 << 20;
 
 // ---- data ----
 
@@ -197,6 +203,15 @@ class Adam {
     }
   }
 
+  // Rank 0's moments and step count replace the other ranks' when a distributed run starts.
+  std::vector<torch::Tensor> moments() const {
+    auto all = exp_avg_;
+    all.insert(all.end(), exp_avg_sq_.begin(), exp_avg_sq_.end());
+    return all;
+  }
+  int64_t steps() const { return steps_; }
+  void set_steps(int64_t steps) { steps_ = steps; }
+
   void load_from(const std::function<torch::Tensor(const std::string&)>& entry) {
     torch::NoGradGuard no_grad;
     steps_ = entry("adam.steps").item<int64_t>();
@@ -284,6 +299,24 @@ int prepare_output(const TrainingTask& task, const TrainOptions& options, size_t
                           ", now " + std::to_string(expected) + "; resume with the same data and options");
     }
   }
+  // States written before distributed training lack these entries: one process, no --sync-bn.
+  const auto entry_or = [&](const std::string& key, int64_t fallback) {
+    for (const auto& [k, v] : state) {
+      if (k == key) return v.item<int64_t>();
+    }
+    return fallback;
+  };
+  const int64_t trained_world = entry_or("meta.world_size", 1);
+  if (trained_world != options.distributed.world_size) {
+    throw TrainingError(state_path + ": the run was trained on " + std::to_string(trained_world) + " rank(s), now " +
+                        std::to_string(options.distributed.world_size) +
+                        "; another world size would train on other batches than the run so far. Resume it with a "
+                        "world size of " + std::to_string(trained_world) + " (--nproc-per-node, --world-size or WORLD_SIZE)");
+  }
+  if (entry_or("meta.sync_bn", 0) != (options.distributed.sync_bn ? 1 : 0)) {
+    throw TrainingError(state_path + ": the run was trained " + (options.distributed.sync_bn ? "without" : "with") +
+                        " --sync-bn; resume it the same way");
+  }
   const int epoch = static_cast<int>(entry("meta.epoch").item<int64_t>());
   step = entry("meta.step").item<int64_t>();
   const std::string model_path = checkpoint_path(dir, task, epoch);
@@ -307,77 +340,197 @@ void save_checkpoint(const TrainingTask& task, const TrainOptions& options, size
   save_state_dict(module_state_dict(*task.module), checkpoint_path(options.out_dir, task, epoch));
   StateDict state;
   for (const auto& [key, value] : run_identity(task, options, samples)) state.emplace_back(key, torch::tensor(value));
+  state.emplace_back("meta.world_size", torch::tensor(static_cast<int64_t>(options.distributed.world_size)));
+  state.emplace_back("meta.sync_bn", torch::tensor(static_cast<int64_t>(options.distributed.sync_bn)));
   state.emplace_back("meta.epoch", torch::tensor(static_cast<int64_t>(epoch)));
   state.emplace_back("meta.step", torch::tensor(step));
   adam.save_into(state);
   save_state_dict(state, options.out_dir + "/" + kStateFile);
 }
 
-TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const std::vector<Sample>& samples,
-                    const torch::Device& device) {
-  if (options.epochs < 1) throw TrainingError("--epochs must be at least 1");
-  if (options.batch_size < 1) throw TrainingError("--batch-size must be at least 1");
-  if (options.lr <= 0) throw TrainingError("--lr must be positive");
-  if (samples.size() < static_cast<size_t>(options.batch_size)) {
-    throw TrainingError("only " + std::to_string(samples.size()) + " samples for a batch of " +
-                        std::to_string(options.batch_size) + " (the last partial batch is dropped)");
+// Runs `setup` on every rank; when it fails on any rank, every rank stops with the reason instead
+// of the others waiting for the failed one in their next collective until the timeout.
+void agreed(DistributedGroup* group, const std::function<void()>& setup) {
+  if (group == nullptr) return setup();
+  std::string error;
+  try {
+    setup();
+  } catch (const std::exception& e) {
+    error = *e.what() ? e.what() : "unknown error";
   }
+  group->agree(error);
+}
+
+// Names, sizes and pixels: every rank must shuffle and shard the same list.
+uint64_t samples_digest(const std::vector<Sample>& samples) {
+  std::vector<torch::Tensor> parts;
+  const auto bytes_of = [](const cv::Mat& m) {
+    const cv::Mat continuous = m.isContinuous() ? m : m.clone();
+    return torch::from_blob(continuous.data, {static_cast<int64_t>(continuous.total() * continuous.elemSize())}, torch::kUInt8).clone();
+  };
+  for (const auto& s : samples) {
+    parts.push_back(torch::from_blob(const_cast<char*>(s.name.data()), {static_cast<int64_t>(s.name.size())}, torch::kUInt8).clone());
+    for (const cv::Mat* plane : {&s.functional, &s.anatomical}) {
+      parts.push_back(torch::tensor({static_cast<int64_t>(plane->rows), static_cast<int64_t>(plane->cols)}));
+      if (!plane->empty()) parts.push_back(bytes_of(*plane));
+    }
+  }
+  return tensor_digest(parts);
+}
+
+std::vector<torch::Tensor> weight_tensors(const torch::nn::Module& module) {
+  auto all = module.parameters();
+  const auto buffers = module.buffers();
+  all.insert(all.end(), buffers.begin(), buffers.end());
+  return all;
+}
+
+// Every rank starts from rank 0's state (initial or resumed weights, optimizer moments, epoch and
+// step), so the replicas are identical from the first step on.
+void start_from_rank0(DistributedGroup& group, torch::nn::Module& module, Adam& adam, int& done_epochs, int64_t& step) {
+  auto counters = torch::tensor({static_cast<int64_t>(done_epochs), step, adam.steps()});
+  group.broadcast_from_rank0({counters});
+  done_epochs = static_cast<int>(counters[0].item<int64_t>());
+  step = counters[1].item<int64_t>();
+  adam.set_steps(counters[2].item<int64_t>());
+  auto state = weight_tensors(module);
+  const auto moments = adam.moments();
+  state.insert(state.end(), moments.begin(), moments.end());
+  group.broadcast_from_rank0(state);
+}
+
+TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const std::vector<Sample>& samples,
+                    const torch::Device& device, DistributedGroup* group) {
+  const int world = group ? group->world_size() : 1;
+  const int rank = group ? group->rank() : 0;
+  if (group) group->check_equal(samples_digest(samples), "training samples (names, sizes or pixels)");
   std::vector<std::pair<std::string, torch::Tensor>> parameters;
   for (const auto& p : task.module->named_parameters()) parameters.emplace_back(p.key(), p.value());
   Adam adam(parameters);
   int64_t step = 0;
-  const int done_epochs = prepare_output(task, options, samples.size(), adam, step);
-
-  const int64_t steps_per_epoch = static_cast<int64_t>(samples.size()) / options.batch_size;
-  const int64_t total_steps = steps_per_epoch * options.epochs;
+  int done_epochs = 0;
   LossLog log(options.out_dir, task.term_names);
-  if (done_epochs > 0) log.restore(done_epochs);
+  agreed(group, [&] {
+    if (options.epochs < 1) throw TrainingError("--epochs must be at least 1");
+    if (options.batch_size < 1) throw TrainingError("--batch-size must be at least 1");
+    if (options.lr <= 0) throw TrainingError("--lr must be positive");
+    const size_t global_batch = static_cast<size_t>(options.batch_size) * world;
+    if (samples.size() < global_batch) {
+      throw TrainingError("only " + std::to_string(samples.size()) + " samples for a batch of " +
+                          (world > 1 ? std::to_string(world) + " ranks x " : std::string()) +
+                          std::to_string(options.batch_size) + " (the last partial batch is dropped)");
+    }
+    if (rank == 0) {
+      done_epochs = prepare_output(task, options, samples.size(), adam, step);
+      if (done_epochs > 0) log.restore(done_epochs);
+    }
+  });
+  std::unique_ptr<GradientAverager> averager;
+  if (group) {
+    start_from_rank0(*group, *task.module, adam, done_epochs, step);
+    averager = std::make_unique<GradientAverager>(*group, task.module->parameters(), kBucketBytes);
+  }
+
+  // Sharding: step i of an epoch trains on the global batch order[i*W*B, (i+1)*W*B) of the epoch's
+  // shuffled order (the same on every rank); rank r takes the contiguous slice of B starting at
+  // (i*W + r)*B. One rank is the single-process run.
+  const int64_t steps_per_epoch = static_cast<int64_t>(samples.size()) / (options.batch_size * world);
+  const int64_t total_steps = steps_per_epoch * options.epochs;
 
   TrainingSummary summary;
   summary.first_epoch = done_epochs + 1;
   summary.last_epoch = done_epochs;
   const auto start = Clock::now();
   std::optional<ProgressBar> progress;
-  if (options.progress && done_epochs < options.epochs) {
+  if (options.progress && rank == 0 && done_epochs < options.epochs) {
     progress.emplace(static_cast<size_t>((options.epochs - done_epochs) * steps_per_epoch));
   }
-  for (int epoch = done_epochs + 1; epoch <= options.epochs; ++epoch) {
-    const auto order = epoch_order(samples.size(), options.seed, epoch);
-    for (int64_t i = 0; i < steps_per_epoch; ++i) {
-      const auto step_start = Clock::now();
-      const uint64_t step_seed = mix(mix(options.seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(i));
-      torch::manual_seed(step_seed);  // dropout, DropPath
-      std::mt19937_64 crop_rng(mix(step_seed, 1));
-      const std::vector<size_t> indices(order.begin() + i * options.batch_size, order.begin() + (i + 1) * options.batch_size);
-      const Batch batch = make_batch(samples, indices, options, crop_rng, device);
-      adam.zero_grad();
-      auto terms = task.step(batch);
-      if (!std::isfinite(terms.back())) {
-        throw TrainingError("the loss became " + std::to_string(terms.back()) + " at epoch " + std::to_string(epoch) +
-                            "; lower --lr (the last checkpoint is kept)");
+  try {
+    for (int epoch = done_epochs + 1; epoch <= options.epochs; ++epoch) {
+      const auto order = epoch_order(samples.size(), options.seed, epoch);
+      for (int64_t i = 0; i < steps_per_epoch; ++i) {
+        const auto step_start = Clock::now();
+        const uint64_t step_seed = mix(mix(options.seed, static_cast<uint64_t>(epoch)), static_cast<uint64_t>(i));
+        // Dropout and DropPath: rank 0 keeps the single-process stream, the others draw their own
+        // (stream 1 is the crops').
+        torch::manual_seed(rank == 0 ? step_seed : mix(step_seed, static_cast<uint64_t>(rank) + 1));
+        std::mt19937_64 crop_rng(mix(step_seed, 1));
+        // The crops one process would draw for the whole global batch: two draws per sample.
+        crop_rng.discard(2ULL * static_cast<uint64_t>(options.batch_size) * static_cast<uint64_t>(rank));
+        const auto first = order.begin() + (i * world + rank) * options.batch_size;
+        const std::vector<size_t> indices(first, first + options.batch_size);
+        const Batch batch = make_batch(samples, indices, options, crop_rng, device);
+        adam.zero_grad();
+        if (averager) averager->begin_step();
+        auto terms = task.step(batch);
+        if (group) {
+          averager->finish_step();
+          auto total = torch::tensor(terms, torch::kDouble).to(device);
+          group->all_reduce_sum(total);
+          total = total.cpu() / world;
+          terms.assign(total.data_ptr<double>(), total.data_ptr<double>() + total.numel());
+        }
+        if (!std::isfinite(terms.back())) {
+          throw TrainingError("the loss became " + std::to_string(terms.back()) + " at epoch " + std::to_string(epoch) +
+                              "; lower --lr (the last checkpoint is kept)");
+        }
+        adam.step(learning_rate(options, step, total_steps));
+        ++step;
+        ++summary.steps;
+        if (group && options.distributed.check_replicas) {
+          group->check_equal(tensor_digest(task.module->parameters()), "parameters after step " + std::to_string(step));
+        }
+        if (rank == 0) {
+          log.append({epoch, static_cast<int>(step), std::move(terms),
+                      std::chrono::duration<double>(Clock::now() - step_start).count()});
+          log.write_csv();
+        }
+        if (progress) progress->advance();
       }
-      adam.step(learning_rate(options, step, total_steps));
-      ++step;
-      ++summary.steps;
-      log.append({epoch, static_cast<int>(step), std::move(terms),
-                  std::chrono::duration<double>(Clock::now() - step_start).count()});
-      log.write_csv();
-      if (progress) progress->advance();
+      if (group) {
+        // Without --sync-bn every rank's running statistics follow its own batches; the checkpoint
+        // keeps rank 0's (as PyTorch's DDP does) and the other replicas continue from them.
+        if (!options.distributed.sync_bn) group->broadcast_from_rank0(task.module->buffers());
+        group->check_equal(tensor_digest(weight_tensors(*task.module)), "weights after epoch " + std::to_string(epoch));
+      }
+      summary.last_epoch = epoch;
+      if (rank != 0) continue;
+      save_checkpoint(task, options, samples.size(), adam, epoch, step);
+      log.write_plot();
+      summary.last_epoch_loss = log.epoch_mean_total(epoch);
+      summary.last_checkpoint = checkpoint_path(options.out_dir, task, epoch);
+      if (progress) {
+        char line[256];
+        std::snprintf(line, sizeof line, "epoch %d/%d: mean loss %.5f, saved %s", epoch, options.epochs,
+                      summary.last_epoch_loss, summary.last_checkpoint.c_str());
+        progress->message(line);
+      }
     }
-    save_checkpoint(task, options, samples.size(), adam, epoch, step);
-    log.write_plot();
-    summary.last_epoch = epoch;
-    summary.last_epoch_loss = log.epoch_mean_total(epoch);
-    summary.last_checkpoint = checkpoint_path(options.out_dir, task, epoch);
-    if (progress) {
-      char line[256];
-      std::snprintf(line, sizeof line, "epoch %d/%d: mean loss %.5f, saved %s", epoch, options.epochs,
-                    summary.last_epoch_loss, summary.last_checkpoint.c_str());
-      progress->message(line);
-    }
+    // Nobody reports success before rank 0 has written the last checkpoint.
+    if (group) group->barrier();
+  } catch (const DistributedFault&) {
+    throw;
+  } catch (const std::exception& e) {
+    if (group) group->post_error(e.what());
+    throw;
   }
   summary.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  if (group) summary.bytes_all_reduced = group->bytes_all_reduced();
   return summary;
+}
+
+// The distributed side of a run; none for a single process.
+std::unique_ptr<DistributedGroup> join_group(const TrainOptions& options, const torch::Device& device) {
+  if (options.distributed.world_size == 1 && options.distributed.rank == 0) return nullptr;
+  return std::make_unique<DistributedGroup>(options.distributed, device);
+}
+
+// Each rank of a host takes its own GPU.
+torch::Device training_device(const TrainOptions& options) {
+  if (options.distributed.world_size > 1 && options.device == "cuda") {
+    return parse_device("cuda:" + std::to_string(options.distributed.local_rank));
+  }
+  return parse_device(options.device);
 }
 
 void set_threads(int threads) {
@@ -388,19 +541,30 @@ void set_threads(int threads) {
 
 TrainingSummary train_network(const NetworkTrainOptions& options) {
   set_threads(options.threads);
-  const torch::Device device = parse_device(options.device);
+  const torch::Device device = training_device(options);
   if (options.seem_weights.empty()) throw TrainingError("SEEM weights are required (--seem-weights)");
-  const auto samples = load_pairs(options);
-
-  SmoothEdgeExtractor seem;
-  seem->to(device);
-  load_weights(*seem, options.seem_weights);
-  seem->eval();  // frozen, as the reference trains
-  torch::manual_seed(options.seed);  // the network's initial weights
-  FusionNetwork network;
-  network->to(device);
-  if (!options.init_weights.empty()) load_weights(*network, options.init_weights);
-  network->train();
+  const auto group = join_group(options, device);
+  std::vector<Sample> samples;
+  SmoothEdgeExtractor seem{nullptr};
+  FusionNetwork network{nullptr};
+  agreed(group.get(), [&] {
+    samples = load_pairs(options);
+    seem = SmoothEdgeExtractor();
+    seem->to(device);
+    load_weights(*seem, options.seem_weights);
+    seem->eval();  // frozen, as the reference trains
+    torch::manual_seed(options.seed);  // the network's initial weights
+    network = FusionNetwork();
+    network->to(device);
+    if (!options.init_weights.empty()) load_weights(*network, options.init_weights);
+    network->train();
+  });
+  std::optional<BatchNormOverride> synchronised_batch_norm;
+  if (group && options.distributed.sync_bn) {
+    synchronised_batch_norm.emplace([&group](torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
+      return sync_batch_norm(*group, bn, x);
+    });
+  }
 
   TrainingTask task{"model", 1, {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical", "total"},
                     network.get(), [&](const Batch& batch) {
@@ -415,23 +579,31 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                                                  loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>(),
                                                  loss.total.item<double>()};
                     }};
-  return run(task, options, samples, device);
+  return run(task, options, samples, device, group.get());
 }
 
 TrainingSummary train_seem(const SeemTrainOptions& options) {
   set_threads(options.threads);
-  const torch::Device device = parse_device(options.device);
-  const auto samples = load_functional(options);
-  torch::manual_seed(options.seed);
-  SmoothEdgeExtractor seem;
-  seem->to(device);
-  seem->train();
+  const torch::Device device = training_device(options);
+  if (options.distributed.sync_bn) {
+    throw TrainingError("--sync-bn is for efcnet train: SEEM's BatchNorm layers have no synchronised variant");
+  }
+  const auto group = join_group(options, device);
+  std::vector<Sample> samples;
+  SmoothEdgeExtractor seem{nullptr};
+  agreed(group.get(), [&] {
+    samples = load_functional(options);
+    torch::manual_seed(options.seed);
+    seem = SmoothEdgeExtractor();
+    seem->to(device);
+    seem->train();
+  });
   TrainingTask task{"seem", 2, {"mse"}, seem.get(), [&](const Batch& batch) {
                       const auto loss = torch::mse_loss(seem->forward(batch.functional), seem_edge_target(batch.functional));
                       loss.backward();
                       return std::vector<double>{loss.item<double>()};
                     }};
-  return run(task, options, samples, device);
+  return run(task, options, samples, device, group.get());
 }
 
 }  // namespace efcnet
