@@ -113,6 +113,10 @@ bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
   if (settings.world_size->count() == 0) d.world_size = environment_int("WORLD_SIZE", 1);
   if (settings.rank->count() == 0) d.rank = environment_int("RANK", 0);
   d.local_rank = environment_int("LOCAL_RANK", 0);
+  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE"); agent != nullptr && std::string(agent) == "True") {
+    d.launcher_hosts_store = true;
+    d.restart_count = environment_int("TORCHELASTIC_RESTART_COUNT", 0);
+  }
   // Ranks sharing a host share its cores, unless --threads says otherwise.
   const int local_ranks = environment_int("LOCAL_WORLD_SIZE", 1);
   if (options.threads == 0 && local_ranks > 1) {

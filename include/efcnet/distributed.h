@@ -81,6 +81,7 @@ class DistributedGroup {
   int rank_ = 0;
   int world_size_ = 1;
   std::string master_;
+  std::string store_host_;  // "rank 0", or "the launcher" when torchrun's agent hosts the store
   std::chrono::milliseconds timeout_{0};
   std::chrono::milliseconds grace_{0};
   torch::Device device_{torch::kCPU};

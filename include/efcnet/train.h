@@ -28,6 +28,10 @@ struct DistributedOptions {
   std::string master_addr = "127.0.0.1";   // rank 0 hosts the rendezvous (a TCPStore) here
   int master_port = 29500;
   double timeout_seconds = 300;            // a peer silent this long ends every rank, naming it
+  // torchrun's agent may host the TCPStore at the master address itself (it then sets
+  // TORCHELASTIC_USE_AGENT_STORE=True): every rank only connects, with keys apart per restart.
+  bool launcher_hosts_store = false;
+  int restart_count = 0;
   bool sync_bn = false;                    // BatchNorm statistics over every rank's batch
   bool check_replicas = false;             // verify bit-identical parameters after every step
 };

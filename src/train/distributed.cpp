@@ -140,15 +140,21 @@ DistributedGroup::DistributedGroup(const DistributedOptions& options, const torc
 
   ::c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<uint16_t>(options.master_port);
-  store_options.isServer = rank_ == 0;
+  store_options.isServer = rank_ == 0 && !options.launcher_hosts_store;
   store_options.numWorkers = world_size_;
   store_options.waitWorkers = false;  // the check-in below names who is missing instead
   store_options.timeout = timeout_;
+  store_host_ = options.launcher_hosts_store ? "the launcher" : "rank 0";
   try {
-    backend_->store = c10::make_intrusive<::c10d::TCPStore>(options.master_addr, store_options);
+    auto tcp = c10::make_intrusive<::c10d::TCPStore>(options.master_addr, store_options);
+    // The prefix torch.distributed uses on an agent's store, so that a restarted attempt starts afresh.
+    backend_->store = tcp;
+    if (options.launcher_hosts_store) {
+      backend_->store = c10::make_intrusive<::c10d::PrefixStore>("/worker/attempt_" + std::to_string(options.restart_count), tcp);
+    }
   } catch (const std::exception& e) {
-    if (rank_ == 0) throw TrainingError("rank 0 cannot host the rendezvous at " + master_ + ": " + e.what());
-    throw TrainingError("rank " + std::to_string(rank_) + ": rank 0 did not come up at " + master_ + " within " +
+    if (store_options.isServer) throw TrainingError("rank 0 cannot host the rendezvous at " + master_ + ": " + e.what());
+    throw TrainingError("rank " + std::to_string(rank_) + ": " + store_host_ + " did not come up at " + master_ + " within " +
                         seconds_text(timeout_) + " (" + e.what() + ")");
   }
 
@@ -310,31 +316,37 @@ void DistributedGroup::fail(const std::string& cause) {
   backend_->failed = true;
   std::vector<int> missing;
   std::string reasons;
+  bool answered = false;  // whether the roll call itself could be held
   try {
     auto& store = *backend_->store;
     store.set(store_key("alive", rank_), to_bytes("1"));
     const auto deadline = Clock::now() + grace_;
     for (;;) {
-      missing.clear();
+      std::vector<int> absent;
       for (int r = 0; r < world_size_; ++r) {
-        if (r != rank_ && !store.check({store_key("alive", r)})) missing.push_back(r);
+        if (r != rank_ && !store.check({store_key("alive", r)})) absent.push_back(r);
       }
+      missing = absent;
       if (missing.empty() || Clock::now() >= deadline) break;
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
+    answered = true;
     for (const int r : missing) {
       if (store.check({store_key("error", r)})) {
         reasons += "\nrank " + std::to_string(r) + " had stopped with: " + from_bytes(store.get(store_key("error", r)));
       }
     }
   } catch (const std::exception& e) {
-    // The store lives in rank 0's process; when it no longer answers, rank 0 is gone.
-    missing = {0};
-    reasons = "\n(the rendezvous store that rank 0 hosts at " + master_ + " no longer answers: " + e.what() + ")";
+    // The store lives in rank 0's process (or the launcher's): when it no longer answers, that is gone.
+    missing = store_host_ == "rank 0" ? std::vector<int>{0} : std::vector<int>{};
+    reasons = "\n(the rendezvous store that " + store_host_ + " hosts at " + master_ + " no longer answers: " + e.what() + ")";
   }
   const std::string where = "distributed training stopped on rank " + std::to_string(rank_) + " of " +
                             std::to_string(world_size_) + ": ";
-  if (missing.empty()) throw DistributedFault(where + "a collective failed although every rank is still there: " + cause);
+  if (missing.empty()) {
+    throw DistributedFault(where + "a collective failed" + (answered ? " although every rank answered a roll call" : "") +
+                           ": " + cause + reasons);
+  }
   throw DistributedFault(where + rank_list(missing) + " did not answer (died, hangs, or cannot be reached; the timeout is " +
                          seconds_text(timeout_) + ")" + reasons + "\nthe collective that failed: " + cause);
 }

@@ -23,6 +23,7 @@
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include "efcnet/distributed.h"
 #include "efcnet/losses.h"
@@ -61,10 +62,9 @@ int free_port() {
 
 // Runs body(rank, group) on `world` threads, each a rank of one group on loopback. Models are
 // made before, on the calling thread: their initialisation draws from LibTorch's global generator.
-void run_ranks(int world, const std::function<void(int, DistributedGroup&)>& body) {
-  DistributedOptions options;
+void run_ranks(int world, const std::function<void(int, DistributedGroup&)>& body, DistributedOptions options = {}) {
   options.world_size = world;
-  options.master_port = free_port();
+  if (options.master_port == DistributedOptions{}.master_port) options.master_port = free_port();
   options.timeout_seconds = 120;
   std::vector<std::string> errors(world);
   std::vector<std::thread> threads;
@@ -326,6 +326,29 @@ TEST(Distributed, SyncBatchNormInFloat32IsAsCloseToTheExactGradientAsLibTorchsBa
   std::printf("float32 gradients vs float64: LibTorch BatchNorm (1 rank x 4) %.3g, sync-BN (2 ranks x 2) %.3g\n",
               native_error, sync_error);
   EXPECT_LE(sync_error, 2.0 * native_error + 1e-4);
+}
+
+TEST(Distributed, RanksJoinTheStoreOfALauncherThatHostsIt) {
+  SKIP_WITHOUT_GLOO();
+  // What torchrun's agent does with static rendezvous: it hosts the TCPStore at the master
+  // address, so no rank may bind it.
+  ::c10d::TCPStoreOptions agent_options;
+  agent_options.port = static_cast<uint16_t>(free_port());
+  agent_options.isServer = true;
+  agent_options.waitWorkers = false;
+  const auto agent = c10::make_intrusive<::c10d::TCPStore>("127.0.0.1", agent_options);
+  DistributedOptions options;
+  options.master_port = agent_options.port;
+  options.launcher_hosts_store = true;
+  options.restart_count = 3;
+  std::vector<double> sums(2);
+  run_ranks(2, [&](int rank, DistributedGroup& group) {
+    auto t = torch::full({4}, static_cast<double>(rank + 1), torch::kDouble);
+    group.all_reduce_sum(t);
+    sums[rank] = t[0].item<double>();
+  }, options);
+  EXPECT_EQ(sums, (std::vector<double>{3.0, 3.0}));
+  EXPECT_TRUE(agent->check({"/worker/attempt_3/efcnet/joined/1"}));
 }
 
 // ---- ranks as processes ----
