@@ -71,7 +71,8 @@ void add_distributed_options(CLI::App* command, TrainOptions& options, CommonSet
   settings.nproc_per_node = command->add_option("--nproc-per-node", settings.launch.nproc_per_node,
                                                 "Start this many ranks on this host (with the torchrun variables "
                                                 "set for each) and wait for them; if one fails, stop the others and "
-                                                "exit with its code")
+                                                "exit with its code. On one host without --master or $MASTER_ADDR "
+                                                "the rendezvous takes a free port on 127.0.0.1")
                                 ->group(group)->check(CLI::PositiveNumber);
   command->add_option("--nnodes", settings.launch.nnodes,
                       "With --nproc-per-node: number of hosts, each running this command (needs --master)")
@@ -182,8 +183,9 @@ void report(const TrainingSummary& summary, int world_size) {
               summary.first_epoch, summary.last_epoch, static_cast<long long>(summary.steps), summary.seconds,
               summary.last_epoch_loss, summary.last_checkpoint.c_str());
   if (world_size > 1) {
-    std::printf("%d ranks; this rank all-reduced %.2f MB per step\n", world_size,
-                static_cast<double>(summary.bytes_all_reduced) / 1e6 / static_cast<double>(summary.steps));
+    const double per_step = static_cast<double>(summary.bytes_all_reduced) / static_cast<double>(summary.steps);
+    std::printf("%d ranks; this rank all-reduced %.3g %s per step\n", world_size, per_step >= 1e6 ? per_step / 1e6 : per_step / 1e3,
+                per_step >= 1e6 ? "MB" : "kB");
   }
 }
 
@@ -218,7 +220,7 @@ void add_train_command(CLI::App& app) {
   command->add_option("--init-weights", options->init_weights, "Start from these network weights instead of a random init");
   add_common_options(command, *options, *settings);
   command->add_flag("--sync-bn", options->distributed.sync_bn,
-                    "Distributed: BatchNorm statistics over every rank's batch (as one process with the global "
+                    "BatchNorm statistics over every rank's batch (as one process with the global "
                     "batch), at one small all-reduce per BatchNorm layer in forward and in backward")
       ->group("Distributed (data-parallel; see README \"Distributed training\")");
   command->callback([options, settings] {
