@@ -284,7 +284,9 @@ TEST(Distributed, SyncBatchNormOnTwoRanksOfTwoMatchesOneRankOfFour) {
     // Conv biases right before a BatchNorm have an exact gradient of 0 (rounding noise either way).
     EXPECT_LE(worst_relative_difference(two.grads[r], reference_grads, /*skip_zero=*/true), 1e-5) << "rank " << r;
     for (size_t i = 0; i < reference_grads.size(); ++i) {
-      if (reference_grads[i].abs().max().item<double>() < 1e-12) EXPECT_LT(two.grads[r][i].abs().max().item<double>(), 1e-12);
+      if (reference_grads[i].abs().max().item<double>() < 1e-12) {
+        EXPECT_LT(two.grads[r][i].abs().max().item<double>(), 1e-12);
+      }
     }
     // After the step: weights, BatchNorm running statistics and batch counters.
     EXPECT_LE(worst_relative_difference(two.weights[r], reference_weights), 1e-5) << "rank " << r;
@@ -572,18 +574,22 @@ TEST(DistributedCli, LauncherStopsTheOtherRanksAndForwardsTheExitCode) {
   Process launcher(with(data.train_command(run, 1000), {"--nproc-per-node", "2"}), {}, out / "launch.log");
   wait_for_file(run + "/loss.csv", std::chrono::seconds(300));
   // The launcher's children are the ranks; rank 1 is the one with RANK=1 in its environment.
-  int rank1 = -1;
+  int rank0 = -1, rank1 = -1;
   std::ifstream children("/proc/" + std::to_string(launcher.pid()) + "/task/" + std::to_string(launcher.pid()) + "/children");
   for (int child; children >> child;) {
     std::ifstream environment("/proc/" + std::to_string(child) + "/environ");
     const std::string text((std::istreambuf_iterator<char>(environment)), std::istreambuf_iterator<char>());
+    if (text.find(std::string("\0RANK=0\0", 8)) != std::string::npos) rank0 = child;
     if (text.find(std::string("\0RANK=1\0", 8)) != std::string::npos) rank1 = child;
   }
+  ASSERT_GT(rank0, 0) << "no child of the launcher has RANK=0";
   ASSERT_GT(rank1, 0) << "no child of the launcher has RANK=1";
   ::kill(rank1, SIGKILL);
   const int code = launcher.wait(std::chrono::seconds(60));
   EXPECT_EQ(code, 128 + SIGKILL) << launcher.output();
-  EXPECT_NE(launcher.output().find("was killed by signal 9"), std::string::npos) << launcher.output();
+  EXPECT_NE(launcher.output().find("rank 1 (pid " + std::to_string(rank1) + ") was killed by signal 9"), std::string::npos)
+      << launcher.output();
+  EXPECT_EQ(::kill(rank0, 0), -1) << "rank 0 outlived its launcher";
 }
 
 TEST(DistributedCli, HelpDescribesEveryDistributedFlag) {
