@@ -25,6 +25,7 @@ void add_fuse_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_train_seem_command(CLI::App& app);
 void add_export_weights_command(CLI::App& app);
+void add_bench_command(CLI::App& app);
 
 // The executable and the plugin share CLI::App objects, so both must be compiled from the same
 // CLI11 headers by the same compiler; a plugin left over from another build refuses to register.

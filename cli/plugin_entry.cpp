@@ -10,5 +10,6 @@ extern "C" const char* efcnet_register_plugin_commands(CLI::App& app, const char
   add_train_command(app);
   add_train_seem_command(app);
   add_export_weights_command(app);
+  add_bench_command(app);
   return nullptr;
 }

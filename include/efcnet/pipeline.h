@@ -21,6 +21,8 @@ struct FuserOptions {
   std::string seem_weights;   // SEEM state dict (.pth)
   std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
   int threads = 0;            // LibTorch intra-op threads; 0 = all cores
+  bool bfloat16 = false;      // CPU only: the network's convolutions and linear layers in bfloat16
+                              // (about twice as fast; not exact, see `efcnet bench --precision`)
 };
 
 class FusionError : public std::runtime_error {
@@ -49,7 +51,10 @@ enum class BaselineMethod {
 // Same inputs, checks and output as Fuser::fuse_pair.
 cv::Mat fuse_baseline(const cv::Mat& anatomical, const cv::Mat& functional, BaselineMethod method);
 
-// Loads both networks once (eval mode) and fuses any number of pairs with them.
+struct StageSeconds;  // inference.h
+
+// Loads both networks once, prepares them for inference (inference.h: folded BatchNorm, one
+// encoder pass for both inputs, oneDNN layouts on the CPU) and fuses any number of pairs with them.
 class Fuser {
  public:
   explicit Fuser(const FuserOptions& options);
@@ -58,8 +63,10 @@ class Fuser {
   Fuser& operator=(const Fuser&) = delete;
 
   // anatomical: CV_8UC1. functional: CV_8UC3 (BGR) or CV_8UC1. Same size, both >= 11x11.
-  // Returns CV_8UC3 for a colour functional image, CV_8UC1 for a grey one.
-  cv::Mat fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional) const;
+  // Returns CV_8UC3 for a colour functional image, CV_8UC1 for a grey one. On the CPU, refuses
+  // (FusionError naming the size and the estimate) a pair that needs more working memory than
+  // /proc/meminfo's MemAvailable. `seconds`, if given, accumulates the networks' stage times.
+  cv::Mat fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional, StageSeconds* seconds = nullptr) const;
 
  private:
   struct Impl;

@@ -1,0 +1,468 @@
+// `efcnet bench`: seconds per pair by stage of what `efcnet fuse` runs, on synthetic pairs, next to
+// the plain eager forward pass (textbook attention, the reference's computation) of the same
+// weights measured in the same process, interleaved pair by pair.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+
+#include "commands.h"
+#include "efcnet/image.h"
+#include "efcnet/inference.h"
+#include "efcnet/model.h"
+#include "efcnet/pipeline.h"
+#include "efcnet/weights.h"
+
+namespace efcnet::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::json;
+
+// Peak resident memory of the eager textbook forward pass per pixel of one pair (VmHWM at 256²
+// and 512², LibTorch 1.13 CPU): about 3x the prepared model's. Used only to skip the baseline
+// where it would not fit.
+constexpr int64_t kEagerBytesPerPixel = 24 * 1024;
+constexpr uint64_t kRandomWeightsSeed = 302;
+constexpr std::array<double StageSeconds::*, 7> kNetworkStages{
+    &StageSeconds::seem, &StageSeconds::su1,     &StageSeconds::su2,    &StageSeconds::su3,
+    &StageSeconds::su4,  &StageSeconds::encoder, &StageSeconds::decoder};
+
+struct BenchSettings {
+  std::vector<int> sizes{256};
+  int pairs = 3;
+  int warmup = 1;
+  int threads = 0;
+  std::string device = "cpu";
+  std::string format = "json";
+  std::string weights, seem_weights;
+  std::string precision = "float32";
+  bool eager = true;
+};
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// A fresh directory, removed with its contents afterwards.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = (fs::temp_directory_path() / "efcnet-bench-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory like " + pattern);
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+// A field of /proc/self/status in bytes (VmHWM: peak resident set), -1 if unreadable.
+int64_t proc_status_bytes(const std::string& field) {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
+  }
+  return -1;
+}
+
+json load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one = 0, five = 0, fifteen = 0;
+  if (in >> one >> five >> fifteen) return {one, five, fifteen};
+  return nullptr;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
+}
+
+std::string gibibytes(int64_t bytes) {
+  std::ostringstream text;
+  text.precision(2);
+  text << std::fixed << static_cast<double>(bytes) / (int64_t{1} << 30) << " GiB";
+  return text.str();
+}
+
+// The weights to time: the given files, or seeded random ones written to `dir` (BatchNorm
+// statistics made non-trivial by one training-mode pass, so folding is not a no-op).
+std::pair<std::string, std::string> weight_files(const BenchSettings& s, const ScratchDir& dir) {
+  if (!s.weights.empty() || !s.seem_weights.empty()) {
+    if (s.weights.empty() || s.seem_weights.empty()) throw std::runtime_error("bench: give both --weights and --seem-weights, or neither");
+    return {s.weights, s.seem_weights};
+  }
+  torch::manual_seed(kRandomWeightsSeed);
+  SmoothEdgeExtractor seem;
+  FusionNetwork network;
+  {
+    torch::NoGradGuard no_grad;
+    const auto images = torch::rand({2, 1, 32, 32});
+    seem->forward(images);
+    network->forward(images, images.flip(3));
+  }
+  const std::pair<std::string, std::string> files{dir / "network.pth", dir / "seem.pth"};
+  save_state_dict(module_state_dict(*network), files.first);
+  save_state_dict(module_state_dict(*seem), files.second);
+  return files;
+}
+
+// The reference pipeline with the eager modules: the baseline.
+class EagerFuser {
+ public:
+  EagerFuser(const std::string& weights, const std::string& seem_weights, const torch::Device& device) : device_(device) {
+    seem_->to(device);
+    network_->to(device);
+    load_weights(*seem_, seem_weights);
+    load_weights(*network_, weights);
+    seem_->eval();
+    network_->eval();
+    network_->use_textbook_attention(true);
+  }
+
+  // Adds the seconds of SEEM + network to *network_seconds.
+  cv::Mat fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional, double* network_seconds) {
+    check_fusion_inputs(anatomical, functional);
+    torch::InferenceMode inference;
+    const auto f = unit_tensor(functional_y_plane(functional));
+    const auto a = unit_tensor(anatomical);
+    const auto start = Clock::now();
+    const auto fused = network_->forward(seem_->forward(f), a).fused;
+    *network_seconds += seconds_since(start);
+    const auto bytes = (fused * 255.0f).to(torch::kUInt8).to(torch::kCPU).contiguous();
+    cv::Mat y(anatomical.rows, anatomical.cols, CV_8UC1);
+    std::memcpy(y.data, bytes.data_ptr<uint8_t>(), y.total());
+    return replace_y_plane(functional, y);
+  }
+
+ private:
+  torch::Tensor unit_tensor(const cv::Mat& plane) const {
+    const cv::Mat continuous = plane.isContinuous() ? plane : plane.clone();
+    return torch::from_blob(continuous.data, {1, 1, plane.rows, plane.cols}, torch::kUInt8).to(device_).to(torch::kFloat32) /
+           255.0f;
+  }
+
+  torch::Device device_;
+  SmoothEdgeExtractor seem_;
+  FusionNetwork network_;
+};
+
+// Summed over pairs, then divided into means.
+struct PairSeconds {
+  double read = 0, fuse = 0, write = 0;  // fuse: the whole fuse_pair call
+  double networks = 0;                   // SEEM + network within it
+  StageSeconds stages;                   // the optimised path's networks by stage
+  double colour() const { return fuse - networks; }  // YUV split/merge, tensors, bytes
+  double total() const { return read + fuse + write; }
+};
+
+json stage_table(const PairSeconds& mean, const StageFlops& flops) {
+  const StageSeconds& n = mean.stages;
+  const auto row = [](double seconds, double flop) {
+    json r{{"seconds", seconds}, {"gflop", flop / 1e9}};
+    r["gflops_per_second"] = seconds > 0 && flop > 0 ? json(flop / seconds / 1e9) : json(nullptr);
+    return r;
+  };
+  return {{"read", row(mean.read, 0)},         {"colour", row(mean.colour(), 0)}, {"seem", row(n.seem, flops.seem)},
+          {"encoder", row(n.encoder, flops.encoder)}, {"su1", row(n.su1, flops.su1)},     {"su2", row(n.su2, flops.su2)},
+          {"su3", row(n.su3, flops.su3)},      {"su4", row(n.su4, flops.su4)},   {"decoder", row(n.decoder, flops.decoder)},
+          {"write", row(mean.write, 0)},       {"networks", row(mean.networks, flops.total())},
+          {"total", row(mean.total(), flops.total())}};
+}
+
+// One size in this process.
+json bench_size(const BenchSettings& s, int size) {
+  ScratchDir dir;
+  const auto [weights, seem_weights] = weight_files(s, dir);
+  FuserOptions options;
+  options.weights = weights;
+  options.seem_weights = seem_weights;
+  options.device = s.device;
+  options.threads = s.threads;
+  options.bfloat16 = s.precision == "bf16";
+  const Fuser fuser(options);
+  const int64_t rss_after_load = proc_status_bytes("VmHWM");
+
+  const Phantom phantom = make_phantom(size, PhantomKind::spect);
+  const std::string anatomical_path = dir / "anatomical.png", functional_path = dir / "functional.png";
+  write_image_atomic(anatomical_path, phantom.anatomical);
+  write_image_atomic(functional_path, phantom.functional);
+
+  // One pair through a pipeline: read both files, fuse, write the result.
+  const auto run = [&](const auto& fuse, PairSeconds& seconds) {
+    auto start = Clock::now();
+    const cv::Mat anatomical = read_anatomical(anatomical_path);
+    const cv::Mat functional = read_functional(functional_path);
+    seconds.read += seconds_since(start);
+    start = Clock::now();
+    cv::Mat fused = fuse(anatomical, functional, seconds);
+    seconds.fuse += seconds_since(start);
+    start = Clock::now();
+    write_image_atomic(dir / "fused.png", fused);
+    seconds.write += seconds_since(start);
+    return fused;
+  };
+  const auto optimised = [&](const cv::Mat& a, const cv::Mat& f, PairSeconds& seconds) {
+    StageSeconds stages;
+    cv::Mat fused = fuser.fuse_pair(a, f, &stages);
+    seconds.networks += stages.total();
+    for (const auto stage : kNetworkStages) {
+      seconds.stages.*stage += stages.*stage;
+    }
+    return fused;
+  };
+
+  // Warm-up (oneDNN kernel generation, first-touch of memory), then the optimised path's peak
+  // memory before the baseline has run.
+  for (int i = 0; i < s.warmup; ++i) {
+    PairSeconds ignored;
+    run(optimised, ignored);
+  }
+  const int64_t rss_optimised = proc_status_bytes("VmHWM");
+
+  const torch::Device device = parse_device(s.device);
+  std::optional<EagerFuser> eager;
+  std::string eager_skipped;
+  const int64_t eager_bytes = static_cast<int64_t>(size) * size * kEagerBytesPerPixel;
+  if (!s.eager) {
+    eager_skipped = "--no-eager";
+  } else if (device.is_cpu() && available_memory_bytes() >= 0 && eager_bytes > available_memory_bytes()) {
+    eager_skipped = "the eager forward pass needs about " + gibibytes(eager_bytes) + ", more than MemAvailable";
+  } else {
+    eager.emplace(weights, seem_weights, device);
+  }
+  const auto baseline = [&](const cv::Mat& a, const cv::Mat& f, PairSeconds& seconds) {
+    return eager->fuse_pair(a, f, &seconds.networks);
+  };
+  if (eager) {
+    for (int i = 0; i < s.warmup; ++i) {
+      PairSeconds ignored;
+      run(baseline, ignored);
+    }
+  }
+
+  // Interleaved, alternating which path goes first, so that load drifts hit both alike.
+  PairSeconds fast, slow;
+  int max_level_difference = 0;
+  int64_t differing_samples = 0;
+  for (int i = 0; i < s.pairs; ++i) {
+    cv::Mat mine, reference;
+    if (eager && i % 2 == 1) reference = run(baseline, slow);
+    mine = run(optimised, fast);
+    if (eager && i % 2 == 0) reference = run(baseline, slow);
+    if (eager) {
+      cv::Mat difference;
+      cv::absdiff(mine, reference, difference);
+      double max_value = 0;
+      cv::minMaxLoc(difference.reshape(1), nullptr, &max_value);
+      max_level_difference = std::max(max_level_difference, static_cast<int>(max_value));
+      differing_samples += cv::countNonZero(difference.reshape(1));
+    }
+  }
+  const auto mean = [&](PairSeconds p) {
+    const double n = s.pairs;
+    p.read /= n, p.fuse /= n, p.write /= n, p.networks /= n;
+    for (const auto stage : kNetworkStages) {
+      p.stages.*stage /= n;
+    }
+    return p;
+  };
+  const PairSeconds fast_mean = mean(fast);
+  const StageFlops executed = counted_flops(size, size, false);
+  const StageFlops reference_flops = counted_flops(size, size, true);
+
+  json result{{"size", size},
+              {"pairs", s.pairs},
+              {"warmup_pairs", s.warmup},
+              {"seconds_per_pair", fast_mean.total()},
+              {"stages", stage_table(fast_mean, executed)},
+              {"gflop_executed", executed.total() / 1e9},
+              {"gflop_reference", reference_flops.total() / 1e9},
+              {"gflops_per_second_reference_equivalent", reference_flops.total() / fast_mean.networks / 1e9},
+              {"estimated_working_bytes", estimated_working_bytes(size, size)},
+              {"peak_rss_bytes", {{"after_loading", rss_after_load}, {"optimised", rss_optimised}}}};
+  if (eager) {
+    const PairSeconds slow_mean = mean(slow);
+    result["eager"] = {{"seconds_per_pair", slow_mean.total()},
+                       {"networks_seconds", slow_mean.networks},
+                       {"speedup_networks", slow_mean.networks / fast_mean.networks},
+                       {"speedup_end_to_end", slow_mean.total() / fast_mean.total()},
+                       {"max_level_difference", max_level_difference},
+                       {"differing_samples", differing_samples}};
+    result["peak_rss_bytes"]["with_eager"] = proc_status_bytes("VmHWM");
+  } else {
+    result["eager"] = nullptr;
+    result["eager_skipped"] = eager_skipped;
+  }
+  return result;
+}
+
+// Runs this executable for one size and returns its JSON, so that each size's peak memory is its own.
+json bench_size_in_child(const BenchSettings& s, int size) {
+  std::vector<std::string> args{"efcnet", "bench", "--size", std::to_string(size), "--pairs", std::to_string(s.pairs),
+                                "--warmup", std::to_string(s.warmup), "--threads", std::to_string(s.threads),
+                                "--device", s.device, "--precision", s.precision, "--format", "json"};
+  if (!s.weights.empty()) args.insert(args.end(), {"--weights", s.weights});
+  if (!s.seem_weights.empty()) args.insert(args.end(), {"--seem-weights", s.seem_weights});
+  if (!s.eager) args.emplace_back("--no-eager");
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  int out[2];
+  if (::pipe(out) != 0) throw std::runtime_error("bench: pipe failed");
+  const pid_t pid = ::fork();
+  if (pid < 0) throw std::runtime_error("bench: fork failed");
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::close(out[0]);
+    ::close(out[1]);
+    ::execv("/proc/self/exe", argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    return {{"size", size}, {"error", "the benchmark process for this size failed (its message is above)"}};
+  }
+  return json::parse(text)["runs"].at(0);
+}
+
+void print_table(const json& report) {
+  std::printf("efcnet bench: %s, %d threads, %s, %s; load average before %s, after %s\n",
+              report["device"].get<std::string>().c_str(), report["threads"].get<int>(),
+              report["precision"].get<std::string>().c_str(),
+              report["cpu"].get<std::string>().c_str(), report["load_average_before"].dump().c_str(),
+              report["load_average_after"].dump().c_str());
+  for (const auto& run : report["runs"]) {
+    if (run.contains("error")) {
+      std::printf("\n%dx%d: %s\n", run["size"].get<int>(), run["size"].get<int>(), run["error"].get<std::string>().c_str());
+      continue;
+    }
+    std::printf("\n%dx%d, mean of %d pairs\n%-10s %10s %10s %10s\n", run["size"].get<int>(), run["size"].get<int>(),
+                run["pairs"].get<int>(), "stage", "seconds", "GFLOP", "GFLOP/s");
+    for (const char* stage : {"read", "colour", "seem", "encoder", "su1", "su2", "su3", "su4", "decoder", "write", "total"}) {
+      const auto& row = run["stages"][stage];
+      char rate[32] = "-";
+      if (!row["gflops_per_second"].is_null()) std::snprintf(rate, sizeof rate, "%.1f", row["gflops_per_second"].get<double>());
+      std::printf("%-10s %10.4f %10.2f %10s\n", stage, row["seconds"].get<double>(), row["gflop"].get<double>(), rate);
+    }
+    std::printf("peak RSS %s (optimised)\n", gibibytes(run["peak_rss_bytes"]["optimised"].get<int64_t>()).c_str());
+    if (run["eager"].is_null()) {
+      std::printf("eager baseline skipped: %s\n", run["eager_skipped"].get<std::string>().c_str());
+    } else {
+      const auto& e = run["eager"];
+      std::printf("eager (textbook attention) %.4f s per pair: %.2fx end to end, %.2fx the networks; max level "
+                  "difference %d (%lld samples differ)\n",
+                  e["seconds_per_pair"].get<double>(), e["speedup_end_to_end"].get<double>(),
+                  e["speedup_networks"].get<double>(), e["max_level_difference"].get<int>(),
+                  static_cast<long long>(e["differing_samples"].get<int64_t>()));
+    }
+  }
+}
+
+void run_bench(const BenchSettings& s) {
+  const int threads = s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
+  json report{{"device", s.device},
+              {"threads", threads},
+              {"precision", s.precision},
+              {"omp_wait_policy", wait_policy != nullptr ? json(wait_policy) : json(nullptr)},
+              {"cpu", cpu_model()},
+              {"weights", s.weights.empty() ? "random (seed " + std::to_string(kRandomWeightsSeed) + ")" : s.weights},
+              {"load_average_before", load_average()}};
+  json runs = json::array();
+  bool failed = false;
+  for (const int size : s.sizes) {
+    const int64_t needed = estimated_working_bytes(size, size), available = available_memory_bytes();
+    if (parse_device(s.device).is_cpu() && available >= 0 && needed > available) {
+      const std::string message = std::to_string(size) + "x" + std::to_string(size) + " needs about " +
+                                  gibibytes(needed) + " of working memory, but only " + gibibytes(available) +
+                                  " is available (MemAvailable)";
+      std::fprintf(stderr, "efcnet bench: %s\n", message.c_str());
+      runs.push_back({{"size", size}, {"error", message}});
+      failed = true;
+      continue;
+    }
+    runs.push_back(s.sizes.size() == 1 ? bench_size(s, size) : bench_size_in_child(s, size));
+    failed = failed || runs.back().contains("error");
+  }
+  report["runs"] = runs;
+  report["load_average_after"] = load_average();
+  if (s.format == "json") {
+    std::printf("%s\n", report.dump(2).c_str());
+  } else {
+    print_table(report);
+  }
+  if (failed) throw std::runtime_error("bench: not every size could be measured");
+}
+
+}  // namespace
+
+void add_bench_command(CLI::App& app) {
+  auto settings = std::make_shared<BenchSettings>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Time fusion by stage on synthetic pairs against the eager reference computation (JSON or a table)");
+  cmd->footer(R"(
+Stages: read (decode both files), colour (YUV split/merge, tensors, bytes), seem, encoder
+(conv3_3/5_5/7_7 on both inputs, coordinate attention, conv1..conv3), su1, su2, su3, su4 (with
+conv4), decoder, write (encode + atomic write). GFLOP/s counts convolution and linear FLOPs as
+executed (folded single-token attention); gflop_reference counts the reference's q, k, v, proj.
+The eager baseline runs the same weights through the eager modules with textbook attention, in
+the same process, interleaved with the optimised path pair by pair. Several sizes run in one
+child process each, so that each size's peak RSS is its own. Weights are random unless given.)");
+  cmd->add_option("--size", settings->sizes, "Side of the square phantom pair; a comma-separated list or repeated (default: 256)")
+      ->delimiter(',')
+      ->check(CLI::Range(32, 65536));
+  cmd->add_option("--pairs", settings->pairs, "Timed pairs per size (default: 3)")->check(CLI::PositiveNumber);
+  cmd->add_option("--warmup", settings->warmup, "Untimed pairs per path first (default: 1)")->check(CLI::NonNegativeNumber);
+  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
+  cmd->add_option("--threads", settings->threads,
+                  "LibTorch intra-op threads (default: all cores, " + std::to_string(cores) + " here)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--device", settings->device, "cpu, cuda or cuda:N (default: cpu)");
+  cmd->add_option("--format", settings->format, "json (default) or table")->check(CLI::IsMember({"json", "table"}));
+  cmd->add_option("--weights", settings->weights, "Fusion network weights (default: random)");
+  cmd->add_option("--seem-weights", settings->seem_weights, "SEEM weights (default: random)");
+  cmd->add_option("--precision", settings->precision,
+                  "float32 (default, exact) or bf16: the network's convolutions and linear layers in bfloat16 "
+                  "(CPU); compare max_level_difference")
+      ->check(CLI::IsMember({"float32", "bf16"}));
+  cmd->add_flag("!--no-eager", settings->eager, "Skip the eager baseline (always float32)");
+  cmd->callback([settings] { run_bench(*settings); });
+}
+
+}  // namespace efcnet::cli

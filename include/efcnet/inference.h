@@ -1,0 +1,97 @@
+// SEEM and the fusion network prepared once for fast inference (eval mode only).
+//
+// Computes what the eval-mode modules of model.h compute, from a copy of their weights:
+//   - BatchNorm folded into the preceding convolution (ConvBlock, SEEM units, coordinate
+//     attention's conv1 + bn1);
+//   - the shared encoder run once on the functional and anatomical inputs stacked along the batch;
+//   - the single-token attention as one Linear: proj(v) = (W_proj W_v) t + (W_proj b_v + b_proj);
+//   - concatenations written in place by the producing operation, token mixing in cache-sized
+//     chunks of tokens;
+//   - on the CPU: channels-last feature maps for oneDNN's convolutions, oneDNN linear layers (not
+//     the system BLAS) with GELU applied on oneDNN's tensor, optional bfloat16.
+// On other devices the same steps run with plain NCHW tensors and torch::linear.
+// Training keeps using the eager modules; this is the inference path of Fuser and `efcnet bench`.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include <torch/torch.h>
+
+#include "efcnet/model.h"
+
+namespace efcnet {
+
+// Wall-clock seconds per stage of one InferenceModel call (the device is synchronised at each
+// boundary, so the stages add up to the call).
+struct StageSeconds {
+  double seem = 0;     // SEEM on the functional Y plane
+  double encoder = 0;  // conv3_3/5_5/7_7 on both inputs, coordinate attention, conv1..conv3
+  double su1 = 0, su2 = 0, su3 = 0;
+  double su4 = 0;      // conv4 and SU4
+  double decoder = 0;  // convolutional_out1/2 and the sigmoid
+  double total() const { return seem + encoder + su1 + su2 + su3 + su4 + decoder; }
+};
+
+// Convolution and linear FLOPs (2 per multiply-add) of one pair, by the same stages.
+struct StageFlops {
+  double seem = 0, encoder = 0, su1 = 0, su2 = 0, su3 = 0, su4 = 0, decoder = 0;
+  double total() const { return seem + encoder + su1 + su2 + su3 + su4 + decoder; }
+};
+
+enum class Precision {
+  float32,   // the default; equals the eager model within float rounding
+  bfloat16,  // CPU only: convolutions and linear layers in bfloat16 with float32 accumulation
+};
+
+struct InferenceOptions {
+  Precision precision = Precision::float32;
+};
+
+class InferenceModel {
+ public:
+  // Copies and prepares the weights of `seem` and `network` (whatever mode they are in, they are
+  // read in their eval-mode meaning: BatchNorm running statistics, no dropout) on the device
+  // that `network`'s parameters are on. Later changes to the modules are not seen.
+  InferenceModel(const SmoothEdgeExtractorImpl& seem, const FusionNetworkImpl& network,
+                 const InferenceOptions& options = {});
+  ~InferenceModel();
+  InferenceModel(InferenceModel&&) noexcept;
+  InferenceModel& operator=(InferenceModel&&) noexcept;
+
+  // SEEM(functional) for (N,1,H,W) float32 input.
+  torch::Tensor seem(const torch::Tensor& functional) const;
+
+  // MODEL(functional, anatomical) for (N,1,H,W) float32 inputs (functional = SEEM output).
+  // The returned tensors are inference tensors (no autograd) in float32.
+  FusionOutput forward(const torch::Tensor& functional, const torch::Tensor& anatomical,
+                       StageSeconds* seconds = nullptr) const;
+
+  // MODEL(SEEM(functional_y), anatomical).fused: the whole network side of the pipeline.
+  torch::Tensor fuse(const torch::Tensor& functional_y, const torch::Tensor& anatomical,
+                     StageSeconds* seconds = nullptr) const;
+
+  torch::Device device() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// FLOPs of SEEM + MODEL on one H x W pair. `textbook_attention` counts q, k, v, softmax·v and
+// proj as the reference computes them; otherwise the folded single-token attention (C x C).
+StageFlops counted_flops(int64_t height, int64_t width, bool textbook_attention);
+
+// Upper estimate of the memory InferenceModel::fuse needs for one H x W float32 pair on the CPU,
+// beyond the weights: the live feature maps at the widest point (SU3) plus working buffers.
+int64_t estimated_working_bytes(int64_t height, int64_t width);
+
+// MemAvailable of /proc/meminfo in bytes; -1 where it cannot be read.
+int64_t available_memory_bytes();
+
+// Process-wide glibc malloc setting: large blocks come from the heap and freed memory is kept
+// for reuse instead of being unmapped and page-faulted in anew on the next forward pass (a 256²
+// pair allocates several GiB of short-lived tensors). Memory is returned to the OS at exit only.
+void keep_freed_memory_for_reuse();
+
+}  // namespace efcnet
