@@ -63,6 +63,10 @@ struct Shape {
   TokenLayout layout;
 };
 
+void PrintTo(const Shape& s, std::ostream* os) {
+  *os << s.batch << "x" << s.height << "x" << s.width << (s.layout == TokenLayout::Pixel ? " pixel" : " reference");
+}
+
 class InferenceMatchesEager : public ::testing::TestWithParam<Shape> {};
 
 // Non-square sizes, widths that are no multiple of any channel count (tokens span rows), batch > 1,
@@ -123,7 +127,8 @@ TEST_P(InferenceGolden, MatchesTheReferenceWithin1e5) {
 }
 
 // case_a: 64x64 real content; case_b: a batch of two 40x56 random inputs.
-INSTANTIATE_TEST_SUITE_P(Golden, InferenceGolden, ::testing::Values("case_a", "case_b"));
+INSTANTIATE_TEST_SUITE_P(Golden, InferenceGolden, ::testing::Values("case_a", "case_b"),
+                         [](const auto& info) { return info.param; });
 
 // ---------------------------------------------------------------------------------------------
 // The Fuser (which runs the prepared model) against the eager pipeline, colour and grey.
