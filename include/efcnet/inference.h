@@ -7,9 +7,8 @@
 //   - the single-token attention as one Linear: proj(v) = (W_proj W_v) t + (W_proj b_v + b_proj);
 //   - concatenations written in place by the producing operation, token mixing in cache-sized
 //     chunks of tokens;
-//   - on the CPU: channels-last feature maps for oneDNN's convolutions, oneDNN linear layers (not
-//     the system BLAS) with GELU applied on oneDNN's tensor, optional bfloat16.
-// On other devices the same steps run with plain NCHW tensors and torch::linear.
+//   - on the CPU: channels-last feature maps for oneDNN's convolutions, optional bfloat16.
+// On other devices the same steps run on plain NCHW tensors.
 // Training keeps using the eager modules; this is the inference path of Fuser and `efcnet bench`.
 #pragma once
 

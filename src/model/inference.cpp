@@ -18,10 +18,10 @@ namespace efcnet {
 namespace {
 
 constexpr double kLeakySlope = 0.01;
-// Floats of the MLP's 4C-wide hidden layer per chunk of tokens (2 MiB): the chunk stays in cache
-// between LayerNorm, fc1, GELU, fc2 and the residual adds (measured: 25% less time for the token
-// mixer of SU3 than on all 65536 tokens at once; 512 to 2048 tokens at C = 256 perform alike).
-constexpr int64_t kChunkHiddenFloats = int64_t{1} << 19;
+// Tokens per chunk of the token mixer: a chunk's MLP hidden layer (8 MiB at C = 256) stays in
+// cache between LayerNorm, fc1, GELU, fc2 and the residual adds. Measured on SU3's mixer: 25% less
+// time than all 65536 tokens at once, and the best of 512..4096 tokens at C = 64 and C = 256.
+constexpr int64_t kTokenChunk = 2048;
 
 using torch::Tensor;
 
@@ -30,9 +30,6 @@ struct Backend {
   torch::Device device{torch::kCPU};
   torch::MemoryFormat format = torch::MemoryFormat::Contiguous;
   torch::ScalarType dtype = torch::kFloat32;  // of convolutions, linear layers and feature maps
-  // CPU: oneDNN inner products. As fast as OpenBLAS here, and independent of whichever
-  // libblas.so.3 is installed (the netlib reference BLAS is 20x slower).
-  bool onednn_linear = false;
 };
 
 // A convolution with the following BatchNorm (if any) folded in: y = conv(x, W') + b'.
@@ -71,21 +68,16 @@ FoldedConv fold_unit(const torch::nn::Sequential& seq, size_t i, const Backend& 
 Tensor& leaky_relu_in_place(Tensor& x) { return torch::leaky_relu_(x, kLeakySlope); }
 
 // ---------------------------------------------------------------------------------------------
+// torch::linear: on the CPU the system BLAS (OpenBLAS, see scripts/install-deps) in float32 and
+// oneDNN in bfloat16. oneDNN tensors (mkldnn_linear) are as fast on a quiet machine, but their
+// per-call reorders made SU3's token mixer 6x slower when other processes share the cores.
 struct PreparedLinear {
-  Tensor weight, bias;   // (out, in), (out)
-  Tensor onednn_weight;  // the weight as a oneDNN tensor, CPU only
+  Tensor weight, bias;  // (out, in), (out)
 
   static PreparedLinear make(const Tensor& weight, const Tensor& bias, const Backend& backend) {
-    PreparedLinear l;
-    l.weight = weight.to(backend.device, backend.dtype).contiguous();
-    l.bias = bias.to(backend.device, backend.dtype).contiguous();
-    if (backend.onednn_linear) l.onednn_weight = l.weight.to_mkldnn();
-    return l;
+    return {weight.to(backend.device, backend.dtype).contiguous(), bias.to(backend.device, backend.dtype).contiguous()};
   }
-  // x: dense (CPU: dense or oneDNN). Returns the same kind of tensor as x.
-  Tensor operator()(const Tensor& x) const {
-    return x.is_mkldnn() ? torch::mkldnn_linear(x, onednn_weight, bias) : torch::linear(x, weight, bias);
-  }
+  Tensor operator()(const Tensor& x) const { return torch::linear(x, weight, bias); }
 };
 
 struct PreparedTokenBlock {
@@ -99,13 +91,13 @@ struct PreparedTokenMixer {
   int64_t channels = 0;
   Tensor pos_embed;  // (C)
   std::vector<PreparedTokenBlock> blocks;
-  bool onednn = false;
   torch::ScalarType dtype = torch::kFloat32;  // of the linear layers
 
   void apply_(const Tensor& tokens) const {
     const int64_t count = tokens.size(0);
-    const int64_t chunk = std::max<int64_t>(kChunkHiddenFloats / (4 * channels), 1);
-    for (int64_t start = 0; start < count; start += chunk) mix_chunk_(tokens.narrow(0, start, std::min(chunk, count - start)));
+    for (int64_t start = 0; start < count; start += kTokenChunk) {
+      mix_chunk_(tokens.narrow(0, start, std::min(kTokenChunk, count - start)));
+    }
   }
 
   void mix_chunk_(const Tensor& tokens) const {
@@ -113,28 +105,23 @@ struct PreparedTokenMixer {
     Tensor t = tokens.to(torch::kFloat32);
     t.add_(pos_embed);
     for (const auto& block : blocks) {
-      t.add_(dense(block.attention(normalised(t, block.norm1_weight, block.norm1_bias))));
+      t.add_(block.attention(normalised(t, block.norm1_weight, block.norm1_bias)));
       Tensor hidden = block.fc1(normalised(t, block.norm2_weight, block.norm2_bias));
-      // oneDNN's GELU is out of place; ATen's in place (both the exact erf form).
-      hidden = hidden.is_mkldnn() ? torch::gelu(hidden) : torch::gelu_(hidden);
-      t.add_(dense(block.fc2(hidden)));
+      t.add_(block.fc2(torch::gelu_(hidden)));
     }
     if (!t.is_same(tokens)) tokens.copy_(t);
   }
 
  private:
   Tensor normalised(const Tensor& t, const Tensor& weight, const Tensor& bias) const {
-    Tensor n = torch::layer_norm(t, {channels}, weight, bias, 1e-5).to(dtype);
-    return onednn ? n.to_mkldnn() : n;
+    return torch::layer_norm(t, {channels}, weight, bias, 1e-5).to(dtype);
   }
-  static Tensor dense(const Tensor& t) { return t.is_mkldnn() ? t.to_dense() : t; }
 };
 
 PreparedTokenMixer prepare_token_mixer(const TokenMixerImpl& mixer, const Backend& backend) {
   torch::NoGradGuard no_grad;
   PreparedTokenMixer prepared;
   prepared.channels = mixer.pos_embed.size(-1);
-  prepared.onednn = backend.onednn_linear;
   prepared.dtype = backend.dtype;
   prepared.pos_embed = mixer.pos_embed.detach().reshape({-1}).to(backend.device).contiguous();
   const int64_t c = prepared.channels;
@@ -369,10 +356,7 @@ InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const Fusion
   torch::NoGradGuard no_grad;
   Backend& backend = impl_->backend;
   backend.device = network.conv3_3->conv->weight.device();
-  if (backend.device.is_cpu()) {
-    backend.format = torch::MemoryFormat::ChannelsLast;
-    backend.onednn_linear = torch::globalContext().userEnabledMkldnn();
-  }
+  if (backend.device.is_cpu()) backend.format = torch::MemoryFormat::ChannelsLast;
   // SEEM (a few MFLOP per pixel) stays in float32 whatever the precision.
   impl_->seem = prepare_seem(seem, backend);
   if (options.precision == Precision::bfloat16) {
