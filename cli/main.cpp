@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
+#include "efcnet/blas.h"
 
 namespace {
 
@@ -87,6 +88,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", "efcnet 0.1.0");
 
   if (needs_plugin(argc, argv)) {
+    // OpenCV's dependencies have loaded OpenBLAS already: start again with its kernels chosen
+    // (children, e.g. --nproc-per-node ranks, inherit the choice).
+    efcnet::reexec_with_blas_kernels(argv);
     if (const std::string problem = load_plugin(app); !problem.empty()) {
       std::fprintf(stderr, "efcnet: error: %s\n", problem.c_str());
       return 1;

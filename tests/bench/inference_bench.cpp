@@ -12,6 +12,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "efcnet/blas.h"
+
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
 
@@ -94,4 +96,12 @@ BENCHMARK(BM_Interleaved)->Arg(256)->Unit(benchmark::kSecond)->Iterations(2)->Us
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// OpenBLAS is loaded before main: start again with its kernels chosen (efcnet/blas.h).
+int main(int argc, char** argv) {
+  efcnet::reexec_with_blas_kernels(argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

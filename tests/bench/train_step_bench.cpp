@@ -8,6 +8,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "efcnet/blas.h"
+
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 
@@ -57,4 +59,12 @@ BENCHMARK(BM_TrainStep)
 
 }  // namespace
 
-BENCHMARK_MAIN();
+// OpenBLAS is loaded before main: start again with its kernels chosen (efcnet/blas.h).
+int main(int argc, char** argv) {
+  efcnet::reexec_with_blas_kernels(argv);
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}

@@ -11,8 +11,10 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "efcnet/blas.h"
 #include "efcnet/image.h"
 #include "support/temp_dir.h"
 
@@ -185,3 +187,25 @@ TEST_F(PluginCli, FindsThePluginInTheInstalledLayoutAndNamesBothPlacesWhenMissin
 }
 
 }  // namespace
+
+// main() chooses OpenBLAS's kernels before it loads the plugin (and with it LibTorch and OpenBLAS),
+// so the LibTorch commands run with them: what OpenBLAS reports in `efcnet bench` is that choice.
+TEST_F(PluginCli, LibTorchCommandsRunWithTheBlasKernelsChosenForThisCpu) {
+  const Result r = run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json", "env -u OPENBLAS_CORETYPE");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto reported = nlohmann::json::parse(r.out)["blas_kernels"];
+  if (reported.is_null()) GTEST_SKIP() << "the system BLAS is not OpenBLAS";
+  unsetenv("OPENBLAS_CORETYPE");
+  const std::string expected = efcnet::select_blas_kernels();
+  if (expected.empty()) GTEST_SKIP() << "no AVX2 on this CPU: OpenBLAS keeps its own choice (" << reported << ")";
+  EXPECT_EQ(reported.get<std::string>(), expected);
+}
+
+TEST_F(PluginCli, AnOpenBlasCoreTypeGivenByTheUserIsKept) {
+  const Result r = run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json",
+                       "OPENBLAS_CORETYPE=Prescott");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto reported = nlohmann::json::parse(r.out)["blas_kernels"];
+  if (reported.is_null()) GTEST_SKIP() << "the system BLAS is not OpenBLAS";
+  EXPECT_EQ(reported.get<std::string>(), "Prescott");
+}
