@@ -12,8 +12,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include "efcnet/blas.h"
-
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
 
@@ -95,13 +93,3 @@ BENCHMARK(BM_Eager)->Arg(256)->Unit(benchmark::kSecond)->Iterations(2)->UseRealT
 BENCHMARK(BM_Interleaved)->Arg(256)->Unit(benchmark::kSecond)->Iterations(2)->UseRealTime();
 
 }  // namespace
-
-// OpenBLAS is loaded before main: start again with its kernels chosen (efcnet/blas.h).
-int main(int argc, char** argv) {
-  efcnet::reexec_with_blas_kernels(argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}

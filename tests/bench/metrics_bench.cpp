@@ -101,5 +101,3 @@ BENCHMARK(BM_Triple)->Arg(256)->Arg(1024)->ArgName("side")->Unit(benchmark::kMil
 BENCHMARK(BM_AllSingles)->Arg(256)->Arg(1024)->ArgName("side")->Unit(benchmark::kMillisecond);
 
 }  // namespace
-
-BENCHMARK_MAIN();

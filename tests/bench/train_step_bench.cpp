@@ -8,8 +8,6 @@
 
 #include <benchmark/benchmark.h>
 
-#include "efcnet/blas.h"
-
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 
@@ -58,13 +56,3 @@ BENCHMARK(BM_TrainStep)
     ->UseRealTime();
 
 }  // namespace
-
-// OpenBLAS is loaded before main: start again with its kernels chosen (efcnet/blas.h).
-int main(int argc, char** argv) {
-  efcnet::reexec_with_blas_kernels(argv);
-  benchmark::Initialize(&argc, argv);
-  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
-  benchmark::RunSpecifiedBenchmarks();
-  benchmark::Shutdown();
-  return 0;
-}
