@@ -259,7 +259,9 @@ void add_export_weights_command(CLI::App& app) {
       "or a CUDA-saved file as a CPU one. The file is read as data; nothing in it is executed.");
   command->add_option("--input", settings->input, "Weights to read (.pth)")->required()->check(CLI::ExistingFile);
   command->add_option("--output", settings->output, "Where to write (atomically)")->required();
-  command->add_flag("--half", settings->half, "Store floating-point tensors as float16 (half the size)");
+  command->add_flag("--half", settings->half,
+                    "Store kernels and weight matrices as float16 (half the size); biases and normalisation "
+                    "parameters and statistics stay float32");
   command->callback([settings] {
     const auto kind = export_weights(settings->input, settings->output, settings->half);
     std::printf("wrote %s weights to %s\n", kind == WeightsKind::seem ? "SEEM" : "network", settings->output.c_str());

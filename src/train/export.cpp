@@ -15,7 +15,16 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
     module = FusionNetwork().ptr();
   }
   load_state_dict(*module, dict, input);  // refuses foreign keys and shapes
-  save_state_dict(module_state_dict(*module), output, SaveOptions{half});
+  StateDict state = module_state_dict(*module);
+  if (half) {
+    // Kernels and weight matrices (all but a few kilobytes) in float16. Biases and the BatchNorm and
+    // LayerNorm parameters and statistics stay float32: rounding those too (BatchNorm's running means
+    // above all) moved fused pixels by up to 3 levels.
+    for (auto& entry : state) {
+      if (entry.second.is_floating_point() && entry.second.dim() >= 2) entry.second = entry.second.to(torch::kFloat16);
+    }
+  }
+  save_state_dict(state, output);
   return is_seem ? WeightsKind::seem : WeightsKind::network;
 }
 

@@ -353,5 +353,41 @@ TEST_F(FuseCli, FuseKilledAtAnyMomentLeavesNothingOrTheWholeOutput) {
   }
 }
 
+// ---- the shipped default weights (models/) ----
+const std::string kShippedWeights = std::string(EFCNET_SOURCE_DIR) + "/models/efcnet_default.pth";
+const std::string kShippedSeemWeights = std::string(EFCNET_SOURCE_DIR) + "/models/seem_default.pth";
+
+#define REQUIRE_SHIPPED_WEIGHTS()                                                                                      \
+  if (!std::filesystem::exists(kShippedWeights) || !std::filesystem::exists(kShippedSeemWeights))                     \
+  GTEST_SKIP() << "no shipped weights in " << EFCNET_SOURCE_DIR << "/models"
+
+TEST_F(FuseCli, WithoutWeightsGivenTheShippedDefaultsAreUsed) {
+  REQUIRE_SHIPPED_WEIGHTS();
+  const Phantom p = small_pair(PhantomKind::spect);
+  const std::string a = write("a.png", p.anatomical), f = write("f.png", p.functional);
+  const std::string by_default = dir_ / "default.png", named = dir_ / "named.png";
+  const std::string inputs = "fuse --anatomical " + quoted(a) + " --functional " + quoted(f);
+  const Result r = run(inputs + " --output " + quoted(by_default), "unset EFCNET_WEIGHTS EFCNET_SEEM_WEIGHTS;");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const Result n = run(inputs + " --output " + quoted(named) + " --weights " + quoted(kShippedWeights) +
+                       " --seem-weights " + quoted(kShippedSeemWeights));
+  ASSERT_EQ(n.status, 0) << n.err;
+  EXPECT_EQ(slurp(by_default), slurp(named));
+  // A trained network, not a constant: the fused brightness follows the inputs.
+  cv::Mat fused = cv::imread(by_default, cv::IMREAD_GRAYSCALE);
+  cv::Scalar mean, deviation;
+  cv::meanStdDev(fused, mean, deviation);
+  EXPECT_GT(deviation[0], 10.0);
+}
+
+TEST_F(FuseCli, ShippedWeightsAreFloat16FilesWellUnder20MiB) {
+  REQUIRE_SHIPPED_WEIGHTS();
+  for (const auto& path : {kShippedWeights, kShippedSeemWeights}) {
+    EXPECT_LT(std::filesystem::file_size(path), std::uintmax_t{20} << 20) << path;
+  }
+  // 7,459,145 parameters + BatchNorm buffers at 2 bytes each, plus the archive's few kilobytes.
+  EXPECT_LT(std::filesystem::file_size(kShippedWeights), std::uintmax_t{16} << 20);
+}
+
 }  // namespace
 }  // namespace efcnet
