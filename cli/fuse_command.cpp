@@ -33,6 +33,7 @@ struct FuseSettings {
   std::string weights, seem_weights;
   std::string device = "cpu";
   std::string method = "efcnet";
+  std::string precision = "float32";
   int threads = 0;
   bool overwrite = false;
 
@@ -72,6 +73,7 @@ FuserOptions fuser_options(const FuseSettings& s) {
   options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights);
   options.device = s.device;
   options.threads = s.threads;
+  options.bfloat16 = s.precision == "bf16";
   return options;
 }
 
@@ -318,6 +320,10 @@ void add_fuse_command(CLI::App& app) {
                   "LibTorch intra-op threads (default: all cores, " + std::to_string(cores) + " here)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", settings->device, "cpu, cuda or cuda:N (default: cpu)");
+  cmd->add_option("--precision", settings->precision,
+                  "float32 (default: within 1 level of the reference) or bf16: the network's convolutions and "
+                  "linear layers in bfloat16 on a CPU with AVX-512 (3.5x faster on a Xeon with AMX, up to 3 levels off)")
+      ->check(CLI::IsMember({"float32", "bf16"}));
   cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
 
   cmd->callback([settings] {

@@ -389,5 +389,34 @@ TEST_F(FuseCli, ShippedWeightsAreFloat16FilesWellUnder20MiB) {
   EXPECT_LT(std::filesystem::file_size(kShippedWeights), std::uintmax_t{16} << 20);
 }
 
+TEST_F(FuseCli, Bfloat16PrecisionIsCloseToFloat32AndOtherPrecisionsAreRefused) {
+  REQUIRE_SHIPPED_WEIGHTS();
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  // oneDNN's bfloat16 convolutions need AVX-512 BW, VL and DQ.
+  if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
+    GTEST_SKIP() << "no AVX-512 on this CPU: oneDNN has no bfloat16 convolutions here";
+#else
+  GTEST_SKIP() << "bfloat16 is tested on x86-64 only";
+#endif
+  const Phantom p = small_pair(PhantomKind::pet, {64, 48});
+  const std::string a = write("a.png", p.anatomical), f = write("f.png", p.functional);
+  const std::string inputs = "fuse --anatomical " + quoted(a) + " --functional " + quoted(f) + " --output ";
+  const std::string exact = dir_ / "float32.png", fast = dir_ / "bf16.png";
+  ASSERT_EQ(run(inputs + quoted(exact)).status, 0);
+  const Result r = run(inputs + quoted(fast) + " --precision bf16");
+  ASSERT_EQ(r.status, 0) << r.err;
+  cv::Mat difference;
+  cv::absdiff(cv::imread(exact, cv::IMREAD_COLOR), cv::imread(fast, cv::IMREAD_COLOR), difference);
+  double worst = 0;
+  cv::minMaxLoc(difference.reshape(1), nullptr, &worst);
+  EXPECT_GT(cv::countNonZero(difference.reshape(1)), 0);  // bfloat16 really ran
+  EXPECT_LE(worst, 8.0);                                  // 3 levels at most on the validation pairs
+
+  const Result refused = run(inputs + quoted(dir_ / "half.png") + " --precision float16");
+  EXPECT_NE(refused.status, 0);
+  EXPECT_TRUE(contains(refused.err, "--precision")) << refused.err;
+  EXPECT_FALSE(std::filesystem::exists(dir_ / "half.png"));
+}
+
 }  // namespace
 }  // namespace efcnet
