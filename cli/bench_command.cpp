@@ -57,6 +57,7 @@ struct BenchSettings {
   std::string weights, seem_weights;
   std::string precision = "float32";
   bool eager = true;
+  bool winograd = true;
 };
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -209,6 +210,7 @@ json bench_size(const BenchSettings& s, int size) {
   options.device = s.device;
   options.threads = s.threads;
   options.bfloat16 = s.precision == "bf16";
+  options.winograd = s.winograd;
   const Fuser fuser(options);
   const int64_t rss_after_load = proc_status_bytes("VmHWM");
 
@@ -334,6 +336,7 @@ json bench_size_in_child(const BenchSettings& s, int size) {
   if (!s.weights.empty()) args.insert(args.end(), {"--weights", s.weights});
   if (!s.seem_weights.empty()) args.insert(args.end(), {"--seem-weights", s.seem_weights});
   if (!s.eager) args.emplace_back("--no-eager");
+  if (!s.winograd) args.emplace_back("--no-winograd");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -363,9 +366,10 @@ json bench_size_in_child(const BenchSettings& s, int size) {
 }
 
 void print_table(const json& report) {
-  std::printf("efcnet bench: %s, %d threads, %s, %s, BLAS kernels %s; load average before %s, after %s\n",
+  std::printf("efcnet bench: %s, %d threads, %s%s, %s, BLAS kernels %s; load average before %s, after %s\n",
               report["device"].get<std::string>().c_str(), report["threads"].get<int>(),
-              report["precision"].get<std::string>().c_str(), report["cpu"].get<std::string>().c_str(),
+              report["precision"].get<std::string>().c_str(),
+              report["winograd"].get<bool>() ? "" : " (no Winograd)", report["cpu"].get<std::string>().c_str(),
               report["blas_kernels"].is_null() ? "(not OpenBLAS)" : report["blas_kernels"].get<std::string>().c_str(),
               report["load_average_before"].dump().c_str(),
               report["load_average_after"].dump().c_str());
@@ -410,6 +414,7 @@ void run_bench(const BenchSettings& s) {
   json report{{"device", s.device},
               {"threads", threads},
               {"precision", s.precision},
+              {"winograd", s.winograd},
               {"omp_wait_policy", wait_policy != nullptr ? json(wait_policy) : json(nullptr)},
               {"cpu", cpu_model()},
               {"blas_kernels", blas_kernels()},
@@ -473,6 +478,9 @@ child process each, so that each size's peak RSS is its own. Weights are random 
                   "(CPU); compare max_level_difference")
       ->check(CLI::IsMember({"float32", "bf16"}));
   cmd->add_flag("!--no-eager", settings->eager, "Skip the eager baseline (always float32)");
+  cmd->add_flag("!--no-winograd", settings->winograd,
+                "Optimised path with direct 3x3 convolutions (LibTorch's) instead of oneDNN's Winograd kernels "
+                "(float32 on AVX-512 CPUs)");
   cmd->callback([settings] { run_bench(*settings); });
 }
 

@@ -23,6 +23,7 @@ struct FuserOptions {
   int threads = 0;            // LibTorch intra-op threads; 0 = all cores
   bool bfloat16 = false;      // CPU only: the network's convolutions and linear layers in bfloat16
                               // (about twice as fast; not exact, see `efcnet bench --precision`)
+  bool winograd = true;       // float32 on AVX-512 CPUs: 3x3 convolutions by Winograd (InferenceOptions)
 };
 
 class FusionError : public std::runtime_error {

@@ -14,6 +14,8 @@
 
 #include <torch/cuda.h>
 
+#include "winograd_conv.h"
+
 namespace efcnet {
 namespace {
 
@@ -33,14 +35,21 @@ struct Backend {
   torch::Device device{torch::kCPU};
   torch::MemoryFormat format = torch::MemoryFormat::Contiguous;
   torch::ScalarType dtype = torch::kFloat32;  // of convolutions, linear layers and feature maps
+  bool winograd = false;                       // 3x3 convolutions through WinogradConvolution
 };
 
 // A convolution with the following BatchNorm (if any) folded in: y = conv(x, W') + b'.
 struct FoldedConv {
   Tensor weight, bias;
   int64_t padding = 0;
+  std::shared_ptr<const WinogradConvolution> winograd;  // for 3x3 kernels where available
 
-  Tensor operator()(const Tensor& x) const { return torch::conv2d(x, weight, bias, 1, padding); }
+  Tensor operator()(const Tensor& x) const {
+    if (winograd) {
+      if (std::optional<Tensor> y = (*winograd)(x)) return *std::move(y);
+    }
+    return torch::conv2d(x, weight, bias, 1, padding);
+  }
 };
 
 Tensor double_copy(const Tensor& t) { return t.detach().to(torch::kCPU, torch::kFloat64); }
@@ -58,6 +67,12 @@ FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dI
   folded.weight = weight.to(backend.device, backend.dtype).contiguous(backend.format);
   folded.bias = bias.to(backend.device, backend.dtype);
   folded.padding = weight.size(2) / 2;
+  // Winograd pays from 64 channels in and out (SU2..SU4); narrower layers (SEEM, conv3_3, SU1,
+  // convolutional_out1) were as fast or slower with it.
+  if (backend.winograd && weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) >= 64 &&
+      weight.size(1) >= 64) {
+    folded.winograd = WinogradConvolution::create(folded.weight, folded.bias);
+  }
   return folded;
 }
 
@@ -374,6 +389,7 @@ InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const Fusion
   Backend& backend = impl_->backend;
   backend.device = network.conv3_3->conv->weight.device();
   if (backend.device.is_cpu()) backend.format = torch::MemoryFormat::ChannelsLast;
+  backend.winograd = options.winograd && backend.device.is_cpu();
   // SEEM (a few MFLOP per pixel) stays in float32 whatever the precision.
   impl_->seem = prepare_seem(seem, backend);
   if (options.precision == Precision::bfloat16) {
@@ -397,6 +413,19 @@ InferenceModel::InferenceModel(InferenceModel&&) noexcept = default;
 InferenceModel& InferenceModel::operator=(InferenceModel&&) noexcept = default;
 
 torch::Device InferenceModel::device() const { return impl_->backend.device; }
+
+int InferenceModel::winograd_layers() const {
+  int count = 0;
+  const auto counted = [&count](const FoldedConv& conv) { count += conv.winograd != nullptr; };
+  for (const PreparedEFusion& su : impl_->su) {
+    counted(su.embed);
+    counted(su.ffn);
+    for (const auto& block : su.residual) {
+      for (const FoldedConv& conv : block) counted(conv);
+    }
+  }
+  return count;
+}
 
 torch::Tensor InferenceModel::seem(const torch::Tensor& functional) const {
   torch::InferenceMode inference;
@@ -455,7 +484,8 @@ int64_t estimated_working_bytes(int64_t height, int64_t width) {
   // blocks for reuse (keep_freed_memory_for_reuse) fragments on top of that: peak RSS grew by
   // 13.2 and 12.8 KiB per pixel at 256x256 and 512x512.
   constexpr int64_t kBytesPerPixel = 14 * 1024;
-  constexpr int64_t kFixedBytes = int64_t{256} << 20;  // token chunks, oneDNN scratch, SEEM
+  // Token chunks, SEEM, oneDNN scratch: Winograd's bands (winograd_conv.h) take ~200 MB.
+  constexpr int64_t kFixedBytes = int64_t{512} << 20;
   return height * width * kBytesPerPixel + kFixedBytes;
 }
 

@@ -63,6 +63,7 @@ Fuser::Fuser(const FuserOptions& options) : impl_(std::make_unique<Impl>()) {
   load_weights(*network, options.weights);
   InferenceOptions inference;
   inference.precision = options.bfloat16 ? Precision::bfloat16 : Precision::float32;
+  inference.winograd = options.winograd;
   try {
     impl_->model.emplace(*seem, *network, inference);  // the eager modules are not needed after this
   } catch (const std::invalid_argument& e) {

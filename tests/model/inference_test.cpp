@@ -2,6 +2,7 @@
 // outputs, the Fuser built on it, its FLOP count and its memory refusal.
 #include <gtest/gtest.h>
 
+#include <fstream>
 #include <string>
 
 #include <opencv2/imgproc.hpp>
@@ -105,6 +106,33 @@ INSTANTIATE_TEST_SUITE_P(RandomWeights, InferenceMatchesEager,
                            return std::to_string(s.batch) + "x" + std::to_string(s.height) + "x" + std::to_string(s.width) +
                                   (s.layout == TokenLayout::Pixel ? "_pixel" : "_reference");
                          });
+
+bool cpu_has_flag(const std::string& flag) {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("flags", 0) == 0) return (line + " ").find(" " + flag + " ") != std::string::npos;
+  }
+  return false;
+}
+
+// The Winograd convolutions (on by default) and the direct ones give the same fusion; the eager
+// comparison above runs with Winograd where the CPU has it.
+TEST(InferenceModel, WinogradConvolutionsMatchTheDirectOnes) {
+  RandomModels models(23);
+  const InferenceModel winograd(*models.seem, *models.network);
+  InferenceOptions direct_options;
+  direct_options.winograd = false;
+  const InferenceModel direct(*models.seem, *models.network, direct_options);
+  EXPECT_EQ(direct.winograd_layers(), 0);
+  if (!cpu_has_flag("avx512f")) GTEST_SKIP() << "no AVX-512 on this CPU: oneDNN has no Winograd kernels for it";
+  EXPECT_EQ(winograd.winograd_layers(), 18);  // 6 in each of SU2, SU3, SU4
+
+  torch::manual_seed(24);
+  const auto functional = torch::rand({1, 1, 48, 72});
+  const auto anatomical = torch::rand({1, 1, 48, 72});
+  EXPECT_LE(max_abs_diff(winograd.fuse(functional, anatomical), direct.fuse(functional, anatomical)), 1e-5);
+}
 
 class InferenceGolden : public ::testing::TestWithParam<std::string> {};
 
