@@ -11,15 +11,25 @@ namespace {
 
 using efcnet::testing::TempDir;
 
+struct Exported {
+  StateDict original, exported;
+};
+
+// Saves `module`'s weights to DIR/in.pth, exports them to DIR/out.pth (checking the kind they are
+// recognised as) and reads the export back.
+Exported export_round_trip(const torch::nn::Module& module, bool half, WeightsKind kind, const TempDir& dir) {
+  Exported result{module_state_dict(module), {}};
+  save_state_dict(result.original, dir / "in.pth");
+  EXPECT_EQ(export_weights(dir / "in.pth", dir / "out.pth", half), kind);
+  result.exported = read_state_dict(dir / "out.pth");
+  return result;
+}
+
 TEST(ExportWeights, HalfStoresKernelsAndMatricesInFloat16AndTheRestInFloat32) {
   TempDir dir;
   torch::manual_seed(7);
   FusionNetwork network;
-  const StateDict original = module_state_dict(*network);
-  save_state_dict(original, dir / "full.pth");
-  ASSERT_EQ(export_weights(dir / "full.pth", dir / "half.pth", /*half=*/true), WeightsKind::network);
-
-  const StateDict exported = read_state_dict(dir / "half.pth");
+  const auto [original, exported] = export_round_trip(*network, /*half=*/true, WeightsKind::network, dir);
   ASSERT_EQ(exported.size(), original.size());
   int halved = 0;
   for (size_t i = 0; i < exported.size(); ++i) {
@@ -40,7 +50,7 @@ TEST(ExportWeights, HalfStoresKernelsAndMatricesInFloat16AndTheRestInFloat32) {
   EXPECT_GT(halved, 50);
   // The float16 file still loads into the float32 model.
   FusionNetwork loaded;
-  load_state_dict(*loaded, exported, dir / "half.pth");
+  load_state_dict(*loaded, exported, dir / "out.pth");
   EXPECT_EQ(loaded->conv7_7->conv->weight.scalar_type(), torch::kFloat32);
 }
 
@@ -48,10 +58,7 @@ TEST(ExportWeights, WithoutHalfTheValuesAreKeptExactly) {
   TempDir dir;
   torch::manual_seed(8);
   SmoothEdgeExtractor seem;
-  const StateDict original = module_state_dict(*seem);
-  save_state_dict(original, dir / "seem.pth");
-  ASSERT_EQ(export_weights(dir / "seem.pth", dir / "copy.pth", /*half=*/false), WeightsKind::seem);
-  const StateDict exported = read_state_dict(dir / "copy.pth");
+  const auto [original, exported] = export_round_trip(*seem, /*half=*/false, WeightsKind::seem, dir);
   ASSERT_EQ(exported.size(), original.size());
   for (size_t i = 0; i < exported.size(); ++i) {
     EXPECT_EQ(exported[i].first, original[i].first);
