@@ -58,6 +58,7 @@ struct BenchSettings {
   std::string precision = "float32";
   bool eager = true;
   bool winograd = true;
+  bool dnnl_linear = true;
 };
 
 double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
@@ -211,6 +212,7 @@ json bench_size(const BenchSettings& s, int size) {
   options.threads = s.threads;
   options.bfloat16 = s.precision == "bf16";
   options.winograd = s.winograd;
+  options.dnnl_linear = s.dnnl_linear;
   const Fuser fuser(options);
   const int64_t rss_after_load = proc_status_bytes("VmHWM");
 
@@ -337,6 +339,7 @@ json bench_size_in_child(const BenchSettings& s, int size) {
   if (!s.seem_weights.empty()) args.insert(args.end(), {"--seem-weights", s.seem_weights});
   if (!s.eager) args.emplace_back("--no-eager");
   if (!s.winograd) args.emplace_back("--no-winograd");
+  if (!s.dnnl_linear) args.emplace_back("--no-dnnl-linear");
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
@@ -366,10 +369,10 @@ json bench_size_in_child(const BenchSettings& s, int size) {
 }
 
 void print_table(const json& report) {
-  std::printf("efcnet bench: %s, %d threads, %s%s, %s, BLAS kernels %s; load average before %s, after %s\n",
+  std::printf("efcnet bench: %s, %d threads, %s%s%s, %s, BLAS kernels %s; load average before %s, after %s\n",
               report["device"].get<std::string>().c_str(), report["threads"].get<int>(),
-              report["precision"].get<std::string>().c_str(),
-              report["winograd"].get<bool>() ? "" : " (no Winograd)", report["cpu"].get<std::string>().c_str(),
+              report["precision"].get<std::string>().c_str(), report["winograd"].get<bool>() ? "" : " (no Winograd)",
+              report["dnnl_linear"].get<bool>() ? "" : " (no oneDNN linear)", report["cpu"].get<std::string>().c_str(),
               report["blas_kernels"].is_null() ? "(not OpenBLAS)" : report["blas_kernels"].get<std::string>().c_str(),
               report["load_average_before"].dump().c_str(),
               report["load_average_after"].dump().c_str());
@@ -415,6 +418,7 @@ void run_bench(const BenchSettings& s) {
               {"threads", threads},
               {"precision", s.precision},
               {"winograd", s.winograd},
+              {"dnnl_linear", s.dnnl_linear},
               {"omp_wait_policy", wait_policy != nullptr ? json(wait_policy) : json(nullptr)},
               {"cpu", cpu_model()},
               {"blas_kernels", blas_kernels()},
@@ -481,6 +485,9 @@ child process each, so that each size's peak RSS is its own. Weights are random 
   cmd->add_flag("!--no-winograd", settings->winograd,
                 "Optimised path with direct 3x3 convolutions (LibTorch's) instead of oneDNN's Winograd kernels "
                 "(float32 on AVX-512 CPUs)");
+  cmd->add_flag("!--no-dnnl-linear", settings->dnnl_linear,
+                "Optimised path with the token mixers' linear layers through LibTorch (the system BLAS) and "
+                "separate GELU and residual passes, instead of oneDNN's matmul with those fused (float32, CPU)");
   cmd->callback([settings] { run_bench(*settings); });
 }
 

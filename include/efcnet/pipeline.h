@@ -24,6 +24,7 @@ struct FuserOptions {
   bool bfloat16 = false;      // CPU only: the network's convolutions and linear layers in bfloat16
                               // (about twice as fast; not exact, see `efcnet bench --precision`)
   bool winograd = true;       // float32 on AVX-512 CPUs: 3x3 convolutions by Winograd (InferenceOptions)
+  bool dnnl_linear = true;    // float32 on the CPU: token-mixer linear layers by oneDNN (InferenceOptions)
 };
 
 class FusionError : public std::runtime_error {

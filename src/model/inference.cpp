@@ -14,6 +14,7 @@
 
 #include <torch/cuda.h>
 
+#include "dnnl_linear.h"
 #include "winograd_conv.h"
 
 namespace efcnet {
@@ -36,6 +37,7 @@ struct Backend {
   torch::MemoryFormat format = torch::MemoryFormat::Contiguous;
   torch::ScalarType dtype = torch::kFloat32;  // of convolutions, linear layers and feature maps
   bool winograd = false;                       // 3x3 convolutions through WinogradConvolution
+  bool dnnl_linear = false;                    // token-mixer linear layers through DnnlLinear
 };
 
 // A convolution with the following BatchNorm (if any) folded in: y = conv(x, W') + b'.
@@ -96,22 +98,42 @@ Tensor to_nchw(const Tensor& x) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// torch::linear: on the CPU the system BLAS (OpenBLAS, see scripts/install-deps) in float32 and
-// oneDNN in bfloat16. oneDNN tensors (mkldnn_linear) are as fast on a quiet machine, but their
-// per-call reorders made SU3's token mixer 6x slower when other processes share the cores.
+// A token-mixer linear layer with what follows it (GELU, or the residual add) fused in: through
+// DnnlLinear in float32 on the CPU where oneDNN is available, else torch::linear (the system BLAS,
+// OpenBLAS, in float32; oneDNN in bfloat16) and a separate pass. LibTorch's own oneDNN tensors
+// (mkldnn_linear) reorder the weights on every call, which made SU3's token mixer 6x slower when
+// other processes shared the cores; DnnlLinear packs them once.
 struct PreparedLinear {
+  using Epilogue = DnnlLinear::Epilogue;
   Tensor weight, bias;  // (out, in), (out)
+  Epilogue epilogue = Epilogue::gelu;
+  std::shared_ptr<const DnnlLinear> fused;
 
-  static PreparedLinear make(const Tensor& weight, const Tensor& bias, const Backend& backend) {
-    return {weight.to(backend.device, backend.dtype).contiguous(), bias.to(backend.device, backend.dtype).contiguous()};
+  static PreparedLinear make(const Tensor& weight, const Tensor& bias, Epilogue epilogue, const Backend& backend) {
+    PreparedLinear layer{weight.to(backend.device, backend.dtype).contiguous(),
+                         bias.to(backend.device, backend.dtype).contiguous(), epilogue, nullptr};
+    if (backend.dnnl_linear && backend.dtype == torch::kFloat32) {
+      layer.fused = DnnlLinear::create(layer.weight, layer.bias, epilogue);
+    }
+    return layer;
   }
-  Tensor operator()(const Tensor& x) const { return torch::linear(x, weight, bias); }
+
+  // gelu: returns GELU(layer(x)); accumulate: adds layer(x) to `residual` and returns it.
+  Tensor operator()(const Tensor& x, const Tensor& residual = {}) const {
+    if (fused) {
+      Tensor dst = epilogue == Epilogue::accumulate ? residual : torch::empty({x.size(0), weight.size(0)}, x.options());
+      if ((*fused)(x, dst)) return dst;
+    }
+    Tensor y = torch::linear(x, weight, bias);
+    return epilogue == Epilogue::gelu ? torch::gelu_(y) : residual.add_(y);
+  }
 };
 
 struct PreparedTokenBlock {
   Tensor norm1_weight, norm1_bias, norm2_weight, norm2_bias;
-  PreparedLinear attention;  // proj ∘ v-slice of qkv, exact for sequences of one token
-  PreparedLinear fc1, fc2;
+  PreparedLinear attention;  // proj ∘ v-slice of qkv, exact for sequences of one token; accumulates
+  PreparedLinear fc1;        // with GELU
+  PreparedLinear fc2;        // accumulates
 };
 
 // The token mixer (GlobalFeature) on sequences of one token, applied in place to a (T, C) matrix.
@@ -134,9 +156,8 @@ struct PreparedTokenMixer {
     Tensor t = tokens.to(torch::kFloat32);
     t.add_(pos_embed);
     for (const auto& block : blocks) {
-      t.add_(block.attention(normalised(t, block.norm1_weight, block.norm1_bias)));
-      Tensor hidden = block.fc1(normalised(t, block.norm2_weight, block.norm2_bias));
-      t.add_(block.fc2(torch::gelu_(hidden)));
+      block.attention(normalised(t, block.norm1_weight, block.norm1_bias), t);
+      block.fc2(block.fc1(normalised(t, block.norm2_weight, block.norm2_bias)), t);
     }
     if (!t.is_same(tokens)) tokens.copy_(t);
   }
@@ -165,9 +186,12 @@ PreparedTokenMixer prepare_token_mixer(const TokenMixerImpl& mixer, const Backen
     const Tensor w_v = double_copy(attn.qkv->weight).narrow(0, 2 * c, c);
     const Tensor b_v = double_copy(attn.qkv->bias).narrow(0, 2 * c, c);
     const Tensor w_proj = double_copy(attn.proj->weight);
-    b.attention = PreparedLinear::make(w_proj.matmul(w_v), w_proj.matmul(b_v) + double_copy(attn.proj->bias), backend);
-    b.fc1 = PreparedLinear::make(block.mlp->fc1->weight.detach(), block.mlp->fc1->bias.detach(), backend);
-    b.fc2 = PreparedLinear::make(block.mlp->fc2->weight.detach(), block.mlp->fc2->bias.detach(), backend);
+    using Epilogue = PreparedLinear::Epilogue;
+    b.attention = PreparedLinear::make(w_proj.matmul(w_v), w_proj.matmul(b_v) + double_copy(attn.proj->bias),
+                                       Epilogue::accumulate, backend);
+    b.fc1 = PreparedLinear::make(block.mlp->fc1->weight.detach(), block.mlp->fc1->bias.detach(), Epilogue::gelu, backend);
+    b.fc2 = PreparedLinear::make(block.mlp->fc2->weight.detach(), block.mlp->fc2->bias.detach(), Epilogue::accumulate,
+                                 backend);
     prepared.blocks.push_back(std::move(b));
   }
   return prepared;
@@ -390,6 +414,7 @@ InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const Fusion
   backend.device = network.conv3_3->conv->weight.device();
   if (backend.device.is_cpu()) backend.format = torch::MemoryFormat::ChannelsLast;
   backend.winograd = options.winograd && backend.device.is_cpu();
+  backend.dnnl_linear = options.dnnl_linear && backend.device.is_cpu();
   // SEEM (a few MFLOP per pixel) stays in float32 whatever the precision.
   impl_->seem = prepare_seem(seem, backend);
   if (options.precision == Precision::bfloat16) {
@@ -422,6 +447,16 @@ int InferenceModel::winograd_layers() const {
     counted(su.ffn);
     for (const auto& block : su.residual) {
       for (const FoldedConv& conv : block) counted(conv);
+    }
+  }
+  return count;
+}
+
+int InferenceModel::dnnl_linear_layers() const {
+  int count = 0;
+  for (const PreparedEFusion& su : impl_->su) {
+    for (const PreparedTokenBlock& block : su.mixer.blocks) {
+      count += (block.attention.fused != nullptr) + (block.fc1.fused != nullptr) + (block.fc2.fused != nullptr);
     }
   }
   return count;

@@ -5,22 +5,17 @@
 #include <mutex>
 #include <tuple>
 
-#if EFCNET_HAVE_DNNL
-#include <dnnl.hpp>
-#endif
+#include "dnnl_support.h"
 
 namespace efcnet {
 
-#if EFCNET_HAVE_DNNL && DNNL_VERSION_MAJOR == 2
+#if EFCNET_DNNL_KERNELS
 
 namespace {
 
 using dnnl::memory;
-
-memory::desc strided_desc(const torch::Tensor& t) {
-  return memory::desc(memory::dims(t.sizes().begin(), t.sizes().end()), memory::data_type::f32,
-                      memory::dims(t.strides().begin(), t.strides().end()));
-}
+using dnnl_support::allocate;
+using dnnl_support::strided_desc;
 
 // Output rows per band: oneDNN's Winograd scratchpad grows with the pixels convolved at once
 // (478 MB for SU3's FFN on one 256x256 map, 7 KiB per pixel), so large maps are convolved in
@@ -28,13 +23,6 @@ memory::desc strided_desc(const torch::Tensor& t) {
 int64_t band_rows(int64_t n, int64_t w, int64_t channels) {
   constexpr int64_t kBandFloats = int64_t{1} << 23;
   return std::max<int64_t>(4, kBandFloats / (n * w * channels) / 4 * 4);  // whole 4-row tiles
-}
-
-// oneDNN memory over a fresh tensor's bytes, so the buffer comes from (and returns to) the same
-// heap as every other feature map.
-std::pair<memory, torch::Tensor> allocate(const memory::desc& desc, const dnnl::engine& engine) {
-  torch::Tensor bytes = torch::empty({static_cast<int64_t>(desc.get_size())}, torch::kUInt8);
-  return {memory(desc, engine, bytes.data_ptr()), bytes};
 }
 
 }  // namespace
@@ -90,8 +78,7 @@ struct WinogradConvolution::Impl {
 
 std::shared_ptr<const WinogradConvolution> WinogradConvolution::create(const torch::Tensor& weight,
                                                                          const torch::Tensor& bias) {
-  // A LibTorch with its own oneDNN of another generation could shadow the symbols of ours.
-  if (dnnl::version()->major != DNNL_VERSION_MAJOR) return nullptr;
+  if (!dnnl_support::runtime_matches_headers()) return nullptr;
   if (!weight.device().is_cpu() || weight.scalar_type() != torch::kFloat32 || weight.dim() != 4 ||
       weight.size(2) != 3 || weight.size(3) != 3) {
     return nullptr;

@@ -64,6 +64,7 @@ Fuser::Fuser(const FuserOptions& options) : impl_(std::make_unique<Impl>()) {
   InferenceOptions inference;
   inference.precision = options.bfloat16 ? Precision::bfloat16 : Precision::float32;
   inference.winograd = options.winograd;
+  inference.dnnl_linear = options.dnnl_linear;
   try {
     impl_->model.emplace(*seem, *network, inference);  // the eager modules are not needed after this
   } catch (const std::invalid_argument& e) {

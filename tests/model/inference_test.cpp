@@ -134,6 +134,24 @@ TEST(InferenceModel, WinogradConvolutionsMatchTheDirectOnes) {
   EXPECT_LE(max_abs_diff(winograd.fuse(functional, anatomical), direct.fuse(functional, anatomical)), 1e-5);
 }
 
+// The token mixers' linear layers through oneDNN (on by default) and through LibTorch give the
+// same fusion.
+TEST(InferenceModel, DnnlLinearLayersMatchLibTorchs) {
+  RandomModels models(25);
+  const InferenceModel fused(*models.seem, *models.network);
+  InferenceOptions libtorch_options;
+  libtorch_options.dnnl_linear = false;
+  const InferenceModel libtorch(*models.seem, *models.network, libtorch_options);
+  EXPECT_EQ(libtorch.dnnl_linear_layers(), 0);
+  if (fused.dnnl_linear_layers() == 0) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
+  EXPECT_EQ(fused.dnnl_linear_layers(), 24);  // attention, fc1, fc2 of two blocks in each of SU1..SU4
+
+  torch::manual_seed(26);
+  const auto functional = torch::rand({1, 1, 40, 56});
+  const auto anatomical = torch::rand({1, 1, 40, 56});
+  EXPECT_LE(max_abs_diff(fused.fuse(functional, anatomical), libtorch.fuse(functional, anatomical)), 1e-5);
+}
+
 class InferenceGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(InferenceGolden, MatchesTheReferenceWithin1e5) {
