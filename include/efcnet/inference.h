@@ -99,7 +99,7 @@ StageFlops counted_flops(int64_t height, int64_t width, bool textbook_attention)
 
 // Upper estimate of the memory InferenceModel::fuse needs for one H x W float32 pair on the CPU,
 // beyond the weights: the live feature maps at the widest point (SU3), working buffers and the
-// heap's fragmentation. About 14 KiB per pixel: 1.1 GiB at 256x256, 14 GiB at 1024x1024.
+// heap's fragmentation. About 14 KiB per pixel and 1 GiB: 1.9 GiB at 256x256, 15 GiB at 1024x1024.
 int64_t estimated_working_bytes(int64_t height, int64_t width);
 
 // Memory this process can still use, in bytes: /proc/meminfo's MemAvailable plus the freed
