@@ -1,7 +1,5 @@
 #include "dnnl_linear.h"
 
-#include <map>
-#include <mutex>
 #include <optional>
 #include <tuple>
 
@@ -21,28 +19,23 @@ struct DnnlLinear::Impl {
     memory weights;
   };
 
-  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
   torch::Tensor weight_t, bias;  // (in, out) and (1, out), contiguous float32
   Epilogue epilogue = Epilogue::gelu;
-  mutable std::mutex mutex;
   // By (M, row stride of x, row stride of dst).
-  mutable std::map<std::tuple<int64_t, int64_t, int64_t>, std::optional<Kernel>> kernels;
+  using Shape = std::tuple<int64_t, int64_t, int64_t>;
+  dnnl_support::KernelCache<Shape, Kernel> kernels;
 
   const Kernel* kernel(int64_t rows, int64_t x_stride, int64_t dst_stride) const {
-    const std::lock_guard<std::mutex> lock(mutex);
-    auto [it, inserted] = kernels.try_emplace({rows, x_stride, dst_stride});
-    if (inserted) it->second = make_kernel(rows, x_stride, dst_stride);
-    return it->second ? &*it->second : nullptr;
+    return kernels.get({rows, x_stride, dst_stride}, [this](const Shape& s) { return make_kernel(s); });
   }
 
-  std::optional<Kernel> make_kernel(int64_t rows, int64_t x_stride, int64_t dst_stride) const {
+  std::optional<Kernel> make_kernel(const Shape& shape) const {
+    const auto [rows, x_stride, dst_stride] = shape;
     const int64_t in = weight_t.size(0), out = weight_t.size(1);
-    dnnl::post_ops post_ops;
-    if (epilogue == Epilogue::gelu) post_ops.append_eltwise(1.0F, dnnl::algorithm::eltwise_gelu_erf, 0.0F, 0.0F);
-    if (epilogue == Epilogue::accumulate) post_ops.append_sum(1.0F);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(post_ops);
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::primitive_attr attr = dnnl_support::inference_attr(
+        epilogue == Epilogue::gelu ? std::optional(dnnl::algorithm::eltwise_gelu_erf) : std::nullopt,
+        epilogue == Epilogue::accumulate);
+    const dnnl::engine& engine = dnnl_support::cpu_engine();
     try {
       const dnnl::matmul::desc desc(memory::desc({rows, in}, memory::data_type::f32, memory::dims{x_stride, 1}),
                                     memory::desc({in, out}, memory::data_type::f32, memory::format_tag::any),
@@ -86,7 +79,7 @@ bool DnnlLinear::operator()(const torch::Tensor& x, const torch::Tensor& dst) co
   if (!usable(x, in) || !usable(dst, out) || x.size(0) != dst.size(0)) return false;
   const Impl::Kernel* kernel = impl_->kernel(x.size(0), x.stride(0), dst.stride(0));
   if (kernel == nullptr) return false;
-  const dnnl::engine& engine = impl_->engine;
+  const dnnl::engine& engine = dnnl_support::cpu_engine();
   dnnl::stream stream(engine);
   memory src(kernel->pd.src_desc(), engine, x.data_ptr());
   memory destination(kernel->pd.dst_desc(), engine, dst.data_ptr());

@@ -1,8 +1,6 @@
 #include "winograd_conv.h"
 
 #include <algorithm>
-#include <map>
-#include <mutex>
 #include <optional>
 #include <tuple>
 
@@ -26,6 +24,7 @@ namespace {
 
 using dnnl::memory;
 using dnnl_support::allocate;
+using dnnl_support::cpu_engine;
 using dnnl_support::strided_desc;
 
 // The nChw16c descriptor of a dense (N, C/16, H, W, 16) tensor.
@@ -33,11 +32,6 @@ memory::desc blocked_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
   return memory::desc({n, c, h, w}, memory::data_type::f32, memory::format_tag::nChw16c);
 }
 memory::desc blocked_desc(const torch::Tensor& b) { return blocked_desc(b.size(0), b.size(1) * 16, b.size(2), b.size(3)); }
-
-const dnnl::engine& cpu_engine() {
-  static const dnnl::engine engine(dnnl::engine::kind::cpu, 0);
-  return engine;
-}
 
 void reorder(const memory::desc& from, void* from_data, const memory::desc& to, void* to_data) {
   const dnnl::engine& engine = cpu_engine();
@@ -80,29 +74,22 @@ struct WinogradConvolution::Impl {
   };
 
   torch::Tensor weight, bias;  // OIHW, O; contiguous float32
-  mutable std::mutex mutex;
   // By (N, input rows, W, zero rows above, zero rows below, epilogue): a band inside the map
   // reads its neighbours' rows instead of padding.
   using Shape = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t, Epilogue>;
-  mutable std::map<Shape, std::optional<Kernel>> kernels;
+  dnnl_support::KernelCache<Shape, Kernel> kernels;
 
   // nullptr where oneDNN has no Winograd implementation for this shape on this CPU.
   const Kernel* kernel(const Shape& shape) const {
-    const std::lock_guard<std::mutex> lock(mutex);
-    auto [it, inserted] = kernels.try_emplace(shape);
-    if (inserted) it->second = make_kernel(shape);
-    return it->second ? &*it->second : nullptr;
+    return kernels.get(shape, [this](const Shape& s) { return make_kernel(s); });
   }
 
   std::optional<Kernel> make_kernel(const Shape& shape) const {
     const auto [n, h, w, top, bottom, epilogue] = shape;
     const int64_t out = weight.size(0), in = weight.size(1);
-    dnnl::post_ops post_ops;
-    if (epilogue == Epilogue::relu) post_ops.append_eltwise(1.0F, dnnl::algorithm::eltwise_relu, 0.0F, 0.0F);
-    if (epilogue == Epilogue::accumulate) post_ops.append_sum(1.0F);
-    dnnl::primitive_attr attr;
-    attr.set_post_ops(post_ops);
-    attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);
+    const dnnl::primitive_attr attr = dnnl_support::inference_attr(
+        epilogue == Epilogue::relu ? std::optional(dnnl::algorithm::eltwise_relu) : std::nullopt,
+        epilogue == Epilogue::accumulate);
     const dnnl::engine& engine = cpu_engine();
     try {
       const dnnl::convolution_forward::desc desc(
@@ -115,7 +102,7 @@ struct WinogradConvolution::Impl {
       // Band shapes and epilogues share the transformed weights where their layouts agree (they
       // do on AVX-512): transforming them again for every band shape added ~0.4 s to the first
       // 256² pair.
-      for (const auto& [other_shape, other] : kernels) {
+      for (const auto& [other_shape, other] : kernels.made()) {
         if (other && other->pd.weights_desc() == kernel.pd.weights_desc()) {
           kernel.weights = other->weights;
           return kernel;

@@ -116,40 +116,46 @@ bool cpu_has_flag(const std::string& flag) {
   return false;
 }
 
+// One random model prepared with the default options and with one of their switches off.
+struct WithAndWithout {
+  static InferenceOptions without_option(bool InferenceOptions::*option) {
+    InferenceOptions options;
+    options.*option = false;
+    return options;
+  }
+
+  WithAndWithout(uint64_t seed, bool InferenceOptions::*option)
+      : models(seed), with(*models.seem, *models.network), without(*models.seem, *models.network, without_option(option)) {}
+
+  // Max |difference| between the two fusions of a random H x W pair.
+  double fusion_difference(int64_t h, int64_t w) const {
+    const auto functional = torch::rand({1, 1, h, w});
+    const auto anatomical = torch::rand({1, 1, h, w});
+    return max_abs_diff(with.fuse(functional, anatomical), without.fuse(functional, anatomical));
+  }
+
+  RandomModels models;
+  InferenceModel with, without;
+};
+
 // The Winograd convolutions (on by default) and the direct ones give the same fusion; the eager
 // comparison above runs with Winograd where the CPU has it.
 TEST(InferenceModel, WinogradConvolutionsMatchTheDirectOnes) {
-  RandomModels models(23);
-  const InferenceModel winograd(*models.seem, *models.network);
-  InferenceOptions direct_options;
-  direct_options.winograd = false;
-  const InferenceModel direct(*models.seem, *models.network, direct_options);
-  EXPECT_EQ(direct.winograd_layers(), 0);
+  const WithAndWithout models(23, &InferenceOptions::winograd);
+  EXPECT_EQ(models.without.winograd_layers(), 0);
   if (!cpu_has_flag("avx512f")) GTEST_SKIP() << "no AVX-512 on this CPU: oneDNN has no Winograd kernels for it";
-  EXPECT_EQ(winograd.winograd_layers(), 18);  // 6 in each of SU2, SU3, SU4
-
-  torch::manual_seed(24);
-  const auto functional = torch::rand({1, 1, 48, 72});
-  const auto anatomical = torch::rand({1, 1, 48, 72});
-  EXPECT_LE(max_abs_diff(winograd.fuse(functional, anatomical), direct.fuse(functional, anatomical)), 1e-5);
+  EXPECT_EQ(models.with.winograd_layers(), 18);  // 6 in each of SU2, SU3, SU4
+  EXPECT_LE(models.fusion_difference(48, 72), 1e-5);
 }
 
 // The token mixers' linear layers through oneDNN (on by default) and through LibTorch give the
 // same fusion.
 TEST(InferenceModel, DnnlLinearLayersMatchLibTorchs) {
-  RandomModels models(25);
-  const InferenceModel fused(*models.seem, *models.network);
-  InferenceOptions libtorch_options;
-  libtorch_options.dnnl_linear = false;
-  const InferenceModel libtorch(*models.seem, *models.network, libtorch_options);
-  EXPECT_EQ(libtorch.dnnl_linear_layers(), 0);
-  if (fused.dnnl_linear_layers() == 0) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
-  EXPECT_EQ(fused.dnnl_linear_layers(), 24);  // attention, fc1, fc2 of two blocks in each of SU1..SU4
-
-  torch::manual_seed(26);
-  const auto functional = torch::rand({1, 1, 40, 56});
-  const auto anatomical = torch::rand({1, 1, 40, 56});
-  EXPECT_LE(max_abs_diff(fused.fuse(functional, anatomical), libtorch.fuse(functional, anatomical)), 1e-5);
+  const WithAndWithout models(25, &InferenceOptions::dnnl_linear);
+  EXPECT_EQ(models.without.dnnl_linear_layers(), 0);
+  if (models.with.dnnl_linear_layers() == 0) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
+  EXPECT_EQ(models.with.dnnl_linear_layers(), 24);  // attention, fc1, fc2 of two blocks in each of SU1..SU4
+  EXPECT_LE(models.fusion_difference(40, 56), 1e-5);
 }
 
 class InferenceGolden : public ::testing::TestWithParam<std::string> {};
