@@ -313,6 +313,8 @@ json bench_size(const BenchSettings& s, int size) {
               {"gflop_reference", reference_flops.total() / 1e9},
               {"gflops_per_second_reference_equivalent", reference_flops.total() / fast_mean.networks / 1e9},
               {"estimated_working_bytes", estimated_working_bytes(size, size)},
+              {"winograd_layers", fuser.winograd_layers()},
+              {"dnnl_linear_layers", fuser.dnnl_linear_layers()},
               {"peak_rss_bytes", {{"after_loading", rss_after_load}, {"optimised", rss_optimised}}}};
   if (eager) {
     const PairSeconds slow_mean = mean(slow);

@@ -70,6 +70,11 @@ class Fuser {
   // /proc/meminfo's MemAvailable. `seconds`, if given, accumulates the networks' stage times.
   cv::Mat fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional, StageSeconds* seconds = nullptr) const;
 
+  // How many layers the prepared model runs through oneDNN's kernels of its own (InferenceModel's
+  // winograd_layers / dnnl_linear_layers): what FuserOptions asked for and this CPU and build allow.
+  int winograd_layers() const;
+  int dnnl_linear_layers() const;
+
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;

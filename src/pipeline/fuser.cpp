@@ -75,6 +75,9 @@ Fuser::Fuser(const FuserOptions& options) : impl_(std::make_unique<Impl>()) {
 
 Fuser::~Fuser() = default;
 
+int Fuser::winograd_layers() const { return impl_->model->winograd_layers(); }
+int Fuser::dnnl_linear_layers() const { return impl_->model->dnnl_linear_layers(); }
+
 cv::Mat Fuser::fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional, StageSeconds* seconds) const {
   check_fusion_inputs(anatomical, functional);
   if (impl_->device.is_cpu()) check_working_memory(anatomical.rows, anatomical.cols);

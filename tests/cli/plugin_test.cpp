@@ -209,3 +209,23 @@ TEST_F(PluginCli, AnOpenBlasCoreTypeGivenByTheUserIsKept) {
   if (reported.is_null()) GTEST_SKIP() << "the system BLAS is not OpenBLAS";
   EXPECT_EQ(reported.get<std::string>(), "Prescott");
 }
+
+// The bench report says which of oneDNN's own kernels the optimised path ran, and the switches
+// that turn them off do.
+TEST_F(PluginCli, BenchReportsTheOneDnnKernelsInUse) {
+  const std::string bench = "bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json";
+  const Result on = run(bench);
+  ASSERT_EQ(on.status, 0) << on.err;
+  const auto run_on = nlohmann::json::parse(on.out)["runs"].at(0);
+  const Result off = run(bench + " --no-winograd --no-dnnl-linear");
+  ASSERT_EQ(off.status, 0) << off.err;
+  const auto report_off = nlohmann::json::parse(off.out);
+  EXPECT_FALSE(report_off["winograd"].get<bool>());
+  EXPECT_FALSE(report_off["dnnl_linear"].get<bool>());
+  EXPECT_EQ(report_off["runs"].at(0)["winograd_layers"].get<int>(), 0);
+  EXPECT_EQ(report_off["runs"].at(0)["dnnl_linear_layers"].get<int>(), 0);
+  if (run_on["dnnl_linear_layers"].get<int>() == 0) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
+  EXPECT_EQ(run_on["dnnl_linear_layers"].get<int>(), 24);
+  __builtin_cpu_init();
+  EXPECT_EQ(run_on["winograd_layers"].get<int>(), __builtin_cpu_supports("avx512f") ? 18 : 0);
+}
