@@ -566,8 +566,9 @@ StageFlops counted_flops(int64_t height, int64_t width, bool textbook_attention)
 
 int64_t estimated_working_bytes(int64_t height, int64_t width) {
   // Alive at the widest point, inside SU3: conv4's input cat(F1, F2, F3) (336 floats per pixel),
-  // SU3's input and its blocked copy (2 x 256), the tokens, the residual chain's two maps (3 x 256),
-  // FFN's blocked input (512): about 2100 floats per pixel. The heap that keeps freed blocks for
+  // SU3's input and its blocked copy (2 x 256), the tokens and the residual chain's inner map
+  // (2 x 256), FFN's blocked input with the local branch in it (512): about 1900 floats per pixel,
+  // the banded convolutions' copies on top at large sizes. The heap that keeps freed blocks for
   // reuse (keep_freed_memory_for_reuse) fragments on top of that: peak RSS grew by 13.6 KiB per
   // pixel from 256x256 to 512x512.
   constexpr int64_t kBytesPerPixel = 14 * 1024;
