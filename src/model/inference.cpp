@@ -217,12 +217,11 @@ struct PreparedEFusion {
   PreparedTokenMixer mixer;
   TokenLayout layout = TokenLayout::Reference;
   Backend backend;
-  bool winograd_chain = false;  // all six convolutions have Winograd kernels: see forward_blocked
 
   // Writes into `dst` (a (N,C,H,W) view, e.g. a slice of the next concatenation) if defined,
   // else returns a new tensor.
   Tensor operator()(const Tensor& x, Tensor dst = {}) const {
-    if (winograd_chain) return forward_blocked(x, std::move(dst));
+    if (winograd_chain()) return forward_blocked(x, std::move(dst));
     const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
     Tensor e = embed(x);
     // FFN's input, cat(global, local), filled in place by both branches.
@@ -255,6 +254,15 @@ struct PreparedEFusion {
   }
 
  private:
+  // Whether all six convolutions have Winograd kernels (SU2..SU4 on AVX-512): see forward_blocked.
+  bool winograd_chain() const {
+    bool all = embed.winograd && ffn.winograd;
+    for (const auto& block : residual) {
+      for (const FoldedConv& conv : block) all = all && conv.winograd;
+    }
+    return all;
+  }
+
   // The same with every map of the convolution chain in oneDNN's blocked layout: no reorder
   // around each convolution, the ReLUs, the residual adds and the final + x fused into them
   // (SU3 on a 256x256 pair: 2.5 s -> 2.1 s; SU2 and SU4 0.27 -> 0.20 s each).
@@ -302,10 +310,6 @@ PreparedEFusion prepare_efusion(const EFusionImpl& su, const Backend& backend) {
   }
   prepared.mixer = prepare_token_mixer(*su.GlobalFeature, backend);
   prepared.layout = su.GlobalFeature->layout;
-  prepared.winograd_chain = prepared.embed.winograd && prepared.ffn.winograd;
-  for (const auto& block : prepared.residual) {
-    for (const FoldedConv& conv : block) prepared.winograd_chain = prepared.winograd_chain && conv.winograd;
-  }
   return prepared;
 }
 

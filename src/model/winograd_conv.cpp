@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <optional>
 #include <tuple>
+#include <vector>
 
 #include "dnnl_support.h"
 
@@ -170,23 +171,24 @@ bool WinogradConvolution::operator()(const torch::Tensor& x, const torch::Tensor
   if (rows >= h && x.is_contiguous() && dst.is_contiguous()) return impl_->run({n, h, w, 1, 1, epilogue}, x, dst);
   // Band by band through dense copies (oneDNN's Winograd kernels take dense maps only), once
   // every band shape is known to have a kernel, so that `dst` is all or nothing.
-  const auto band = [&](int64_t first) {
+  struct Band {
+    int64_t first, last, input_first;  // output rows [first, last), input rows from input_first
+    Impl::Shape shape;
+  };
+  std::vector<Band> bands;
+  for (int64_t first = 0; first < h; first += rows) {
     const int64_t last = std::min(h, first + rows);
     const int64_t top = first == 0 ? 1 : 0, bottom = last == h ? 1 : 0;
-    return Impl::Shape{n, last + 1 - bottom - (first - 1 + top), w, top, bottom, epilogue};
-  };
-  for (int64_t first = 0; first < h; first += rows) {
-    if (impl_->kernel(band(first)) == nullptr) return false;
-  }
-  for (int64_t first = 0; first < h; first += rows) {
-    const int64_t last = std::min(h, first + rows);  // output rows [first, last)
-    const int64_t top = first == 0 ? 1 : 0, bottom = last == h ? 1 : 0;
     const int64_t input_first = first - 1 + top, input_rows = last + 1 - bottom - input_first;
-    const torch::Tensor band_in = x.narrow(2, input_first, input_rows).contiguous();
-    const torch::Tensor dst_band = dst.narrow(2, first, last - first);
+    bands.push_back({first, last, input_first, {n, input_rows, w, top, bottom, epilogue}});
+    if (impl_->kernel(bands.back().shape) == nullptr) return false;
+  }
+  for (const Band& band : bands) {
+    const torch::Tensor band_in = x.narrow(2, band.input_first, std::get<1>(band.shape)).contiguous();
+    const torch::Tensor dst_band = dst.narrow(2, band.first, band.last - band.first);
     const torch::Tensor band_out = epilogue == Epilogue::accumulate ? dst_band.clone(torch::MemoryFormat::Contiguous)
-                                                                    : empty_blocked(n, out, last - first, w);
-    impl_->run(band(first), band_in, band_out);
+                                                                    : empty_blocked(n, out, band.last - band.first, w);
+    impl_->run(band.shape, band_in, band_out);
     dst_band.copy_(band_out);
   }
   return true;
