@@ -44,6 +44,10 @@ enum class Precision {
   bfloat16,  // CPU only: convolutions and linear layers in bfloat16 with float32 accumulation
 };
 
+// Whether this CPU can run Precision::bfloat16: oneDNN's bfloat16 convolutions need AVX-512 BW,
+// VL and DQ, and LibTorch's fallback has no bfloat16 convolution at all.
+bool bfloat16_supported();
+
 struct InferenceOptions {
   Precision precision = Precision::float32;
   // float32 on the CPU: 3x3 convolutions through oneDNN's Winograd kernels where the CPU has them

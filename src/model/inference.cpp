@@ -462,6 +462,15 @@ struct InferenceModel::Impl {
   }
 };
 
+bool bfloat16_supported() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
+#else
+  return false;
+#endif
+}
+
 InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const FusionNetworkImpl& network,
                                const InferenceOptions& options)
     : impl_(std::make_unique<Impl>()) {
@@ -475,6 +484,10 @@ InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const Fusion
   impl_->seem = prepare_seem(seem, backend);
   if (options.precision == Precision::bfloat16) {
     if (!backend.device.is_cpu()) throw std::invalid_argument("bfloat16 precision is implemented for the CPU only");
+    if (!bfloat16_supported()) {
+      throw std::invalid_argument("bfloat16 precision needs a CPU with AVX-512 (BW, VL and DQ), which this one lacks; "
+                                  "use float32");
+    }
     backend.dtype = torch::kBFloat16;
   }
   impl_->encoder = {fold(*network.conv3_3, backend), fold(*network.conv5_5, backend), fold(*network.conv7_7, backend)};
