@@ -39,7 +39,8 @@ class MetricsError : public std::invalid_argument {
 
 // The evaluator's reading convention: decoded as 8-bit BGR whatever the file holds, converted with
 // COLOR_BGR2GRAY in float and rounded half to even. Returns CV_8UC1; throws MetricsError naming
-// the file when it cannot be read.
+// the file when it cannot be read (missing, a directory, truncated or undecodable: the refusals
+// and messages of read_functional in image.h).
 cv::Mat read_grey(const std::string& path);
 
 // All twelve metrics at once; shares the passes the metrics have in common.

@@ -1,12 +1,11 @@
 // Reading and validating the 256-level grey images every metric works on.
 #include <cmath>
-#include <filesystem>
 #include <string>
 
-#include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "detail.h"
+#include "efcnet/image.h"
 #include "efcnet/metrics.h"
 
 namespace efcnet::metrics {
@@ -41,17 +40,20 @@ double FusionMetrics::operator[](std::size_t i) const { return this->*kMembers.a
 double& FusionMetrics::operator[](std::size_t i) { return this->*kMembers.at(i); }
 
 cv::Mat read_grey(const std::string& path) {
-  std::error_code ec;
-  const auto type = std::filesystem::status(path, ec).type();
-  if (type == std::filesystem::file_type::not_found) throw MetricsError(path + ": no such file");
-  if (type == std::filesystem::file_type::directory) throw MetricsError(path + ": is a directory");
-  const cv::Mat bgr = cv::imread(path, cv::IMREAD_COLOR);
-  if (bgr.empty()) throw MetricsError(path + ": cannot be read as an image");
+  // io's reader: the same refusals (and messages) as fusion's, truncated PNGs included. A grey file
+  // comes back as is, which is what the evaluator's BGR decode and conversion give for it.
+  cv::Mat image;
+  try {
+    image = read_functional(path);
+  } catch (const IoError& e) {
+    throw MetricsError(e.what());
+  }
+  if (image.channels() == 1) return image;
   // The evaluator converts in float (cv2 on a float32 array) and rounds with np.round, i.e. half
   // to even; OpenCV's float->8U conversion rounds the same way. Converting the 8-bit image
   // directly would use OpenCV's fixed-point weights, which differ from these on some colours.
   cv::Mat bgr_f, grey_f, grey;
-  bgr.convertTo(bgr_f, CV_32F);
+  image.convertTo(bgr_f, CV_32F);
   cv::cvtColor(bgr_f, grey_f, cv::COLOR_BGR2GRAY);
   grey_f.convertTo(grey, CV_8U);
   return grey;

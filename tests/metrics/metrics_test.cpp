@@ -4,6 +4,7 @@
 #include <fstream>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -246,8 +247,19 @@ TEST_F(ReadGrey, UnreadableFilesAreNamed) {
   EXPECT_EQ(error_of([&] { m::read_grey(missing); }), missing + ": no such file");
   const std::string garbage = dir_ / "garbage.png";
   std::ofstream(garbage) << "not an image";
-  EXPECT_EQ(error_of([&] { m::read_grey(garbage); }), garbage + ": cannot be read as an image");
-  EXPECT_EQ(error_of([&] { m::read_grey(dir_.path().string()); }), dir_.path().string() + ": is a directory");
+  EXPECT_EQ(error_of([&] { m::read_grey(garbage); }),
+            garbage + ": cannot decode (corrupt, truncated or not a supported image format)");
+  EXPECT_EQ(error_of([&] { m::read_grey(dir_.path().string()); }),
+            dir_.path().string() + ": is a directory, not an image file");
+}
+
+// libpng decodes the rows it has of a cut-off file; scoring them would be scoring noise.
+TEST_F(ReadGrey, TruncatedPngIsRefused) {
+  std::vector<unsigned char> png;
+  ASSERT_TRUE(cv::imencode(".png", cv::Mat(64, 64, CV_8UC3, cv::Scalar(10, 200, 30)), png));
+  const std::string path = dir_ / "cut.png";
+  std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(png.data()), png.size() - 20);
+  EXPECT_NE(error_of([&] { m::read_grey(path); }).find(path + ": truncated PNG"), std::string::npos);
 }
 
 }  // namespace
