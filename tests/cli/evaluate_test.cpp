@@ -14,23 +14,16 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "efcnet/metrics.h"
+#include "support/command.h"
 #include "support/temp_dir.h"
 
 namespace {
 
 namespace m = efcnet::metrics;
+using efcnet::testing::contains;
+using efcnet::testing::quoted;
 using efcnet::testing::TempDir;
-
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
-
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
-
-bool contains(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
+using Result = efcnet::testing::CommandResult;
 
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
@@ -38,11 +31,6 @@ std::vector<std::string> lines_of(const std::string& text) {
   for (std::string line; std::getline(in, line);) lines.push_back(line);
   return lines;
 }
-
-struct Result {
-  int status = -1;
-  std::string out, err;
-};
 
 // A textured anatomical image, a blob-like functional one and their mean, varied by `seed`.
 struct TripleImages {
@@ -65,14 +53,7 @@ TripleImages make_triple(int seed, cv::Size size = {64, 48}) {
 class EvaluateCli : public ::testing::Test {
  protected:
   Result run(const std::string& args) {
-    const std::string out = dir_ / ".stdout", err = dir_ / ".stderr";
-    const std::string command = quoted(EFCNET_BINARY) + " evaluate " + args + " >" + quoted(out) + " 2>" + quoted(err);
-    const int rc = std::system(command.c_str());
-    Result r;
-    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    return r;
+    return efcnet::testing::run_command(quoted(EFCNET_BINARY) + " evaluate " + args, dir_);
   }
 
   // Writes DA/name.png, DB/name.png, DF/name.png.

@@ -16,30 +16,27 @@
 #include <opencv2/imgproc.hpp>
 
 #include "efcnet/image.h"
+#include "support/command.h"
 #include "support/temp_dir.h"
 
 namespace efcnet {
 namespace {
 
+using efcnet::testing::contains;
 using efcnet::testing::list_dir;
+using efcnet::testing::quoted;
+using efcnet::testing::slurp;
 using efcnet::testing::TempDir;
+using Result = efcnet::testing::CommandResult;
 
 const std::string kBinary = EFCNET_BINARY;
 const std::string kWeights = std::string(EFCNET_SHARED_DIR) + "/golden/efcnet_random.pth";
 const std::string kSeemWeights = std::string(EFCNET_SHARED_DIR) + "/golden/seem_authors.pth";
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
 std::size_t count_lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
-bool contains(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 
 // Small images keep a CPU fuse well under a second; 32x48 also checks a non-square size.
 Phantom small_pair(PhantomKind kind, cv::Size size = {48, 32}) {
@@ -56,26 +53,11 @@ void write_png_cut(const std::string& path, const cv::Mat& image) {
   std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()), bytes.size() / 2);
 }
 
-struct Result {
-  int status = -1;  // exit code, or 128 + signal
-  std::string out, err;
-};
-
 class FuseCli : public ::testing::Test {
  protected:
   // Runs `efcnet ARGS` through the shell (so tests can prefix environment or ulimit).
   Result run(const std::string& args, const std::string& shell_prefix = "") {
-    const std::string out = dir_ / ".stdout", err = dir_ / ".stderr";
-    const std::string command = shell_prefix + " exec " + quoted(kBinary) + " " + args + " >" + quoted(out) +
-                                " 2>" + quoted(err);
-    const int rc = std::system(command.c_str());
-    Result r;
-    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    std::filesystem::remove(out);
-    std::filesystem::remove(err);
-    return r;
+    return testing::run_command(shell_prefix + " exec " + quoted(kBinary) + " " + args, dir_);
   }
 
   static bool have_weights() { return std::filesystem::exists(kWeights) && std::filesystem::exists(kSeemWeights); }

@@ -16,6 +16,7 @@
 
 #include "efcnet/blas.h"
 #include "efcnet/image.h"
+#include "support/command.h"
 #include "support/temp_dir.h"
 
 namespace {
@@ -26,21 +27,12 @@ using efcnet::testing::TempDir;
 const std::string kBinary = EFCNET_BINARY;
 const std::string kPlugin = (fs::path(kBinary).parent_path() / "libefcnet_commands.so").string();
 
-std::string quoted(const std::string& s) { return "'" + s + "'"; }
 
-std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream out;
-  out << in.rdbuf();
-  return out.str();
-}
 
-bool contains(const std::string& text, const std::string& what) { return text.find(what) != std::string::npos; }
 
-struct Result {
-  int status = -1;  // exit code, or 128 + signal
-  std::string out, err;
-};
+using efcnet::testing::contains;
+using efcnet::testing::quoted;
+using Result = efcnet::testing::CommandResult;
 
 class PluginCli : public ::testing::Test {
  protected:
@@ -51,15 +43,7 @@ class PluginCli : public ::testing::Test {
 
   // Runs `shell_prefix COMMAND` through the shell, COMMAND's output captured.
   Result run_shell(const std::string& command, const std::string& shell_prefix = "") {
-    const std::string out = dir_ / ".stdout", err = dir_ / ".stderr";
-    const int rc = std::system((shell_prefix + " " + command + " >" + quoted(out) + " 2>" + quoted(err)).c_str());
-    Result r;
-    r.status = WIFEXITED(rc) ? WEXITSTATUS(rc) : 128 + WTERMSIG(rc);
-    r.out = slurp(out);
-    r.err = slurp(err);
-    fs::remove(out);
-    fs::remove(err);
-    return r;
+    return efcnet::testing::run_command(shell_prefix + " " + command, dir_);
   }
   Result run(const std::string& args, const std::string& shell_prefix = "") {
     return run_shell(quoted(kBinary) + " " + args, shell_prefix);
