@@ -19,10 +19,10 @@
 namespace efcnet {
 namespace {
 
-using test::golden_path;
+using testing::golden_path;
 
 torch::Tensor golden_tensor(const std::string& name) {
-  const auto array = test::read_npy_float32(golden_path(name));
+  const auto array = testing::read_npy_float32(golden_path(name));
   return torch::from_blob(const_cast<float*>(array.values.data()), array.shape, torch::kFloat32).clone();
 }
 

@@ -12,7 +12,7 @@
 namespace efcnet {
 namespace {
 
-using test::golden_path;
+using testing::golden_path;
 
 int64_t parameter_count(const torch::nn::Module& module) {
   int64_t count = 0;
@@ -28,7 +28,7 @@ std::set<std::string> entry_names(const torch::nn::Module& module) {
 }
 
 torch::Tensor golden_tensor(const std::string& name) {
-  const auto array = test::read_npy_float32(golden_path(name));
+  const auto array = testing::read_npy_float32(golden_path(name));
   return torch::from_blob(const_cast<float*>(array.values.data()), array.shape, torch::kFloat32).clone();
 }
 

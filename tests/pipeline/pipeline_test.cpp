@@ -11,7 +11,7 @@
 namespace efcnet {
 namespace {
 
-using test::golden_path;
+using testing::golden_path;
 
 TEST(PipelineGolden, ReproducesTheReferenceFusedImage) {
   EFCNET_REQUIRE_GOLDEN();

@@ -10,7 +10,7 @@
 #include <string>
 #include <vector>
 
-namespace efcnet::test {
+namespace efcnet::testing {
 
 struct NpyArray {
   std::vector<int64_t> shape;
@@ -48,4 +48,4 @@ inline NpyArray read_npy_float32(const std::string& path) {
   return array;
 }
 
-}  // namespace efcnet::test
+}  // namespace efcnet::testing

@@ -6,18 +6,18 @@
 
 #include <gtest/gtest.h>
 
-namespace efcnet::test {
+namespace efcnet::testing {
 
 inline std::string golden_path(const std::string& name) { return std::string(EFCNET_SHARED_DIR) + "/golden/" + name; }
 
 inline bool have_golden() { return std::filesystem::is_directory(std::string(EFCNET_SHARED_DIR) + "/golden"); }
 
-}  // namespace efcnet::test
+}  // namespace efcnet::testing
 
 // Skips the current test when ../shared/golden is not beside the checkout.
 #define EFCNET_REQUIRE_GOLDEN()                                                                   \
   do {                                                                                           \
-    if (!::efcnet::test::have_golden())                                                          \
+    if (!::efcnet::testing::have_golden())                                                          \
       GTEST_SKIP() << "golden data not found at " EFCNET_SHARED_DIR "/golden (../shared beside " \
                       "the checkout); parity test skipped";                                      \
   } while (0)

@@ -13,7 +13,7 @@
 namespace efcnet {
 namespace {
 
-using test::golden_path;
+using testing::golden_path;
 
 #define REQUIRE_GOLDEN_FILE(name)                                             \
   do {                                                                        \
