@@ -3,14 +3,12 @@
 // This executable does not link LibTorch (see commands.h): the LibTorch subcommands come from
 // libefcnet_commands.so, loaded only when the command line may need them.
 #include <dlfcn.h>
-#include <malloc.h>
 
 #include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
-#include <limits>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -93,12 +91,6 @@ int main(int argc, char** argv) {
     // OpenCV's dependencies have loaded OpenBLAS already: start again with its kernels chosen
     // (children, e.g. --nproc-per-node ranks, inherit the choice).
     efcnet::reexec_with_blas_kernels(argv);
-    // LibTorch frees and allocates feature maps of tens of MiB every layer. glibc serves blocks
-    // over 32 MiB with fresh mmaps and trims the heap top, so each page of them faults and is
-    // zeroed again: a fifth of a training step's CPU time went to the kernel. From the heap, kept
-    // once freed, a 32x256 training step takes 12% less time (peak RSS ~25% higher).
-    mallopt(M_MMAP_MAX, 0);
-    mallopt(M_TRIM_THRESHOLD, std::numeric_limits<int>::max());
     if (const std::string problem = load_plugin(app); !problem.empty()) {
       std::fprintf(stderr, "efcnet: error: %s\n", problem.c_str());
       return 1;
