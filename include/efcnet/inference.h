@@ -115,4 +115,8 @@ int64_t available_memory_bytes();
 // pair allocates several GiB of short-lived tensors). Memory is returned to the OS at exit only.
 void keep_freed_memory_for_reuse();
 
+// Sets LibTorch's intra-op threads; 0 means one per core the system reports. LibTorch's own
+// default counts physical cores through cpuinfo, which finds one on some 2-vCPU machines.
+void use_threads(int threads);
+
 }  // namespace efcnet

@@ -11,6 +11,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <torch/cuda.h>
 
@@ -608,6 +609,11 @@ int64_t available_memory_bytes() {
     }
   }
   return -1;
+}
+
+void use_threads(int threads) {
+  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  torch::set_num_threads(std::max(threads, 1));
 }
 
 void keep_freed_memory_for_reuse() {

@@ -5,7 +5,6 @@
 #include <cstring>
 #include <optional>
 #include <string>
-#include <thread>
 
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
@@ -46,8 +45,7 @@ struct Fuser::Impl {
 };
 
 Fuser::Fuser(const FuserOptions& options) : impl_(std::make_unique<Impl>()) {
-  const int threads = options.threads > 0 ? options.threads : static_cast<int>(std::thread::hardware_concurrency());
-  torch::set_num_threads(threads > 0 ? threads : 1);
+  use_threads(options.threads);
   try {
     impl_->device = parse_device(options.device);
   } catch (const std::invalid_argument& e) {

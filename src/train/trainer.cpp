@@ -16,6 +16,7 @@
 
 #include "efcnet/distributed.h"
 #include "efcnet/image.h"
+#include "efcnet/inference.h"
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/pipeline.h"
@@ -533,14 +534,10 @@ torch::Device training_device(const TrainOptions& options) {
   return parse_device(options.device);
 }
 
-void set_threads(int threads) {
-  if (threads > 0) torch::set_num_threads(threads);
-}
-
 }  // namespace
 
 TrainingSummary train_network(const NetworkTrainOptions& options) {
-  set_threads(options.threads);
+  use_threads(options.threads);
   const torch::Device device = training_device(options);
   if (options.seem_weights.empty()) throw TrainingError("SEEM weights are required (--seem-weights)");
   const auto group = join_group(options, device);
@@ -583,7 +580,7 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
 }
 
 TrainingSummary train_seem(const SeemTrainOptions& options) {
-  set_threads(options.threads);
+  use_threads(options.threads);
   const torch::Device device = training_device(options);
   if (options.distributed.sync_bn) {
     throw TrainingError("--sync-bn is for efcnet train: SEEM's BatchNorm layers have no synchronised variant");

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -100,6 +101,18 @@ TEST(Trainer, ResumedRunEqualsUninterruptedRun) {
   EXPECT_EQ(lines(a), 5);
   EXPECT_EQ(lines(b), 5);
   EXPECT_TRUE(fs::exists(out / "split/loss.png"));
+}
+
+// LibTorch's own default counts physical cores through cpuinfo, one on some 2-vCPU machines:
+// stage 5 of the default-weights recipe ran single-threaded until --threads 0 meant every core.
+TEST(Trainer, ZeroThreadsMeansEveryCore) {
+  SyntheticData data(2);
+  TempDir out;
+  auto options = data.options(out / "run", 1);
+  options.threads = 0;
+  train_network(options);
+  EXPECT_EQ(torch::get_num_threads(), static_cast<int>(std::thread::hardware_concurrency()));
+  torch::set_num_threads(1);
 }
 
 TEST(Trainer, CheckpointLoadsIntoTheNetworkWithReferenceKeys) {
