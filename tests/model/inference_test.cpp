@@ -12,24 +12,15 @@
 #include "efcnet/model.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/weights.h"
-#include "support/npy.h"
-#include "support/shared_data.h"
+#include "support/golden_tensor.h"
 #include "support/temp_dir.h"
 
 namespace efcnet {
 namespace {
 
 using testing::golden_path;
-
-torch::Tensor golden_tensor(const std::string& name) {
-  const auto array = testing::read_npy_float32(golden_path(name));
-  return torch::from_blob(const_cast<float*>(array.values.data()), array.shape, torch::kFloat32).clone();
-}
-
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a - b).abs().max().item<double>();
-}
+using testing::golden_tensor;
+using testing::max_abs_diff;
 
 // Random weights whose BatchNorm statistics are far from (0, 1), so that folding them matters:
 // training-mode passes on inputs with an offset and a scale.

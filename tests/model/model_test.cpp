@@ -6,13 +6,14 @@
 
 #include "efcnet/model.h"
 #include "efcnet/weights.h"
-#include "support/npy.h"
-#include "support/shared_data.h"
+#include "support/golden_tensor.h"
 
 namespace efcnet {
 namespace {
 
 using testing::golden_path;
+using testing::golden_tensor;
+using testing::max_abs_diff;
 
 int64_t parameter_count(const torch::nn::Module& module) {
   int64_t count = 0;
@@ -25,16 +26,6 @@ std::set<std::string> entry_names(const torch::nn::Module& module) {
   for (const auto& p : module.named_parameters()) names.insert(p.key());
   for (const auto& b : module.named_buffers()) names.insert(b.key());
   return names;
-}
-
-torch::Tensor golden_tensor(const std::string& name) {
-  const auto array = testing::read_npy_float32(golden_path(name));
-  return torch::from_blob(const_cast<float*>(array.values.data()), array.shape, torch::kFloat32).clone();
-}
-
-double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
-  EXPECT_EQ(a.sizes(), b.sizes());
-  return (a - b).abs().max().item<double>();
 }
 
 TEST(ModelStructure, SeemHasTheReferenceParameters) {

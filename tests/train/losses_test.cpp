@@ -8,18 +8,13 @@
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/weights.h"
-#include "support/npy.h"
-#include "support/shared_data.h"
+#include "support/golden_tensor.h"
 
 namespace efcnet {
 namespace {
 
 using testing::golden_path;
-
-torch::Tensor golden_tensor(const std::string& name) {
-  const auto array = testing::read_npy_float32(golden_path(name));
-  return torch::from_blob(const_cast<float*>(array.values.data()), array.shape, torch::kFloat32).clone();
-}
+using testing::golden_tensor;
 
 TEST(Losses, IdenticalImagesCostNothing) {
   torch::manual_seed(0);
