@@ -534,11 +534,20 @@ torch::Device training_device(const TrainOptions& options) {
   return parse_device(options.device);
 }
 
+// The device, with the process's threads and heap set up for it.
+torch::Device prepare_training_device(const TrainOptions& options) {
+  use_threads(options.threads);
+  const torch::Device device = training_device(options);
+  // A step allocates GiBs of short-lived tensors; keeping them for reuse made 32x256 steps 4-9%
+  // faster here (3 alternating runs) for ~1 GB more RSS.
+  if (device.is_cpu()) keep_freed_memory_for_reuse();
+  return device;
+}
+
 }  // namespace
 
 TrainingSummary train_network(const NetworkTrainOptions& options) {
-  use_threads(options.threads);
-  const torch::Device device = training_device(options);
+  const torch::Device device = prepare_training_device(options);
   if (options.seem_weights.empty()) throw TrainingError("SEEM weights are required (--seem-weights)");
   const auto group = join_group(options, device);
   std::vector<Sample> samples;
@@ -580,8 +589,7 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
 }
 
 TrainingSummary train_seem(const SeemTrainOptions& options) {
-  use_threads(options.threads);
-  const torch::Device device = training_device(options);
+  const torch::Device device = prepare_training_device(options);
   if (options.distributed.sync_bn) {
     throw TrainingError("--sync-bn is for efcnet train: SEEM's BatchNorm layers have no synchronised variant");
   }
