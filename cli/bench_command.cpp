@@ -18,7 +18,6 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -29,6 +28,7 @@
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
 #include "efcnet/pipeline.h"
+#include "efcnet/threads.h"
 #include "efcnet/weights.h"
 
 namespace efcnet::cli {
@@ -414,7 +414,7 @@ json blas_kernels() {
 }
 
 void run_bench(const BenchSettings& s) {
-  const int threads = s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  const int threads = thread_count(s.threads);
   const char* wait_policy = std::getenv("OMP_WAIT_POLICY");
   json report{{"device", s.device},
               {"threads", threads},
@@ -471,9 +471,8 @@ child process each, so that each size's peak RSS is its own. Weights are random 
       ->check(CLI::Range(32, 65536));
   cmd->add_option("--pairs", settings->pairs, "Timed pairs per size (default: 3)")->check(CLI::PositiveNumber);
   cmd->add_option("--warmup", settings->warmup, "Untimed pairs per path first (default: 1)")->check(CLI::NonNegativeNumber);
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   cmd->add_option("--threads", settings->threads,
-                  "LibTorch intra-op threads (default: all cores, " + std::to_string(cores) + " here)")
+                  "LibTorch intra-op threads (default: all cores, " + std::to_string(core_count()) + " here)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", settings->device, "cpu, cuda or cuda:N (default: cpu)");
   cmd->add_option("--format", settings->format, "json (default) or table")->check(CLI::IsMember({"json", "table"}));

@@ -25,6 +25,7 @@
 #include "efcnet/image.h"
 #include "efcnet/metrics.h"
 #include "efcnet/progress.h"
+#include "efcnet/threads.h"
 
 namespace efcnet::cli {
 namespace {
@@ -242,9 +243,7 @@ void evaluate_batch(const EvaluateSettings& s) {
     std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
   if (triples.empty()) throw std::runtime_error("evaluate: no triples to score");
 
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
-  const std::size_t workers =
-      std::min<std::size_t>(triples.size(), s.threads > 0 ? static_cast<unsigned>(s.threads) : cores);
+  const std::size_t workers = std::min(triples.size(), static_cast<std::size_t>(thread_count(s.threads)));
   // The workers are the parallelism; OpenCV's own threads would only compete with them.
   if (workers > 1) cv::setNumThreads(1);
 

@@ -17,6 +17,7 @@
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
+#include "efcnet/threads.h"
 
 namespace efcnet::cli {
 namespace {
@@ -315,9 +316,8 @@ void add_fuse_command(CLI::App& app) {
       ->check(CLI::IsMember({"efcnet", "y-average", "y-max"}));
   cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
   cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
-  const unsigned cores = std::max(1u, std::thread::hardware_concurrency());
   cmd->add_option("--threads", settings->threads,
-                  "LibTorch intra-op threads (default: all cores, " + std::to_string(cores) + " here)")
+                  "LibTorch intra-op threads (default: all cores, " + std::to_string(core_count()) + " here)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--device", settings->device, "cpu, cuda or cuda:N (default: cpu)");
   cmd->add_option("--precision", settings->precision,

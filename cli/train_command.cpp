@@ -4,11 +4,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <string>
-#include <thread>
 #include <tuple>
 
 #include "commands.h"
 #include "default_weights.h"
+#include "efcnet/threads.h"
 #include "efcnet/train.h"
 #include "rank_launcher.h"
 
@@ -121,7 +121,7 @@ bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
   // Ranks sharing a host share its cores, unless --threads says otherwise.
   const int local_ranks = environment_int("LOCAL_WORLD_SIZE", 1);
   if (options.threads == 0 && local_ranks > 1) {
-    options.threads = std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / local_ranks);
+    options.threads = std::max(1, core_count() / local_ranks);
   }
   return false;
 }

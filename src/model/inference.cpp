@@ -11,11 +11,11 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
-#include <thread>
 
 #include <torch/cuda.h>
 
 #include "dnnl_linear.h"
+#include "efcnet/threads.h"
 #include "winograd_conv.h"
 
 namespace efcnet {
@@ -612,8 +612,7 @@ int64_t available_memory_bytes() {
 }
 
 void use_threads(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
-  torch::set_num_threads(std::max(threads, 1));
+  torch::set_num_threads(thread_count(threads));
 }
 
 void keep_freed_memory_for_reuse() {
