@@ -36,12 +36,9 @@ void load_weights(torch::nn::Module& module, const std::string& path);
 // The module's state dict (parameters, then buffers, module by module, as PyTorch orders them).
 StateDict module_state_dict(const torch::nn::Module& module);
 
-struct SaveOptions {
-  bool half = false;  // store floating-point tensors as float16
-};
-
 // Writes a torch.save-compatible archive that `torch.load(path, weights_only=True)` reads:
-// a pickle of one plain dict of `torch._utils._rebuild_tensor_v2` tensors. Atomic (temp + rename).
-void save_state_dict(const StateDict& dict, const std::string& path, const SaveOptions& options = {});
+// a pickle of one plain dict of `torch._utils._rebuild_tensor_v2` tensors, each in its own dtype
+// (export_weights in train.h decides which tensors may be stored as float16). Atomic (temp + rename).
+void save_state_dict(const StateDict& dict, const std::string& path);
 
 }  // namespace efcnet

@@ -137,7 +137,7 @@ StateDict read_state_dict(const std::string& path, const torch::Device& device) 
   return dict;
 }
 
-void save_state_dict(const StateDict& dict, const std::string& path, const SaveOptions& options) {
+void save_state_dict(const StateDict& dict, const std::string& path) {
   // Each entry becomes its own contiguous CPU storage `data/<index>`, as torch.save writes
   // tensors that share nothing.
   StateDictRecord records;
@@ -146,7 +146,6 @@ void save_state_dict(const StateDict& dict, const std::string& path, const SaveO
     if (!value.defined())
       fail(path, "cannot save entry " + printable_quoted(key) + ": undefined tensor");
     torch::Tensor tensor = value.detach().to(torch::kCPU);
-    if (options.half && tensor.is_floating_point()) tensor = tensor.to(torch::kFloat16);
     const std::optional<DType> dtype = from_torch(tensor.scalar_type());
     if (!dtype) {
       fail(path, "cannot save entry " + printable_quoted(key) + ": unsupported dtype " +
