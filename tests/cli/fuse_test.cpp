@@ -16,6 +16,7 @@
 #include <opencv2/imgproc.hpp>
 
 #include "efcnet/image.h"
+#include "efcnet/inference.h"
 #include "support/command.h"
 #include "support/temp_dir.h"
 
@@ -373,13 +374,7 @@ TEST_F(FuseCli, ShippedWeightsAreFloat16FilesWellUnder20MiB) {
 
 TEST_F(FuseCli, Bfloat16PrecisionIsCloseToFloat32AndOtherPrecisionsAreRefused) {
   REQUIRE_SHIPPED_WEIGHTS();
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  // oneDNN's bfloat16 convolutions need AVX-512 BW, VL and DQ.
-  if (!__builtin_cpu_supports("avx512bw") || !__builtin_cpu_supports("avx512vl") || !__builtin_cpu_supports("avx512dq"))
-    GTEST_SKIP() << "no AVX-512 on this CPU: oneDNN has no bfloat16 convolutions here";
-#else
-  GTEST_SKIP() << "bfloat16 is tested on x86-64 only";
-#endif
+  if (!efcnet::bfloat16_supported()) GTEST_SKIP() << "this CPU has no bfloat16 convolutions (AVX-512 BW, VL, DQ)";
   const Phantom p = small_pair(PhantomKind::pet, {64, 48});
   const std::string a = write("a.png", p.anatomical), f = write("f.png", p.functional);
   const std::string inputs = "fuse --anatomical " + quoted(a) + " --functional " + quoted(f) + " --output ";
