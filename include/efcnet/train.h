@@ -65,6 +65,11 @@ struct NetworkTrainOptions : TrainOptions {
   std::string functional_dir;  // colour images contribute their Y plane, as in fusion
   std::string seem_weights;
   std::string init_weights;    // optional network weights to start from instead of random init
+  // With crops: SEEM runs on each crop alone, so the crop's zero-padded borders show as edges in
+  // the map the network is fed and scored against (how the default weights' stages 1-4 trained).
+  // Otherwise SEEM runs once on each whole image and the crop is cut from its map: what the
+  // network sees when fusing whole images.
+  bool seem_on_crops = false;
 };
 
 // `efcnet train-seem`: SEEM against the clipped Sobel magnitude of the functional image.

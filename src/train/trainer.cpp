@@ -143,7 +143,15 @@ std::vector<size_t> epoch_order(size_t n, uint64_t seed, int epoch) {
 // (B,1,h,w) float32 in [0,1] from the same random window of each sample's planes.
 struct Batch {
   torch::Tensor functional, anatomical;
+  std::vector<size_t> samples;    // which sample each row came from
+  std::vector<cv::Rect> windows;  // and where in it
 };
+
+// A CV_8UC1 plane as a (1,1,H,W) float32 tensor in [0,1] on `device`.
+torch::Tensor unit_plane(const cv::Mat& plane, const torch::Device& device) {
+  const auto bytes = torch::from_blob(plane.data, {1, 1, plane.rows, plane.cols}, torch::kUInt8);
+  return bytes.to(device).to(torch::kFloat32) / 255.0f;
+}
 
 Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& indices, const TrainOptions& options,
                  std::mt19937_64& rng, const torch::Device& device) {
@@ -153,16 +161,18 @@ Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& 
   const bool paired = !samples[indices[0]].anatomical.empty();
   auto functional = torch::empty({static_cast<int64_t>(indices.size()), 1, h, w}, torch::kUInt8);
   auto anatomical = paired ? torch::empty_like(functional) : torch::Tensor();
+  std::vector<cv::Rect> windows;
   for (size_t b = 0; b < indices.size(); ++b) {
     const auto& s = samples[indices[b]];
     const int top = static_cast<int>(rng() % static_cast<uint64_t>(s.functional.rows - h + 1));
     const int left = static_cast<int>(rng() % static_cast<uint64_t>(s.functional.cols - w + 1));
     const cv::Rect window(left, top, w, h);
+    windows.push_back(window);
     cv::Mat(s.functional(window)).copyTo(cv::Mat(h, w, CV_8UC1, functional[b].data_ptr<uint8_t>()));
     if (paired) cv::Mat(s.anatomical(window)).copyTo(cv::Mat(h, w, CV_8UC1, anatomical[b].data_ptr<uint8_t>()));
   }
   const auto to_unit = [&](const torch::Tensor& t) { return t.to(device).to(torch::kFloat32) / 255.0f; };
-  return {to_unit(functional), paired ? to_unit(anatomical) : torch::Tensor()};
+  return {to_unit(functional), paired ? to_unit(anatomical) : torch::Tensor(), indices, std::move(windows)};
 }
 
 // ---- Adam, exactly as torch.optim.Adam (no weight decay, no amsgrad) ----
@@ -238,6 +248,13 @@ struct TrainingTask {
   torch::nn::Module* module;
   // Forward + backward for one batch; returns the logged terms (the last one is the total).
   std::function<std::vector<double>(const Batch&)> step;
+  // Further options a resumed run must share: key, value, and the value that states written
+  // before the key existed imply.
+  struct Setting {
+    std::string key;
+    int64_t value, when_absent;
+  };
+  std::vector<Setting> settings;
 };
 
 // Entries of the training state that must agree for a resumed run to replay the same randomness.
@@ -318,6 +335,14 @@ int prepare_output(const TrainingTask& task, const TrainOptions& options, size_t
     throw TrainingError(state_path + ": the run was trained " + (options.distributed.sync_bn ? "without" : "with") +
                         " --sync-bn; resume it the same way");
   }
+  for (const auto& setting : task.settings) {
+    const int64_t stored = entry_or(setting.key, setting.when_absent);
+    if (stored != setting.value) {
+      throw TrainingError(state_path + ": the run was started with " + setting.key.substr(5) + " = " +
+                          std::to_string(stored) + ", now " + std::to_string(setting.value) +
+                          "; resume it with the same options");
+    }
+  }
   const int epoch = static_cast<int>(entry("meta.epoch").item<int64_t>());
   step = entry("meta.step").item<int64_t>();
   const std::string model_path = checkpoint_path(dir, task, epoch);
@@ -343,6 +368,7 @@ void save_checkpoint(const TrainingTask& task, const TrainOptions& options, size
   for (const auto& [key, value] : run_identity(task, options, samples)) state.emplace_back(key, torch::tensor(value));
   state.emplace_back("meta.world_size", torch::tensor(static_cast<int64_t>(options.distributed.world_size)));
   state.emplace_back("meta.sync_bn", torch::tensor(static_cast<int64_t>(options.distributed.sync_bn)));
+  for (const auto& setting : task.settings) state.emplace_back(setting.key, torch::tensor(setting.value));
   state.emplace_back("meta.epoch", torch::tensor(static_cast<int64_t>(epoch)));
   state.emplace_back("meta.step", torch::tensor(step));
   adam.save_into(state);
@@ -553,12 +579,18 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
   std::vector<Sample> samples;
   SmoothEdgeExtractor seem{nullptr};
   FusionNetwork network{nullptr};
+  std::vector<torch::Tensor> edge_maps;  // SEEM of each whole functional image (SEEM is frozen)
+  const bool seem_on_crops = options.seem_on_crops && options.crop_height > 0;
   agreed(group.get(), [&] {
     samples = load_pairs(options);
     seem = SmoothEdgeExtractor();
     seem->to(device);
     load_weights(*seem, options.seem_weights);
     seem->eval();  // frozen, as the reference trains
+    if (!seem_on_crops) {
+      torch::NoGradGuard no_grad;
+      for (const Sample& sample : samples) edge_maps.push_back(seem->forward(unit_plane(sample.functional, device)));
+    }
     torch::manual_seed(options.seed);  // the network's initial weights
     network = FusionNetwork();
     network->to(device);
@@ -577,7 +609,16 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                       torch::Tensor s;
                       {
                         torch::NoGradGuard no_grad;
-                        s = seem->forward(batch.functional);
+                        if (seem_on_crops) {
+                          s = seem->forward(batch.functional);
+                        } else {
+                          std::vector<torch::Tensor> crops;
+                          for (size_t b = 0; b < batch.samples.size(); ++b) {
+                            const cv::Rect& r = batch.windows[b];
+                            crops.push_back(edge_maps[batch.samples[b]].narrow(2, r.y, r.height).narrow(3, r.x, r.width));
+                          }
+                          s = torch::cat(crops);
+                        }
                       }
                       const auto loss = fusion_loss(network->forward(s, batch.anatomical).fused, s, batch.anatomical);
                       loss.total.backward();
@@ -585,6 +626,8 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                                                  loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>(),
                                                  loss.total.item<double>()};
                     }};
+  // States written before this setting existed come from runs that ran SEEM on their crops.
+  task.settings.push_back({"meta.seem_on_crops", seem_on_crops ? 1 : 0, options.crop_height > 0 ? 1 : 0});
   return run(task, options, samples, device, group.get());
 }
 

@@ -1,9 +1,11 @@
 // Training runs on tiny synthetic data: resume exactness, checkpoints, logs and refusals.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <thread>
 
 #include <opencv2/imgcodecs.hpp>
@@ -70,6 +72,26 @@ double max_state_diff(const std::string& a, const std::string& b) {
     EXPECT_EQ(x[i].first, y[i].first);
     diff = std::max(diff, (x[i].second.to(torch::kDouble) - y[i].second.to(torch::kDouble)).abs().max().item<double>());
   }
+  return diff;
+}
+
+// The loss terms of a run's first step (loss.csv: epoch, step, the terms, seconds).
+std::vector<double> first_step_losses(const std::string& dir) {
+  std::ifstream in(dir + "/loss.csv");
+  std::string header, row;
+  std::getline(in, header);
+  std::getline(in, row);
+  std::vector<double> values;
+  std::stringstream fields(row);
+  for (std::string field; std::getline(fields, field, ',');) values.push_back(std::stod(field));
+  EXPECT_GE(values.size(), 4u) << dir;
+  return values.size() >= 4 ? std::vector<double>(values.begin() + 2, values.end() - 1) : values;
+}
+
+double max_diff(const std::vector<double>& a, const std::vector<double>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  double diff = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) diff = std::max(diff, std::abs(a[i] - b[i]));
   return diff;
 }
 
@@ -158,6 +180,64 @@ TEST(Trainer, RefusesToResumeWithOtherOptions) {
   options.batch_size = 4;
   const auto message = error_of([&] { train_network(options); });
   EXPECT_NE(message.find("batch_size"), std::string::npos) << message;
+}
+
+TEST(Trainer, SeemOfTheWholeImageCutToACropThatIsTheImageEqualsSeemOnTheCrop) {
+  SyntheticData data(4);
+  TempDir out;
+  auto whole = data.options(out / "whole", 1), on_crops = data.options(out / "on_crops", 1);
+  for (auto* options : {&whole, &on_crops}) {
+    options->crop_height = 16;
+    options->crop_width = 24;
+  }
+  on_crops.seem_on_crops = true;
+  train_network(whole);
+  train_network(on_crops);
+  train_network(data.options(out / "uncropped", 1));
+  // The first step's losses: the weights after it would also carry Adam's lr-sized steps on
+  // gradients that are float noise around zero.
+  const auto expected = first_step_losses(out / "uncropped");
+  EXPECT_LE(max_diff(first_step_losses(out / "whole"), expected), 1e-5);  // float32 sums
+  EXPECT_LE(max_diff(first_step_losses(out / "on_crops"), expected), 1e-5);
+}
+
+TEST(Trainer, SeemOnStripsSeesTheirBordersAsEdges) {
+  SyntheticData data(4);
+  TempDir out;
+  auto whole = data.options(out / "whole", 1), on_crops = data.options(out / "on_crops", 1);
+  for (auto* options : {&whole, &on_crops}) {
+    options->crop_height = 12;  // windows at rows 0..4 and columns 0..4 of the 16x24 images
+    options->crop_width = 20;
+  }
+  on_crops.seem_on_crops = true;
+  train_network(whole);
+  train_network(on_crops);
+  EXPECT_GT(max_diff(first_step_losses(out / "whole"), first_step_losses(out / "on_crops")), 1e-3);
+}
+
+TEST(Trainer, ResumesOnlyWithTheSameSeemInput) {
+  SyntheticData data(4);
+  TempDir out;
+  auto options = data.options(out / "run", 1);
+  options.crop_height = 12;
+  options.crop_width = 24;
+  train_network(options);
+  options.epochs = 2;
+  options.resume = true;
+  options.seem_on_crops = true;
+  auto message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find("seem_on_crops = 0, now 1"), std::string::npos) << message;
+  // A state written before the setting existed comes from a run with SEEM on its crops.
+  StateDict old_state;
+  for (auto& entry : read_state_dict(out / "run/training_state.pth")) {
+    if (entry.first != "meta.seem_on_crops") old_state.push_back(entry);
+  }
+  save_state_dict(old_state, out / "run/training_state.pth");
+  options.seem_on_crops = false;
+  message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find("seem_on_crops = 1, now 0"), std::string::npos) << message;
+  options.seem_on_crops = true;
+  EXPECT_EQ(train_network(options).first_epoch, 2);
 }
 
 TEST(Trainer, RefusesACorruptTrainingState) {
