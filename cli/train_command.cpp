@@ -219,10 +219,10 @@ void add_train_command(CLI::App& app) {
   command->add_option("--seem-weights", options->seem_weights, weights_lookup_help(kSeemWeights));
   command->add_option("--init-weights", options->init_weights, "Start from these network weights instead of a random init");
   add_common_options(command, *options, *settings);
-  command->add_flag("--seem-on-crops", options->seem_on_crops,
-                    "With --crop: run SEEM on each crop alone, so its zero-padded borders show as edges in the map "
-                    "the network is fed and scored against (how stages 1-4 of the default weights trained). By "
-                    "default SEEM runs once on each whole image and the crop is cut from its map, as fusion sees it");
+  command->add_flag("--seem-on-whole-images", options->seem_on_whole_images,
+                    "With --crop: run SEEM once on each whole image and cut the crop from its map, as fusion sees "
+                    "it, instead of running SEEM on each crop alone (whose zero-padded borders then show as edges "
+                    "in the map the network is fed and scored against)");
   command->add_flag("--sync-bn", options->distributed.sync_bn,
                     "BatchNorm statistics over every rank's batch (as one process with the global "
                     "batch), at one small all-reduce per BatchNorm layer in forward and in backward")

@@ -65,11 +65,11 @@ struct NetworkTrainOptions : TrainOptions {
   std::string functional_dir;  // colour images contribute their Y plane, as in fusion
   std::string seem_weights;
   std::string init_weights;    // optional network weights to start from instead of random init
-  // With crops: SEEM runs on each crop alone, so the crop's zero-padded borders show as edges in
-  // the map the network is fed and scored against (how the default weights' stages 1-4 trained).
-  // Otherwise SEEM runs once on each whole image and the crop is cut from its map: what the
-  // network sees when fusing whole images.
-  bool seem_on_crops = false;
+  // With crops, SEEM runs on each crop alone, so the crop's zero-padded borders show as edges in
+  // the map the network is fed and scored against. This runs SEEM once on each whole image and
+  // cuts the crop from its map instead, what the network sees when fusing whole images (once per
+  // sample, not per step). On the default weights it raised background speckle: see models/README.md.
+  bool seem_on_whole_images = false;
 };
 
 // `efcnet train-seem`: SEEM against the clipped Sobel magnitude of the functional image.

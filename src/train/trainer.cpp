@@ -580,7 +580,7 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
   SmoothEdgeExtractor seem{nullptr};
   FusionNetwork network{nullptr};
   std::vector<torch::Tensor> edge_maps;  // SEEM of each whole functional image (SEEM is frozen)
-  const bool seem_on_crops = options.seem_on_crops && options.crop_height > 0;
+  const bool seem_on_crops = !(options.seem_on_whole_images && options.crop_height > 0);
   agreed(group.get(), [&] {
     samples = load_pairs(options);
     seem = SmoothEdgeExtractor();
@@ -627,7 +627,7 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                                                  loss.total.item<double>()};
                     }};
   // States written before this setting existed come from runs that ran SEEM on their crops.
-  task.settings.push_back({"meta.seem_on_crops", seem_on_crops ? 1 : 0, options.crop_height > 0 ? 1 : 0});
+  task.settings.push_back({"meta.seem_on_whole_images", seem_on_crops ? 0 : 1, 0});
   return run(task, options, samples, device, group.get());
 }
 

@@ -190,7 +190,7 @@ TEST(Trainer, SeemOfTheWholeImageCutToACropThatIsTheImageEqualsSeemOnTheCrop) {
     options->crop_height = 16;
     options->crop_width = 24;
   }
-  on_crops.seem_on_crops = true;
+  whole.seem_on_whole_images = true;
   train_network(whole);
   train_network(on_crops);
   train_network(data.options(out / "uncropped", 1));
@@ -209,7 +209,7 @@ TEST(Trainer, SeemOnStripsSeesTheirBordersAsEdges) {
     options->crop_height = 12;  // windows at rows 0..4 and columns 0..4 of the 16x24 images
     options->crop_width = 20;
   }
-  on_crops.seem_on_crops = true;
+  whole.seem_on_whole_images = true;
   train_network(whole);
   train_network(on_crops);
   EXPECT_GT(max_diff(first_step_losses(out / "whole"), first_step_losses(out / "on_crops")), 1e-3);
@@ -221,22 +221,23 @@ TEST(Trainer, ResumesOnlyWithTheSameSeemInput) {
   auto options = data.options(out / "run", 1);
   options.crop_height = 12;
   options.crop_width = 24;
+  options.seem_on_whole_images = true;
   train_network(options);
   options.epochs = 2;
   options.resume = true;
-  options.seem_on_crops = true;
+  options.seem_on_whole_images = false;
   auto message = error_of([&] { train_network(options); });
-  EXPECT_NE(message.find("seem_on_crops = 0, now 1"), std::string::npos) << message;
+  EXPECT_NE(message.find("seem_on_whole_images = 1, now 0"), std::string::npos) << message;
   // A state written before the setting existed comes from a run with SEEM on its crops.
   StateDict old_state;
   for (auto& entry : read_state_dict(out / "run/training_state.pth")) {
-    if (entry.first != "meta.seem_on_crops") old_state.push_back(entry);
+    if (entry.first != "meta.seem_on_whole_images") old_state.push_back(entry);
   }
   save_state_dict(old_state, out / "run/training_state.pth");
-  options.seem_on_crops = false;
+  options.seem_on_whole_images = true;
   message = error_of([&] { train_network(options); });
-  EXPECT_NE(message.find("seem_on_crops = 1, now 0"), std::string::npos) << message;
-  options.seem_on_crops = true;
+  EXPECT_NE(message.find("seem_on_whole_images = 0, now 1"), std::string::npos) << message;
+  options.seem_on_whole_images = false;
   EXPECT_EQ(train_network(options).first_epoch, 2);
 }
 
