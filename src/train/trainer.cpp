@@ -147,9 +147,8 @@ struct Batch {
   std::vector<cv::Rect> windows;  // and where in it
 };
 
-// A CV_8UC1 plane as a (1,1,H,W) float32 tensor in [0,1] on `device`.
-torch::Tensor unit_plane(const cv::Mat& plane, const torch::Device& device) {
-  const auto bytes = torch::from_blob(plane.data, {1, 1, plane.rows, plane.cols}, torch::kUInt8);
+// uint8 samples as float32 in [0,1] on `device`.
+torch::Tensor to_unit(const torch::Tensor& bytes, const torch::Device& device) {
   return bytes.to(device).to(torch::kFloat32) / 255.0f;
 }
 
@@ -171,8 +170,7 @@ Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& 
     cv::Mat(s.functional(window)).copyTo(cv::Mat(h, w, CV_8UC1, functional[b].data_ptr<uint8_t>()));
     if (paired) cv::Mat(s.anatomical(window)).copyTo(cv::Mat(h, w, CV_8UC1, anatomical[b].data_ptr<uint8_t>()));
   }
-  const auto to_unit = [&](const torch::Tensor& t) { return t.to(device).to(torch::kFloat32) / 255.0f; };
-  return {to_unit(functional), paired ? to_unit(anatomical) : torch::Tensor(), indices, std::move(windows)};
+  return {to_unit(functional, device), paired ? to_unit(anatomical, device) : torch::Tensor(), indices, std::move(windows)};
 }
 
 // ---- Adam, exactly as torch.optim.Adam (no weight decay, no amsgrad) ----
@@ -580,16 +578,20 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
   SmoothEdgeExtractor seem{nullptr};
   FusionNetwork network{nullptr};
   std::vector<torch::Tensor> edge_maps;  // SEEM of each whole functional image (SEEM is frozen)
-  const bool seem_on_crops = !(options.seem_on_whole_images && options.crop_height > 0);
+  const bool whole_image_maps = options.seem_on_whole_images && options.crop_height > 0;
   agreed(group.get(), [&] {
     samples = load_pairs(options);
     seem = SmoothEdgeExtractor();
     seem->to(device);
     load_weights(*seem, options.seem_weights);
     seem->eval();  // frozen, as the reference trains
-    if (!seem_on_crops) {
+    if (whole_image_maps) {
       torch::NoGradGuard no_grad;
-      for (const Sample& sample : samples) edge_maps.push_back(seem->forward(unit_plane(sample.functional, device)));
+      for (const Sample& sample : samples) {
+        const cv::Mat& plane = sample.functional;
+        const auto bytes = torch::from_blob(plane.data, {1, 1, plane.rows, plane.cols}, torch::kUInt8);
+        edge_maps.push_back(seem->forward(to_unit(bytes, device)));
+      }
     }
     torch::manual_seed(options.seed);  // the network's initial weights
     network = FusionNetwork();
@@ -609,15 +611,15 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                       torch::Tensor s;
                       {
                         torch::NoGradGuard no_grad;
-                        if (seem_on_crops) {
-                          s = seem->forward(batch.functional);
-                        } else {
+                        if (whole_image_maps) {
                           std::vector<torch::Tensor> crops;
                           for (size_t b = 0; b < batch.samples.size(); ++b) {
                             const cv::Rect& r = batch.windows[b];
                             crops.push_back(edge_maps[batch.samples[b]].narrow(2, r.y, r.height).narrow(3, r.x, r.width));
                           }
                           s = torch::cat(crops);
+                        } else {
+                          s = seem->forward(batch.functional);
                         }
                       }
                       const auto loss = fusion_loss(network->forward(s, batch.anatomical).fused, s, batch.anatomical);
@@ -627,7 +629,7 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                                                  loss.total.item<double>()};
                     }};
   // States written before this setting existed come from runs that ran SEEM on their crops.
-  task.settings.push_back({"meta.seem_on_whole_images", seem_on_crops ? 0 : 1, 0});
+  task.settings.push_back({"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0});
   return run(task, options, samples, device, group.get());
 }
 
