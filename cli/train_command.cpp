@@ -253,7 +253,7 @@ void add_train_seem_command(CLI::App& app) {
 void add_export_weights_command(CLI::App& app) {
   struct Settings {
     std::string input, output;
-    bool half = false;
+    ExportOptions options;
   };
   auto settings = std::make_shared<Settings>();
   auto* command = app.add_subcommand(
@@ -263,11 +263,16 @@ void add_export_weights_command(CLI::App& app) {
       "or a CUDA-saved file as a CPU one. The file is read as data; nothing in it is executed.");
   command->add_option("--input", settings->input, "Weights to read (.pth)")->required()->check(CLI::ExistingFile);
   command->add_option("--output", settings->output, "Where to write (atomically)")->required();
-  command->add_flag("--half", settings->half,
+  command->add_flag("--half", settings->options.half,
                     "Store kernels and weight matrices as float16 (half the size); biases and normalisation "
                     "parameters and statistics stay float32");
+  command->add_option("--output-bias-offset", settings->options.output_bias_offset,
+                      "Add this to the network's output bias, the logit before the final sigmoid: positive "
+                      "brightens the fusion (most in the mid-tones), negative darkens it; network weights only "
+                      "(the default weights are calibrated with +0.1, see models/README.md)")
+      ->default_val(0.0);
   command->callback([settings] {
-    const auto kind = export_weights(settings->input, settings->output, settings->half);
+    const auto kind = export_weights(settings->input, settings->output, settings->options);
     std::printf("wrote %s weights to %s\n", kind == WeightsKind::seem ? "SEEM" : "network", settings->output.c_str());
   });
 }

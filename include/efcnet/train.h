@@ -96,9 +96,17 @@ TrainingSummary train_seem(const SeemTrainOptions& options);
 
 enum class WeightsKind { network, seem };
 
+struct ExportOptions {
+  // Kernels and weight matrices in float16 (for shipping); biases and normalisation parameters and
+  // statistics stay float32. Off: everything float32 (e.g. a CUDA-saved file as a plain CPU one).
+  bool half = false;
+  // Added to the network's output bias (convolutional_out2), the logit before the final sigmoid:
+  // positive brightens the fusion, most in the mid-tones. Network weights only.
+  double output_bias_offset = 0.0;
+};
+
 // Reads a network or SEEM state dict (which one is told by its keys), checks it against the model
-// (keys, shapes) and writes it again as a plain torch.save archive, optionally with float16
-// storage (for shipping), or float32 (e.g. to turn a CUDA-saved file into a plain CPU one).
-WeightsKind export_weights(const std::string& input, const std::string& output, bool half);
+// (keys, shapes) and writes it again as a plain torch.save archive, as `options` say.
+WeightsKind export_weights(const std::string& input, const std::string& output, const ExportOptions& options = {});
 
 }  // namespace efcnet

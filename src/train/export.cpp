@@ -1,10 +1,12 @@
+#include <stdexcept>
+
 #include "efcnet/model.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 
 namespace efcnet {
 
-WeightsKind export_weights(const std::string& input, const std::string& output, bool half) {
+WeightsKind export_weights(const std::string& input, const std::string& output, const ExportOptions& options) {
   const auto dict = read_state_dict(input);
   bool is_seem = false;
   for (const auto& entry : dict) is_seem |= entry.first.rfind("conv_efg.", 0) == 0;
@@ -15,8 +17,13 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
     module = FusionNetwork().ptr();
   }
   load_state_dict(*module, dict, input);  // refuses foreign keys and shapes
+  if (options.output_bias_offset != 0.0) {
+    if (is_seem) throw std::invalid_argument(input + ": an output bias offset applies to network weights, not SEEM's");
+    torch::NoGradGuard no_grad;
+    std::static_pointer_cast<FusionNetworkImpl>(module)->convolutional_out2->conv->bias.add_(options.output_bias_offset);
+  }
   StateDict state = module_state_dict(*module);
-  if (half) {
+  if (options.half) {
     // Kernels and weight matrices (all but a few kilobytes) in float16. Biases and the BatchNorm and
     // LayerNorm parameters and statistics stay float32: rounding those too (BatchNorm's running means
     // above all) moved fused pixels by up to 3 levels.

@@ -1,5 +1,9 @@
-// efcnet export-weights: what --half stores in float16 and what it keeps in float32.
+// efcnet export-weights: what --half stores in float16 and what it keeps in float32, and what the
+// output bias offset changes.
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <stdexcept>
 
 #include "efcnet/model.h"
 #include "efcnet/train.h"
@@ -17,10 +21,11 @@ struct Exported {
 
 // Saves `module`'s weights to DIR/in.pth, exports them to DIR/out.pth (checking the kind they are
 // recognised as) and reads the export back.
-Exported export_round_trip(const torch::nn::Module& module, bool half, WeightsKind kind, const TempDir& dir) {
+Exported export_round_trip(const torch::nn::Module& module, const ExportOptions& options, WeightsKind kind,
+                           const TempDir& dir) {
   Exported result{module_state_dict(module), {}};
   save_state_dict(result.original, dir / "in.pth");
-  EXPECT_EQ(export_weights(dir / "in.pth", dir / "out.pth", half), kind);
+  EXPECT_EQ(export_weights(dir / "in.pth", dir / "out.pth", options), kind);
   result.exported = read_state_dict(dir / "out.pth");
   return result;
 }
@@ -29,7 +34,9 @@ TEST(ExportWeights, HalfStoresKernelsAndMatricesInFloat16AndTheRestInFloat32) {
   TempDir dir;
   torch::manual_seed(7);
   FusionNetwork network;
-  const auto [original, exported] = export_round_trip(*network, /*half=*/true, WeightsKind::network, dir);
+  ExportOptions options;
+  options.half = true;
+  const auto [original, exported] = export_round_trip(*network, options, WeightsKind::network, dir);
   ASSERT_EQ(exported.size(), original.size());
   int halved = 0;
   for (size_t i = 0; i < exported.size(); ++i) {
@@ -58,12 +65,43 @@ TEST(ExportWeights, WithoutHalfTheValuesAreKeptExactly) {
   TempDir dir;
   torch::manual_seed(8);
   SmoothEdgeExtractor seem;
-  const auto [original, exported] = export_round_trip(*seem, /*half=*/false, WeightsKind::seem, dir);
+  const auto [original, exported] = export_round_trip(*seem, {}, WeightsKind::seem, dir);
   ASSERT_EQ(exported.size(), original.size());
   for (size_t i = 0; i < exported.size(); ++i) {
     EXPECT_EQ(exported[i].first, original[i].first);
     EXPECT_TRUE(torch::equal(exported[i].second, original[i].second)) << exported[i].first;
   }
+}
+
+TEST(ExportWeights, OutputBiasOffsetMovesOnlyTheLogitBeforeTheSigmoid) {
+  TempDir dir;
+  torch::manual_seed(9);
+  FusionNetwork network;
+  ExportOptions options;
+  options.output_bias_offset = 0.25;
+  const auto [original, exported] = export_round_trip(*network, options, WeightsKind::network, dir);
+  ASSERT_EQ(exported.size(), original.size());
+  int moved = 0;
+  for (size_t i = 0; i < exported.size(); ++i) {
+    const auto& [key, tensor] = exported[i];
+    if (key == "convolutional_out2.conv.bias") {
+      ++moved;
+      EXPECT_TRUE(torch::allclose(tensor, original[i].second + 0.25, 0.0, 1e-7)) << tensor << original[i].second;
+    } else {
+      EXPECT_TRUE(torch::equal(tensor, original[i].second)) << key;
+    }
+  }
+  EXPECT_EQ(moved, 1);
+}
+
+TEST(ExportWeights, OutputBiasOffsetOnSeemWeightsIsRefusedAndWritesNothing) {
+  TempDir dir;
+  SmoothEdgeExtractor seem;
+  save_state_dict(module_state_dict(*seem), dir / "in.pth");
+  ExportOptions options;
+  options.output_bias_offset = 0.1;
+  EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), std::invalid_argument);
+  EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
 }
 
 }  // namespace
