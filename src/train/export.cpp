@@ -10,17 +10,21 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
   const auto dict = read_state_dict(input);
   bool is_seem = false;
   for (const auto& entry : dict) is_seem |= entry.first.rfind("conv_efg.", 0) == 0;
+  if (is_seem && options.output_bias_offset != 0.0) {
+    throw std::invalid_argument(input + ": an output bias offset applies to network weights, not SEEM's");
+  }
+  FusionNetwork network{nullptr};
   std::shared_ptr<torch::nn::Module> module;
   if (is_seem) {
     module = SmoothEdgeExtractor().ptr();
   } else {
-    module = FusionNetwork().ptr();
+    network = FusionNetwork();
+    module = network.ptr();
   }
   load_state_dict(*module, dict, input);  // refuses foreign keys and shapes
-  if (options.output_bias_offset != 0.0) {
-    if (is_seem) throw std::invalid_argument(input + ": an output bias offset applies to network weights, not SEEM's");
+  if (network && options.output_bias_offset != 0.0) {
     torch::NoGradGuard no_grad;
-    std::static_pointer_cast<FusionNetworkImpl>(module)->convolutional_out2->conv->bias.add_(options.output_bias_offset);
+    network->convolutional_out2->conv->bias.add_(options.output_bias_offset);
   }
   StateDict state = module_state_dict(*module);
   if (options.half) {
