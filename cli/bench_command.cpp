@@ -28,7 +28,8 @@
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
 #include "efcnet/pipeline.h"
-#include "efcnet/threads.h"
+#include "efcnet/runtime.h"
+#include "efcnet/tensor_image.h"
 #include "efcnet/weights.h"
 
 namespace efcnet::cli {
@@ -109,12 +110,6 @@ std::string cpu_model() {
   return "unknown";
 }
 
-std::string gibibytes(int64_t bytes) {
-  std::ostringstream text;
-  text.precision(2);
-  text << std::fixed << static_cast<double>(bytes) / (int64_t{1} << 30) << " GiB";
-  return text.str();
-}
 
 // The weights to time: the given files, or seeded random ones written to `dir` (BatchNorm
 // statistics made non-trivial by one training-mode pass, so folding is not a no-op).
@@ -155,24 +150,15 @@ class EagerFuser {
   cv::Mat fuse_pair(const cv::Mat& anatomical, const cv::Mat& functional, double* network_seconds) {
     check_fusion_inputs(anatomical, functional);
     torch::InferenceMode inference;
-    const auto f = unit_tensor(functional_y_plane(functional));
-    const auto a = unit_tensor(anatomical);
+    const auto f = unit_tensor(functional_y_plane(functional), device_);
+    const auto a = unit_tensor(anatomical, device_);
     const auto start = Clock::now();
     const auto fused = network_->forward(seem_->forward(f), a).fused;
     *network_seconds += seconds_since(start);
-    const auto bytes = (fused * 255.0f).to(torch::kUInt8).to(torch::kCPU).contiguous();
-    cv::Mat y(anatomical.rows, anatomical.cols, CV_8UC1);
-    std::memcpy(y.data, bytes.data_ptr<uint8_t>(), y.total());
-    return replace_y_plane(functional, y);
+    return replace_y_plane(functional, byte_plane(fused));
   }
 
  private:
-  torch::Tensor unit_tensor(const cv::Mat& plane) const {
-    const cv::Mat continuous = plane.isContinuous() ? plane : plane.clone();
-    return torch::from_blob(continuous.data, {1, 1, plane.rows, plane.cols}, torch::kUInt8).to(device_).to(torch::kFloat32) /
-           255.0f;
-  }
-
   torch::Device device_;
   SmoothEdgeExtractor seem_;
   FusionNetwork network_;
@@ -209,10 +195,9 @@ json bench_size(const BenchSettings& s, int size) {
   options.weights = weights;
   options.seem_weights = seem_weights;
   options.device = s.device;
-  options.threads = s.threads;
-  options.bfloat16 = s.precision == "bf16";
-  options.winograd = s.winograd;
-  options.dnnl_linear = s.dnnl_linear;
+  options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
+  options.inference.winograd = s.winograd;
+  options.inference.dnnl_linear = s.dnnl_linear;
   const Fuser fuser(options);
   const int64_t rss_after_load = proc_status_bytes("VmHWM");
 
@@ -406,7 +391,7 @@ void print_table(const json& report) {
 }
 
 // The kernels OpenBLAS runs Linear layers with ("Prescott" is its slow generic fallback; see
-// efcnet/blas.h), or null when the system BLAS is not OpenBLAS.
+// efcnet/runtime.h), or null when the system BLAS is not OpenBLAS.
 json blas_kernels() {
   using CoreNameFn = char* (*)();
   auto* core_name = reinterpret_cast<CoreNameFn>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
@@ -429,11 +414,8 @@ void run_bench(const BenchSettings& s) {
   json runs = json::array();
   bool failed = false;
   for (const int size : s.sizes) {
-    const int64_t needed = estimated_working_bytes(size, size), available = available_memory_bytes();
-    if (parse_device(s.device).is_cpu() && available >= 0 && needed > available) {
-      const std::string message = std::to_string(size) + "x" + std::to_string(size) + " needs about " +
-                                  gibibytes(needed) + " of working memory, but only " + gibibytes(available) +
-                                  " is available (MemAvailable)";
+    if (const std::string message = working_memory_shortfall(size, size);
+        parse_device(s.device).is_cpu() && !message.empty()) {
       std::fprintf(stderr, "efcnet bench: %s\n", message.c_str());
       runs.push_back({{"size", size}, {"error", message}});
       failed = true;
@@ -456,8 +438,7 @@ void run_bench(const BenchSettings& s) {
 
 void add_bench_command(CLI::App& app) {
   auto settings = std::make_shared<BenchSettings>();
-  CLI::App* cmd = app.add_subcommand(
-      "bench", "Time fusion by stage on synthetic pairs against the eager reference computation (JSON or a table)");
+  CLI::App* cmd = add_torch_subcommand(app, "bench");
   cmd->footer(R"(
 Stages: read (decode both files), colour (YUV split/merge, tensors, bytes), seem, encoder
 (conv3_3/5_5/7_7 on both inputs, coordinate attention, conv1..conv3), su1, su2, su3, su4 (with
@@ -489,7 +470,10 @@ child process each, so that each size's peak RSS is its own. Weights are random 
   cmd->add_flag("!--no-dnnl-linear", settings->dnnl_linear,
                 "Optimised path with the token mixers' linear layers through LibTorch (the system BLAS) and "
                 "separate GELU and residual passes, instead of oneDNN's matmul with those fused (float32, CPU)");
-  cmd->callback([settings] { run_bench(*settings); });
+  cmd->callback([settings] {
+    use_fusion_runtime(settings->threads, settings->device);
+    run_bench(*settings);
+  });
 }
 
 }  // namespace efcnet::cli

@@ -1,43 +1,72 @@
 // Each `efcnet` subcommand lives in its own file and registers itself on the app here.
 //
-// Two sides (see CMakeLists.txt): the `efcnet` executable does not link LibTorch, so that commands
-// that need none start in milliseconds instead of ~0.4 s.
-//   executable (cli/main.cpp adds them): evaluate, phantom. Only LibTorch-free code; listed in
-//     EFCNET_CLI_EXE_SOURCES and in main.cpp's kExecutableCommands.
-//   plugin libefcnet_commands.so (cli/plugin_entry.cpp adds them): fuse, train, train-seem,
-//     export-weights, and any new cli/*.cpp by default. main.cpp loads it for every other command
-//     line. Register new LibTorch commands in efcnet_register_plugin_commands().
+// Two executables (see CMakeLists.txt), so that commands that need no LibTorch start in
+// milliseconds instead of the ~0.4 s that loading LibTorch takes:
+//   efcnet (cli/main.cpp): evaluate, phantom, --help and --version, LibTorch-free. Any command
+//     line naming one of kTorchCommands it hands over whole, git-style: it execs efcnet-torch with
+//     the same arguments, OpenBLAS's kernels chosen in the environment first.
+//   efcnet-torch (cli/torch_main.cpp): the commands in kTorchCommands. Add a new LibTorch command
+//     to the table and to torch_main.cpp; each side parses its own command line, so nothing but
+//     argv and the exit status crosses between them.
 #pragma once
+
+#include <string>
+#include <string_view>
 
 #include <CLI/CLI.hpp>
 
-#define EFCNET_CLI_STRINGIFY_(x) #x
-#define EFCNET_CLI_STRINGIFY(x) EFCNET_CLI_STRINGIFY_(x)
-
 namespace efcnet::cli {
 
-// Executable side.
+struct CommandSummary {
+  const char* name;
+  const char* description;  // what `efcnet --help` lists and `efcnet NAME --help` starts with
+};
+
+// The commands of efcnet-torch: one table for both executables' help.
+inline constexpr CommandSummary kTorchCommands[] = {
+    {"fuse", "Fuse an anatomical image with a functional one (one pair or two directories)"},
+    {"train",
+     "Train the fusion network on registered pairs (loss: SSIM + edge terms against the SEEM output and the "
+     "anatomical image; SEEM frozen). Pairs are matched by file stem (case-sensitive, extensions may differ); "
+     "colour functional images contribute their Y plane. Unreadable, unpaired or differently-sized files stop "
+     "the run before it starts."},
+    {"train-seem",
+     "Train SEEM (the smooth edge extractor) on functional images: MSE against their Sobel magnitude "
+     "clipped to [0, 1]. Writes seem_<epoch>.pth each epoch."},
+    {"export-weights",
+     "Check a network or SEEM weights file against the model and write it again as a plain torch.save "
+     "archive (readable by torch.load(weights_only=True)): e.g. a training checkpoint to ship in float16, "
+     "or a CUDA-saved file as a CPU one. The file is read as data; nothing in it is executed."},
+    {"bench", "Time fusion by stage on synthetic pairs against the eager reference computation (JSON or a table)"},
+};
+
+// Whether `name` is one of kTorchCommands.
+bool is_torch_command(std::string_view name);
+
+// app.add_subcommand(name, its kTorchCommands description).
+CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name);
+
+// efcnet (LibTorch-free).
 void add_evaluate_command(CLI::App& app);
 void add_phantom_command(CLI::App& app);
 
-// Plugin side.
+// efcnet-torch.
 void add_fuse_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_train_seem_command(CLI::App& app);
 void add_export_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 
-// The executable and the plugin share CLI::App objects, so both must be compiled from the same
-// CLI11 headers by the same compiler; a plugin left over from another build refuses to register.
-inline constexpr const char* kPluginAbiTag =
-    "CLI11 " CLI11_VERSION ", compiler " __VERSION__ ", cxx11abi " EFCNET_CLI_STRINGIFY(_GLIBCXX_USE_CXX11_ABI);
+// The process settings (runtime.h) the fusing commands opt into: `threads` LibTorch threads
+// (0: every core) and, on the CPU, a heap that keeps freed feature maps for the next pair.
+void use_fusion_runtime(int threads, const std::string& device);
+
+// What both executables print for an error that ends a command: "efcnet: error: <message>".
+int report_error(const char* message);
+
+inline constexpr const char* kVersion = "efcnet 0.1.0";
+inline constexpr const char* kAppDescription =
+    "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"
+    "(SPECT, PET, GFP) into one image that keeps the anatomy's detail and the functional colour.";
 
 }  // namespace efcnet::cli
-
-// The plugin's one exported function (dlsym'd by name by main.cpp). Registers the LibTorch
-// subcommands on `app` and returns nullptr, or, when `abi_tag` differs from the plugin's
-// kPluginAbiTag, registers nothing and returns the plugin's tag.
-// Passing CLI::App& across is sound: CLI11 is header-only and both sides compile the same headers
-// with the same flags, so they agree on its layout; exceptions and RTTI work across too, because
-// both use the same libstdc++, which compares type_info by name.
-extern "C" const char* efcnet_register_plugin_commands(CLI::App& app, const char* abi_tag);

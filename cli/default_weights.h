@@ -14,6 +14,10 @@ struct WeightsSpec {
   std::string what;          // "fusion network", for messages
 };
 
+// The two weight files of fusion.
+inline const WeightsSpec kNetworkWeights{"--weights", "EFCNET_WEIGHTS", "efcnet_default.pth", "fusion network"};
+inline const WeightsSpec kSeemWeights{"--seem-weights", "EFCNET_SEEM_WEIGHTS", "seem_default.pth", "SEEM"};
+
 // Directories searched for shipped defaults, in order: <exe dir>/../share/efcnet/models,
 // <exe dir>/../models, and the source tree's models/ (compile-time EFCNET_SOURCE_DIR).
 std::vector<std::string> default_weights_dirs();

@@ -25,7 +25,7 @@
 #include "efcnet/image.h"
 #include "efcnet/metrics.h"
 #include "efcnet/progress.h"
-#include "efcnet/threads.h"
+#include "efcnet/runtime.h"
 
 namespace efcnet::cli {
 namespace {
@@ -54,9 +54,6 @@ struct Triple {
   std::string name, anatomical, functional, fused;
 };
 
-std::string size_text(const cv::Mat& image) {
-  return std::to_string(image.cols) + "x" + std::to_string(image.rows);
-}
 
 // Reads with the evaluator's convention and scores; errors name the files involved.
 FusionMetrics score(const Triple& t) {

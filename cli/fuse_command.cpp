@@ -17,7 +17,7 @@
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
-#include "efcnet/threads.h"
+#include "efcnet/runtime.h"
 
 namespace efcnet::cli {
 namespace {
@@ -25,8 +25,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-const WeightsSpec kNetworkWeights{"--weights", "EFCNET_WEIGHTS", "efcnet_default.pth", "fusion network"};
-const WeightsSpec kSeemWeights{"--seem-weights", "EFCNET_SEEM_WEIGHTS", "seem_default.pth", "SEEM"};
 
 struct FuseSettings {
   std::string anatomical, functional, output;
@@ -47,9 +45,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-std::string size_text(const cv::Mat& image) {
-  return std::to_string(image.cols) + "x" + std::to_string(image.rows);
-}
 
 struct InputPair {
   cv::Mat anatomical, functional;
@@ -73,8 +68,7 @@ FuserOptions fuser_options(const FuseSettings& s) {
   options.weights = resolve_weights(kNetworkWeights, s.weights);
   options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights);
   options.device = s.device;
-  options.threads = s.threads;
-  options.bfloat16 = s.precision == "bf16";
+  options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
   return options;
 }
 
@@ -298,7 +292,7 @@ never leaves a partial image. Existing outputs are kept unless --overwrite is gi
 
 void add_fuse_command(CLI::App& app) {
   auto settings = std::make_shared<FuseSettings>();
-  CLI::App* cmd = app.add_subcommand("fuse", "Fuse an anatomical image with a functional one (one pair or two directories)");
+  CLI::App* cmd = add_torch_subcommand(app, "fuse");
   cmd->footer(kFooter);
 
   cmd->add_option("--anatomical", settings->anatomical, "Anatomical image (MRI, CT, phase contrast), read as grey");
@@ -322,7 +316,8 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_option("--device", settings->device, "cpu, cuda or cuda:N (default: cpu)");
   cmd->add_option("--precision", settings->precision,
                   "float32 (default: within 1 level of the reference) or bf16: the network's convolutions and "
-                  "linear layers in bfloat16 on a CPU with AVX-512 (3.5x faster on a Xeon with AMX, up to 3 levels off)")
+                  "linear layers in bfloat16 on a CPU with AVX-512: faster, most where it has AMX or AVX-512 BF16, "
+                  "up to 3 levels off (measurements in models/README.md)")
       ->check(CLI::IsMember({"float32", "bf16"}));
   cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
 
@@ -332,6 +327,7 @@ void add_fuse_command(CLI::App& app) {
           "fuse: give either --anatomical/--functional/--output or --anatomical-dir/--functional-dir/--output-dir "
           "(see efcnet fuse --help)");
     }
+    use_fusion_runtime(settings->threads, settings->device);
     if (settings->single_mode()) {
       fuse_single(*settings);
     } else {

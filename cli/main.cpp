@@ -1,12 +1,12 @@
 // efcnet: multimodal medical image fusion (EFCNet) from the command line.
 //
-// This executable does not link LibTorch (see commands.h): the LibTorch subcommands come from
-// libefcnet_commands.so, loaded only when the command line may need them.
-#include <dlfcn.h>
+// This executable does not link LibTorch (commands.h): it runs evaluate, phantom, --help and
+// --version itself, and hands every command line that names a LibTorch command to efcnet-torch.
+#include <unistd.h>
 
-#include <array>
-#include <cstdio>
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <string>
@@ -16,96 +16,75 @@
 #include <CLI/CLI.hpp>
 
 #include "commands.h"
-#include "efcnet/blas.h"
+#include "efcnet/runtime.h"
 
 namespace {
 
 namespace fs = std::filesystem;
 
-constexpr const char* kPluginFile = "libefcnet_commands.so";
-constexpr std::array<std::string_view, 2> kExecutableCommands{"evaluate", "phantom"};
+constexpr const char* kTorchExecutable = "efcnet-torch";
 
-// The plugin is skipped only when the subcommand is one of this executable's own, or for a bare
-// --version. Everything else (another subcommand, --help, no subcommand, an unknown option) gets
-// the full app, so that help and error messages list every subcommand.
-bool needs_plugin(int argc, char** argv) {
+// The LibTorch command a command line names: its first argument that is not an option (the
+// subcommand; options of this executable take no values), or empty.
+std::string_view torch_command_of(int argc, char** argv) {
   for (int i = 1; i < argc; ++i) {
     const std::string_view arg = argv[i];
-    if (arg.empty() || arg.front() != '-') {
-      for (const std::string_view command : kExecutableCommands) {
-        if (arg == command) return false;
-      }
-      return true;
-    }
-    if (arg != "--version") return true;
-  }
-  return argc <= 1;
-}
-
-// Loads the plugin and registers its subcommands on `app`. Returns an empty string, or the
-// one-line reason it could not. $EFCNET_PLUGIN names the file; otherwise it is looked for beside
-// this executable (build tree) and in <exe dir>/../lib/efcnet (installed).
-std::string load_plugin(CLI::App& app) {
-  fs::path path;
-  if (const char* env = std::getenv("EFCNET_PLUGIN"); env != nullptr && *env != '\0') {
-    path = env;
-  } else {
-    std::error_code ec;
-    const fs::path exe_dir = fs::read_symlink("/proc/self/exe", ec).parent_path();
-    if (ec) return "cannot locate " + std::string(kPluginFile) + ": /proc/self/exe: " + ec.message();
-    const fs::path beside = exe_dir / kPluginFile;
-    const fs::path installed = (exe_dir / ".." / "lib" / "efcnet" / kPluginFile).lexically_normal();
-    if (fs::exists(beside, ec)) {
-      path = beside;
-    } else if (fs::exists(installed, ec)) {
-      path = installed;
-    } else {
-      return "cannot find " + beside.string() + " or " + installed.string() +
-             " (the LibTorch subcommands; set EFCNET_PLUGIN to its path)";
-    }
-  }
-  // Never dlclose()d: the registered callbacks are its code. RTLD_NOW reports a missing symbol
-  // here, not in the middle of a command.
-  void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (handle == nullptr) return "cannot load " + path.string() + ": " + dlerror();
-  using RegisterFn = const char* (*)(CLI::App&, const char*);
-  auto* register_commands = reinterpret_cast<RegisterFn>(dlsym(handle, "efcnet_register_plugin_commands"));
-  if (register_commands == nullptr) return "cannot load " + path.string() + ": " + dlerror();
-  if (const char* plugin_tag = register_commands(app, efcnet::cli::kPluginAbiTag); plugin_tag != nullptr) {
-    return path.string() + " was built with " + plugin_tag + ", this executable with " +
-           efcnet::cli::kPluginAbiTag + " (rebuild both)";
+    if (!arg.empty() && arg.front() != '-') return efcnet::cli::is_torch_command(arg) ? arg : std::string_view{};
   }
   return {};
+}
+
+// efcnet-torch: $EFCNET_TORCH_EXE if set, else beside this executable (build tree and installed bin/).
+// Empty with `problem` set when it cannot be found.
+fs::path find_torch_executable(std::string& problem) {
+  if (const char* env = std::getenv("EFCNET_TORCH_EXE"); env != nullptr && *env != '\0') return env;
+  std::error_code ec;
+  const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+  if (ec) {
+    problem = "cannot locate " + std::string(kTorchExecutable) + ": /proc/self/exe: " + ec.message();
+    return {};
+  }
+  fs::path beside = exe.parent_path() / kTorchExecutable;
+  if (!fs::exists(beside, ec)) {
+    problem = "cannot find " + beside.string() + " (the LibTorch commands; set EFCNET_TORCH_EXE to its path)";
+    return {};
+  }
+  return beside;
+}
+
+// Runs efcnet-torch in place of this process with the same arguments; returns only on failure.
+int run_torch_command(char** argv) {
+  std::string problem;
+  const fs::path torch = find_torch_executable(problem);
+  if (torch.empty()) return efcnet::cli::report_error(problem.c_str());
+  // OpenBLAS picks its kernels when it is loaded: choose them before LibTorch loads it.
+  efcnet::select_blas_kernels();
+  argv[0] = const_cast<char*>(torch.c_str());
+  ::execv(torch.c_str(), argv);
+  const std::string message = "cannot run " + torch.string() + ": " + std::strerror(errno);
+  return efcnet::cli::report_error(message.c_str());
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  CLI::App app{
-      "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"
-      "(SPECT, PET, GFP) into one image that keeps the anatomy's detail and the functional colour."};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", "efcnet 0.1.0");
+  if (!torch_command_of(argc, argv).empty()) return run_torch_command(argv);
 
-  if (needs_plugin(argc, argv)) {
-    // OpenCV's dependencies have loaded OpenBLAS already: start again with its kernels chosen
-    // (children, e.g. --nproc-per-node ranks, inherit the choice).
-    efcnet::reexec_with_blas_kernels(argv);
-    if (const std::string problem = load_plugin(app); !problem.empty()) {
-      std::fprintf(stderr, "efcnet: error: %s\n", problem.c_str());
-      return 1;
-    }
+  CLI::App app{efcnet::cli::kAppDescription, "efcnet"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", efcnet::cli::kVersion);
+  // Listed in --help; a command line naming one never gets here.
+  for (const efcnet::cli::CommandSummary& command : efcnet::cli::kTorchCommands) {
+    app.add_subcommand(command.name, command.description);
   }
   efcnet::cli::add_evaluate_command(app);
   efcnet::cli::add_phantom_command(app);
-
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "efcnet: error: %s\n", e.what());
-    return 1;
+    return efcnet::cli::report_error(e.what());
   }
   return 0;
 }

@@ -13,7 +13,6 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
-#include <optional>
 #include <stdexcept>
 #include <vector>
 
@@ -143,11 +142,13 @@ int launch_local_ranks(const LocalLaunch& launch) {
     }
   };
   int exit_code = 0;
-  std::optional<Clock::time_point> kill_at;
+  // When the ranks still running get SIGKILL; never until some rank has failed.
+  constexpr Clock::time_point kNever = Clock::time_point::max();
+  Clock::time_point kill_at = kNever;
   const auto stop_others = [&](int code) {
     if (exit_code == 0) exit_code = code;
     signal_running(SIGTERM);
-    if (!kill_at) kill_at = Clock::now() + kStopGrace;
+    if (kill_at == kNever) kill_at = Clock::now() + kStopGrace;
   };
 
   for (int local = 0; local < launch.nproc_per_node; ++local) {
@@ -180,7 +181,7 @@ int launch_local_ranks(const LocalLaunch& launch) {
     if (signal == SIGINT || signal == SIGTERM || signal == SIGHUP) {
       signal_running(signal);
       if (exit_code == 0) exit_code = 128 + signal;
-      if (!kill_at) kill_at = Clock::now() + kStopGrace;
+      if (kill_at == kNever) kill_at = Clock::now() + kStopGrace;
     }
     for (;;) {
       int status = 0;
@@ -197,9 +198,9 @@ int launch_local_ranks(const LocalLaunch& launch) {
         }
       }
     }
-    if (kill_at && Clock::now() >= *kill_at) {
+    if (Clock::now() >= kill_at) {
       signal_running(SIGKILL);
-      kill_at.reset();
+      kill_at = kNever;
     }
   }
   ::sigprocmask(SIG_SETMASK, &original, nullptr);

@@ -8,14 +8,13 @@
 
 #include "commands.h"
 #include "default_weights.h"
-#include "efcnet/threads.h"
+#include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "rank_launcher.h"
 
 namespace efcnet::cli {
 namespace {
 
-const WeightsSpec kSeemWeights{"--seem-weights", "EFCNET_SEEM_WEIGHTS", "seem_default.pth", "SEEM"};
 
 struct CommonSettings {
   std::string crop;
@@ -27,6 +26,7 @@ struct CommonSettings {
   CLI::Option* nproc_per_node = nullptr;
   std::string master_text;
   LocalLaunch launch;
+  int threads = 0;
 };
 
 // The torchrun variable `name` as an integer, or `fallback` when it is unset.
@@ -120,8 +120,8 @@ bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
   }
   // Ranks sharing a host share its cores, unless --threads says otherwise.
   const int local_ranks = environment_int("LOCAL_WORLD_SIZE", 1);
-  if (options.threads == 0 && local_ranks > 1) {
-    options.threads = std::max(1, core_count() / local_ranks);
+  if (settings.threads == 0 && local_ranks > 1) {
+    settings.threads = std::max(1, core_count() / local_ranks);
   }
   return false;
 }
@@ -147,7 +147,7 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
                       "keep the reference token layout's semantics");
   command->add_option("--seed", options.seed, "Seed of the initial weights, shuffling, crops and dropout")
       ->capture_default_str();
-  command->add_option("--threads", options.threads, "LibTorch intra-op threads (default: all cores)")
+  command->add_option("--threads", settings.threads, "LibTorch intra-op threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   command->add_option("--limit", options.limit, "Use only the first N samples, sorted by name (0: all)")
       ->check(CLI::NonNegativeNumber);
@@ -196,6 +196,11 @@ void train_or_launch(Options& options, CommonSettings& settings, Train train) {
     if (const int code = launch_local_ranks(settings.launch); code != 0) throw CLI::RuntimeError(code);
     return;
   }
+  // The library leaves process-wide settings alone; the command opts in. A training step allocates
+  // GiBs of short-lived tensors: keeping them for reuse made 32x256 steps 4-9% faster on the CPU
+  // (3 alternating runs) for ~1 GB more RSS.
+  set_threads(settings.threads);
+  if (options.device == "cpu") keep_freed_memory_for_reuse();
   const auto summary = train(options);
   // The other ranks' outcome shows in their exit code; rank 0 reports for the run.
   if (options.distributed.rank == 0) report(summary, options.distributed.world_size);
@@ -206,12 +211,7 @@ void train_or_launch(Options& options, CommonSettings& settings, Train train) {
 void add_train_command(CLI::App& app) {
   auto options = std::make_shared<NetworkTrainOptions>();
   auto settings = std::make_shared<CommonSettings>();
-  auto* command = app.add_subcommand(
-      "train",
-      "Train the fusion network on registered pairs (loss: SSIM + edge terms against the SEEM output and the "
-      "anatomical image; SEEM frozen). Pairs are matched by file stem (case-sensitive, extensions may differ); "
-      "colour functional images contribute their Y plane. Unreadable, unpaired or differently-sized files stop "
-      "the run before it starts.");
+  auto* command = add_torch_subcommand(app, "train");
   command->add_option("--anatomical-dir", options->anatomical_dir, "Directory of anatomical images (MRI, CT)")
       ->required()->check(CLI::ExistingDirectory);
   command->add_option("--functional-dir", options->functional_dir, "Directory of functional images (SPECT, PET, CT)")
@@ -237,10 +237,7 @@ void add_train_command(CLI::App& app) {
 void add_train_seem_command(CLI::App& app) {
   auto options = std::make_shared<SeemTrainOptions>();
   auto settings = std::make_shared<CommonSettings>();
-  auto* command = app.add_subcommand(
-      "train-seem",
-      "Train SEEM (the smooth edge extractor) on functional images: MSE against their Sobel magnitude "
-      "clipped to [0, 1]. Writes seem_<epoch>.pth each epoch.");
+  auto* command = add_torch_subcommand(app, "train-seem");
   command->add_option("--functional-dir", options->functional_dir, "Directory of functional images")
       ->required()->check(CLI::ExistingDirectory);
   add_common_options(command, *options, *settings);
@@ -256,11 +253,7 @@ void add_export_weights_command(CLI::App& app) {
     ExportOptions options;
   };
   auto settings = std::make_shared<Settings>();
-  auto* command = app.add_subcommand(
-      "export-weights",
-      "Check a network or SEEM weights file against the model and write it again as a plain torch.save "
-      "archive (readable by torch.load(weights_only=True)): e.g. a training checkpoint to ship in float16, "
-      "or a CUDA-saved file as a CPU one. The file is read as data; nothing in it is executed.");
+  auto* command = add_torch_subcommand(app, "export-weights");
   command->add_option("--input", settings->input, "Weights to read (.pth)")->required()->check(CLI::ExistingFile);
   command->add_option("--output", settings->output, "Where to write (atomically)")->required();
   command->add_flag("--half", settings->options.half,

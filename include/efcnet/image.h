@@ -20,13 +20,18 @@
 
 #include <opencv2/core.hpp>
 
+#include "efcnet/error.h"
+
 namespace efcnet {
 
 // Every file problem; the message starts with the path and says what is wrong with it.
-class IoError : public std::runtime_error {
+class IoError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
+
+// "WxH" of an image, for messages.
+std::string size_text(const cv::Mat& image);
 
 // ---- reading ----
 

@@ -15,9 +15,11 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include <torch/torch.h>
 
+#include "efcnet/inference_options.h"
 #include "efcnet/model.h"
 
 namespace efcnet {
@@ -37,26 +39,6 @@ struct StageSeconds {
 struct StageFlops {
   double seem = 0, encoder = 0, su1 = 0, su2 = 0, su3 = 0, su4 = 0, decoder = 0;
   double total() const { return seem + encoder + su1 + su2 + su3 + su4 + decoder; }
-};
-
-enum class Precision {
-  float32,   // the default; equals the eager model within float rounding
-  bfloat16,  // CPU only: convolutions and linear layers in bfloat16 with float32 accumulation
-};
-
-// Whether this CPU can run Precision::bfloat16: oneDNN's bfloat16 convolutions need AVX-512 BW,
-// VL and DQ, and LibTorch's fallback has no bfloat16 convolution at all.
-bool bfloat16_supported();
-
-struct InferenceOptions {
-  Precision precision = Precision::float32;
-  // float32 on the CPU: 3x3 convolutions through oneDNN's Winograd kernels where the CPU has them
-  // (AVX-512): about twice as fast, within a few 1e-7 relative of the direct convolution.
-  bool winograd = true;
-  // float32 on the CPU: the token mixers' linear layers through oneDNN's matmul with GELU and the
-  // residual adds fused in, instead of LibTorch's BLAS and separate passes: 2-3x faster, within
-  // ~1e-6 relative.
-  bool dnnl_linear = true;
 };
 
 class InferenceModel {
@@ -110,13 +92,12 @@ int64_t estimated_working_bytes(int64_t height, int64_t width);
 // blocks its own heap holds for reuse. -1 where /proc/meminfo cannot be read.
 int64_t available_memory_bytes();
 
-// Process-wide glibc malloc setting: large blocks come from the heap and freed memory is kept
-// for reuse instead of being unmapped and page-faulted in anew on the next forward pass (a 256²
-// pair allocates several GiB of short-lived tensors). Memory is returned to the OS at exit only.
-void keep_freed_memory_for_reuse();
+// Empty when an H x W pair fits estimated_working_bytes into available_memory_bytes(); otherwise
+// the one-line reason ("a WxH pair needs about ... GiB of working memory, but only ... GiB is
+// available (MemAvailable)"), for a refusal before any work starts.
+std::string working_memory_shortfall(int64_t height, int64_t width);
 
-// Sets LibTorch's intra-op threads; 0 means one per core the system reports. LibTorch's own
-// default counts physical cores through cpuinfo, which finds one on some 2-vCPU machines.
-void use_threads(int threads);
+// "1.93 GiB", for messages.
+std::string gibibytes(int64_t bytes);
 
 }  // namespace efcnet

@@ -14,6 +14,8 @@
 
 #include <opencv2/core.hpp>
 
+#include "efcnet/error.h"
+
 namespace efcnet::metrics {
 
 // The evaluator's column order; also the order of FusionMetrics' members.
@@ -32,9 +34,9 @@ struct FusionMetrics {
 };
 
 // Bad input (type, channels, size, values that are not whole grey levels); the message says which.
-class MetricsError : public std::invalid_argument {
+class MetricsError : public Error {
  public:
-  using std::invalid_argument::invalid_argument;
+  using Error::Error;
 };
 
 // The evaluator's reading convention: decoded as 8-bit BGR whatever the file holds, converted with

@@ -10,6 +10,8 @@
 
 #include <torch/torch.h>
 
+#include "efcnet/error.h"
+
 namespace efcnet {
 
 // ---------------------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ struct FusionNetworkImpl : torch::nn::Module {
 };
 TORCH_MODULE(FusionNetwork);
 
-// "cpu", "cuda" or "cuda:N"; throws std::invalid_argument for an unknown name or a CUDA device
+// "cpu", "cuda" or "cuda:N"; throws OptionError for an unknown name or a CUDA device
 // this build or machine does not have.
 torch::Device parse_device(const std::string& name);
 

@@ -14,22 +14,21 @@
 
 #include <opencv2/core.hpp>
 
+#include "efcnet/error.h"
+#include "efcnet/inference_options.h"
+
 namespace efcnet {
 
 struct FuserOptions {
-  std::string weights;        // MODEL state dict (.pth)
-  std::string seem_weights;   // SEEM state dict (.pth)
-  std::string device = "cpu"; // "cpu", "cuda", "cuda:N"
-  int threads = 0;            // LibTorch intra-op threads; 0 = all cores
-  bool bfloat16 = false;      // CPU only: the network's convolutions and linear layers in bfloat16
-                              // (about twice as fast; not exact, see `efcnet bench --precision`)
-  bool winograd = true;       // float32 on AVX-512 CPUs: 3x3 convolutions by Winograd (InferenceOptions)
-  bool dnnl_linear = true;    // float32 on the CPU: token-mixer linear layers by oneDNN (InferenceOptions)
+  std::string weights;          // MODEL state dict (.pth)
+  std::string seem_weights;     // SEEM state dict (.pth)
+  std::string device = "cpu";   // "cpu", "cuda", "cuda:N"
+  InferenceOptions inference;   // precision and the CPU kernels of the prepared model
 };
 
-class FusionError : public std::runtime_error {
+class FusionError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // Throws FusionError unless anatomical is CV_8UC1, functional CV_8UC1 or CV_8UC3, both of one

@@ -6,11 +6,13 @@
 #include <stdexcept>
 #include <string>
 
+#include "efcnet/error.h"
+
 namespace efcnet {
 
-class TrainingError : public std::runtime_error {
+class TrainingError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 enum class LrSchedule {
@@ -49,7 +51,6 @@ struct TrainOptions {
   int crop_height = 0;          // random crops of this size; 0 = the full image
   int crop_width = 0;
   uint64_t seed = 302;          // shuffling, crops and dropout all derive from it
-  int threads = 0;              // LibTorch intra-op threads; 0 = all cores
   int limit = 0;                // use only the first N samples (sorted by name); 0 = all
   bool resume = false;          // continue from the newest complete checkpoint in out_dir
   std::string device = "cpu";

@@ -12,12 +12,14 @@
 
 #include <torch/torch.h>
 
+#include "efcnet/error.h"
+
 namespace efcnet {
 
 // Every problem with a weights file: the message names the file and the problem.
-class WeightsError : public std::runtime_error {
+class WeightsError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // (key, tensor) in the order stored in the file.

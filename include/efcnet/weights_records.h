@@ -14,12 +14,14 @@
 #include <utility>
 #include <vector>
 
+#include "efcnet/error.h"
+
 namespace efcnet {
 
 // A refused or malformed pickle; the message names the source and the offending global or opcode.
-class PickleError : public std::runtime_error {
+class PickleError : public Error {
  public:
-  using std::runtime_error::runtime_error;
+  using Error::Error;
 };
 
 // Element types of the storages a state dict may reference (`torch.<Name>Storage`).

@@ -168,7 +168,7 @@ Phantom cell_culture(const Canvas& c, cv::RNG& rng) {
 }  // namespace
 
 Phantom make_phantom(int size, PhantomKind kind) {
-  if (size < 32) throw std::invalid_argument("phantom size must be at least 32, got " + std::to_string(size));
+  if (size < 32) throw OptionError("phantom size must be at least 32, got " + std::to_string(size));
   const Canvas canvas{size};
   cv::RNG rng(0x5eed);  // deterministic: tests and pictures see the same slice every time
   if (kind == PhantomKind::gfp) return cell_culture(canvas, rng);

@@ -15,6 +15,9 @@
 #include "efcnet/image.h"
 
 namespace efcnet {
+
+std::string size_text(const cv::Mat& image) { return std::to_string(image.cols) + "x" + std::to_string(image.rows); }
+
 namespace {
 
 [[noreturn]] void fail(const std::string& path, const std::string& problem) {

@@ -17,9 +17,6 @@ constexpr std::array<double FusionMetrics::*, kMetricNames.size()> kMembers = {
     &FusionMetrics::MI,   &FusionMetrics::SCD, &FusionMetrics::VIF,  &FusionMetrics::Qabf,
     &FusionMetrics::SSIM, &FusionMetrics::PSNR, &FusionMetrics::CC,  &FusionMetrics::MSE};
 
-std::string size_text(const cv::Mat& m) {
-  return std::to_string(m.cols) + "x" + std::to_string(m.rows);
-}
 
 template <typename T>
 bool whole_grey_levels(const cv::Mat& image) {

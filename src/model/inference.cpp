@@ -15,7 +15,7 @@
 #include <torch/cuda.h>
 
 #include "dnnl_linear.h"
-#include "efcnet/threads.h"
+#include "efcnet/runtime.h"
 #include "winograd_conv.h"
 
 namespace efcnet {
@@ -373,7 +373,7 @@ PreparedSeem prepare_seem(const SmoothEdgeExtractorImpl& seem, const Backend& ba
   const FoldedConv efg0 = fold_unit(seem.conv_efg, 0, backend);
   const FoldedConv branch_b = fold_unit(seem.conv_1X1, 0, backend);
   prepared.split = {torch::cat({efg0.weight, branch_b.weight}, 0).contiguous(backend.format),
-                    torch::cat({efg0.bias, branch_b.bias}, 0), 0};
+                    torch::cat({efg0.bias, branch_b.bias}, 0), 0, nullptr};
   for (size_t k = 0; k < 3; ++k) prepared.efg[k] = fold_unit(seem.conv_efg, 3 * (k + 1), backend);
   prepared.revert = fold_unit(seem.conv_revert, 0, backend);
   prepared.down = fold_unit(seem.down, 0, backend);
@@ -463,14 +463,7 @@ struct InferenceModel::Impl {
   }
 };
 
-bool bfloat16_supported() {
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
-  __builtin_cpu_init();
-  return __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq");
-#else
-  return false;
-#endif
-}
+bool bfloat16_supported() { return cpu_features().avx512; }
 
 InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const FusionNetworkImpl& network,
                                const InferenceOptions& options)
@@ -484,9 +477,9 @@ InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const Fusion
   // SEEM (a few MFLOP per pixel) stays in float32 whatever the precision.
   impl_->seem = prepare_seem(seem, backend);
   if (options.precision == Precision::bfloat16) {
-    if (!backend.device.is_cpu()) throw std::invalid_argument("bfloat16 precision is implemented for the CPU only");
+    if (!backend.device.is_cpu()) throw OptionError("bfloat16 precision is implemented for the CPU only");
     if (!bfloat16_supported()) {
-      throw std::invalid_argument("bfloat16 precision needs a CPU with AVX-512 (BW, VL and DQ), which this one lacks; "
+      throw OptionError("bfloat16 precision needs a CPU with AVX-512 (BW, VL and DQ), which this one lacks; "
                                   "use float32");
     }
     backend.dtype = torch::kBFloat16;
@@ -611,13 +604,20 @@ int64_t available_memory_bytes() {
   return -1;
 }
 
-void use_threads(int threads) {
-  torch::set_num_threads(thread_count(threads));
+std::string working_memory_shortfall(int64_t height, int64_t width) {
+  const int64_t needed = estimated_working_bytes(height, width);
+  const int64_t available = available_memory_bytes();
+  if (available < 0 || needed <= available) return {};
+  return "a " + std::to_string(width) + "x" + std::to_string(height) + " pair needs about " + gibibytes(needed) +
+         " of working memory, but only " + gibibytes(available) + " is available (MemAvailable)";
 }
 
-void keep_freed_memory_for_reuse() {
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, -1);  // never give the heap's top back (the value is unsigned: max)
+std::string gibibytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
+  return text;
 }
+
+void set_threads(int threads) { torch::set_num_threads(thread_count(threads)); }
 
 }  // namespace efcnet

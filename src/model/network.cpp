@@ -57,10 +57,10 @@ torch::Device parse_device(const std::string& name) {
   try {
     device.emplace(name);
   } catch (const c10::Error&) {
-    throw std::invalid_argument("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
+    throw OptionError("unknown device '" + name + "' (expected cpu, cuda or cuda:N)");
   }
   if (device->is_cuda() && !torch::cuda::is_available()) {
-    throw std::invalid_argument("device '" + name + "' requested, but this build or machine has no CUDA device");
+    throw OptionError("device '" + name + "' requested, but this build or machine has no CUDA device");
   }
   return *device;
 }

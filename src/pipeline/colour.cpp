@@ -5,14 +5,13 @@
 
 #include <opencv2/imgproc.hpp>
 
+#include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 
 namespace efcnet {
 namespace {
 
 constexpr int kMinSide = 11;  // the SSIM window of training; smaller images are not meaningful
-
-std::string size_text(const cv::Mat& image) { return std::to_string(image.cols) + "x" + std::to_string(image.rows); }
 
 }  // namespace
 

@@ -11,7 +11,7 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
   bool is_seem = false;
   for (const auto& entry : dict) is_seem |= entry.first.rfind("conv_efg.", 0) == 0;
   if (is_seem && options.output_bias_offset != 0.0) {
-    throw std::invalid_argument(input + ": an output bias offset applies to network weights, not SEEM's");
+    throw OptionError(input + ": an output bias offset applies to network weights, not SEEM's");
   }
   FusionNetwork network{nullptr};
   std::shared_ptr<torch::nn::Module> module;

@@ -558,20 +558,11 @@ torch::Device training_device(const TrainOptions& options) {
   return parse_device(options.device);
 }
 
-// The device, with the process's threads and heap set up for it.
-torch::Device prepare_training_device(const TrainOptions& options) {
-  use_threads(options.threads);
-  const torch::Device device = training_device(options);
-  // A step allocates GiBs of short-lived tensors; keeping them for reuse made 32x256 steps 4-9%
-  // faster here (3 alternating runs) for ~1 GB more RSS.
-  if (device.is_cpu()) keep_freed_memory_for_reuse();
-  return device;
-}
 
 }  // namespace
 
 TrainingSummary train_network(const NetworkTrainOptions& options) {
-  const torch::Device device = prepare_training_device(options);
+  const torch::Device device = training_device(options);
   if (options.seem_weights.empty()) throw TrainingError("SEEM weights are required (--seem-weights)");
   const auto group = join_group(options, device);
   std::vector<Sample> samples;
@@ -627,14 +618,15 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
                       return std::vector<double>{loss.ssim_functional.item<double>(), loss.ssim_anatomical.item<double>(),
                                                  loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>(),
                                                  loss.total.item<double>()};
-                    }};
+                    },
+                    {}};
   // States written before this setting existed come from runs that ran SEEM on their crops.
   task.settings.push_back({"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0});
   return run(task, options, samples, device, group.get());
 }
 
 TrainingSummary train_seem(const SeemTrainOptions& options) {
-  const torch::Device device = prepare_training_device(options);
+  const torch::Device device = training_device(options);
   if (options.distributed.sync_bn) {
     throw TrainingError("--sync-bn is for efcnet train: SEEM's BatchNorm layers have no synchronised variant");
   }
@@ -652,7 +644,8 @@ TrainingSummary train_seem(const SeemTrainOptions& options) {
                       const auto loss = torch::mse_loss(seem->forward(batch.functional), seem_edge_target(batch.functional));
                       loss.backward();
                       return std::vector<double>{loss.item<double>()};
-                    }};
+                    },
+                    {}};
   return run(task, options, samples, device, group.get());
 }
 

@@ -14,6 +14,7 @@
 
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
+#include "efcnet/runtime.h"
 
 namespace {
 
@@ -32,7 +33,7 @@ struct Models {
     network->eval();
     network->use_textbook_attention(true);
     prepared = std::make_unique<efcnet::InferenceModel>(*seem, *network);
-    efcnet::keep_freed_memory_for_reuse();  // as Fuser does
+    efcnet::keep_freed_memory_for_reuse();  // as the efcnet command does
     functional = torch::rand({1, 1, side, side});
     anatomical = torch::rand({1, 1, side, side});
   }

@@ -1,7 +1,7 @@
 // The main() of every benchmark program: Google Benchmark's, after choosing OpenBLAS's kernels.
 #include <benchmark/benchmark.h>
 
-#include "efcnet/blas.h"
+#include "efcnet/runtime.h"
 
 int main(int argc, char** argv) {
   // OpenBLAS is loaded before main (LibTorch and OpenCV link it): start again with its kernels chosen.

@@ -64,11 +64,11 @@ TEST(Phantom, SpectIsPseudoColouredOnBlack) {
   cv::cvtColor(p.functional, hsv, cv::COLOR_BGR2HSV);
   std::vector<cv::Mat> channels;
   cv::split(hsv, channels);
-  const cv::Mat coloured = channels[1] > 128 & channels[2] > 64;
+  const cv::Mat coloured = (channels[1] > 128) & (channels[2] > 64);
   EXPECT_GT(cv::countNonZero(coloured), 0.2 * 128 * 128);
   // JET spans hues: both reddish (hue < 20) and bluish (hue > 100) pixels occur in the brain.
-  EXPECT_GT(cv::countNonZero(coloured & channels[0] < 20), 50);
-  EXPECT_GT(cv::countNonZero(coloured & channels[0] > 100), 50);
+  EXPECT_GT(cv::countNonZero(coloured & (channels[0] < 20)), 50);
+  EXPECT_GT(cv::countNonZero(coloured & (channels[0] > 100)), 50);
 }
 
 TEST(Phantom, GfpIsGreenOnly) {
@@ -80,7 +80,7 @@ TEST(Phantom, GfpIsGreenOnly) {
   EXPECT_GT(cv::countNonZero(bgr[1]), 0);
 }
 
-TEST(Phantom, RejectsTinySizes) { EXPECT_THROW(make_phantom(16), std::invalid_argument); }
+TEST(Phantom, RejectsTinySizes) { EXPECT_THROW(make_phantom(16), efcnet::OptionError); }
 
 }  // namespace
 }  // namespace efcnet

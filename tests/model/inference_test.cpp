@@ -2,6 +2,9 @@
 // outputs, the Fuser built on it, its FLOP count and its memory refusal.
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
+#include <cstdlib>
 #include <fstream>
 #include <string>
 
@@ -149,7 +152,7 @@ TEST(InferenceModel, Bfloat16RunsOrIsRefusedByName) {
     try {
       InferenceModel(*models.seem, *models.network, options);
       ADD_FAILURE() << "bfloat16 was accepted on a CPU without AVX-512";
-    } catch (const std::invalid_argument& e) {
+    } catch (const OptionError& e) {
       EXPECT_NE(std::string(e.what()).find("AVX-512"), std::string::npos) << e.what();
     }
     return;
@@ -205,7 +208,7 @@ class FuserOnRandomWeights : public ::testing::Test {
     save_state_dict(module_state_dict(*models_.network), dir_ / "network.pth");
     save_state_dict(module_state_dict(*models_.seem), dir_ / "seem.pth");
   }
-  FuserOptions options() const { return {dir_ / "network.pth", dir_ / "seem.pth", "cpu", 0}; }
+  FuserOptions options() const { return {dir_ / "network.pth", dir_ / "seem.pth", "cpu", {}}; }
 
   // The reference test script with the eager modules.
   cv::Mat eager_fuse(const cv::Mat& anatomical, const cv::Mat& functional) {
@@ -242,6 +245,22 @@ TEST_F(FuserOnRandomWeights, ColourAndGreyOutputsAreWithinOneLevelOfTheEagerPipe
     EXPECT_LE(max_level, 1.0);
     EXPECT_LE(cv::countNonZero(diff.reshape(1)), static_cast<int>(diff.total() / 100));
   }
+}
+
+// A Fuser embedded in another program leaves its threads and heap as that program set them:
+// runtime.h's settings are the program's to opt into.
+TEST_F(FuserOnRandomWeights, LeavesTheProcessThreadsAndHeapAlone) {
+  torch::set_num_threads(1);
+  const Fuser fuser(options());
+  const Phantom p = make_phantom(32, PhantomKind::spect);
+  fuser.fuse_pair(p.anatomical, p.functional);
+  EXPECT_EQ(torch::get_num_threads(), 1);
+  // glibc still maps a large block of its own (keep_freed_memory_for_reuse would forbid it).
+  constexpr std::size_t kLarge = std::size_t{64} << 20;
+  void* block = std::malloc(kLarge);
+  ASSERT_NE(block, nullptr);
+  EXPECT_GE(static_cast<std::size_t>(mallinfo2().hblkhd), kLarge);
+  std::free(block);
 }
 
 TEST_F(FuserOnRandomWeights, RefusesAPairTooLargeForMemoryBeforeRunning) {

@@ -15,7 +15,7 @@ using testing::golden_path;
 
 TEST(PipelineGolden, ReproducesTheReferenceFusedImage) {
   EFCNET_REQUIRE_GOLDEN();
-  const Fuser fuser({golden_path("efcnet_random.pth"), golden_path("seem_authors.pth"), "cpu", 0});
+  const Fuser fuser({golden_path("efcnet_random.pth"), golden_path("seem_authors.pth"), "cpu", {}});
   const cv::Mat fused = fuser.fuse_pair(read_anatomical(golden_path("pipeline_mri.png")),
                                         read_functional(golden_path("pipeline_functional.png")));
   const cv::Mat expected = cv::imread(golden_path("pipeline_fused.png"), cv::IMREAD_COLOR);

@@ -1,8 +1,8 @@
 // The main() of every test program: GoogleTest's, after choosing OpenBLAS's kernels, so that the
-// suite's Linear layers run as fast as the efcnet command's (efcnet/blas.h).
+// suite's Linear layers run as fast as the efcnet command's (efcnet/runtime.h).
 #include <gtest/gtest.h>
 
-#include "efcnet/blas.h"
+#include "efcnet/runtime.h"
 
 int main(int argc, char** argv) {
   efcnet::reexec_with_blas_kernels(argv);

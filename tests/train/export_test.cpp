@@ -100,7 +100,7 @@ TEST(ExportWeights, OutputBiasOffsetOnSeemWeightsIsRefusedAndWritesNothing) {
   save_state_dict(module_state_dict(*seem), dir / "in.pth");
   ExportOptions options;
   options.output_bias_offset = 0.1;
-  EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), std::invalid_argument);
+  EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), OptionError);
   EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
 }
 

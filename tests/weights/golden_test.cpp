@@ -6,6 +6,7 @@
 
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
+#include "support/required.h"
 #include "support/shared_data.h"
 #include "support/temp_dir.h"
 #include "weights/archive_support.h"
@@ -18,7 +19,7 @@ using testing::golden_path;
 #define REQUIRE_GOLDEN_FILE(name)                                             \
   do {                                                                        \
     if (!std::filesystem::exists(golden_path(name)))                               \
-      GTEST_SKIP() << EFCNET_SHARED_DIR "/golden not found: " << golden_path(name) \
+      EFCNET_SKIP_UNLESS_CI() << EFCNET_SHARED_DIR "/golden not found: " << golden_path(name) \
                    << " is missing; skipped";                                 \
   } while (0)
 
@@ -51,7 +52,9 @@ TEST(WeightsGolden, ReadsEfcnetRandom) {
     }
     EXPECT_EQ(value.scalar_type(), torch::kFloat32) << key;
     EXPECT_TRUE(torch::isfinite(value).all().item<bool>()) << key;
-    if (ends_with(key, ".running_var")) EXPECT_TRUE((value > 0).all().item<bool>()) << key;
+    if (ends_with(key, ".running_var")) {
+      EXPECT_TRUE((value > 0).all().item<bool>()) << key;
+    }
     if (!ends_with(key, ".running_mean") && !ends_with(key, ".running_var"))
       parameters += value.numel();
   }
@@ -69,7 +72,9 @@ TEST(WeightsGolden, ReadsCudaTaggedSeemOnCpu) {
   ASSERT_EQ(dict.size(), 48u);
   for (const auto& [key, value] : dict) {
     EXPECT_TRUE(value.device().is_cpu()) << key;
-    if (value.is_floating_point()) EXPECT_TRUE(torch::isfinite(value).all().item<bool>()) << key;
+    if (value.is_floating_point()) {
+      EXPECT_TRUE(torch::isfinite(value).all().item<bool>()) << key;
+    }
   }
 }
 

@@ -1,6 +1,6 @@
-// The split of `efcnet` into a LibTorch-free executable and libefcnet_commands.so (the LibTorch
-// subcommands): evaluate and phantom never load LibTorch, every other command line loads the plugin,
-// and what the plugin throws still reaches main's handlers.
+// The split of `efcnet` into a LibTorch-free executable and efcnet-torch (the LibTorch commands,
+// commands.h): evaluate, phantom, --help and --version never load LibTorch, every command line
+// naming a LibTorch command runs efcnet-torch, and its errors and exit status reach the caller.
 #include <sys/wait.h>
 
 #include <algorithm>
@@ -14,8 +14,8 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
-#include "efcnet/blas.h"
 #include "efcnet/image.h"
+#include "efcnet/runtime.h"
 #include "support/command.h"
 #include "support/temp_dir.h"
 
@@ -25,20 +25,17 @@ namespace fs = std::filesystem;
 using efcnet::testing::TempDir;
 
 const std::string kBinary = EFCNET_BINARY;
-const std::string kPlugin = (fs::path(kBinary).parent_path() / "libefcnet_commands.so").string();
-
-
-
+const std::string kTorchBinary = (fs::path(kBinary).parent_path() / "efcnet-torch").string();
 
 using efcnet::testing::contains;
 using efcnet::testing::quoted;
 using Result = efcnet::testing::CommandResult;
 
-class PluginCli : public ::testing::Test {
+class TwoExecutables : public ::testing::Test {
  protected:
   void SetUp() override {
     ASSERT_TRUE(fs::exists(kBinary)) << kBinary;
-    ASSERT_TRUE(fs::exists(kPlugin)) << kPlugin;
+    ASSERT_TRUE(fs::exists(kTorchBinary)) << kTorchBinary;
   }
 
   // Runs `shell_prefix COMMAND` through the shell, COMMAND's output captured.
@@ -65,86 +62,87 @@ class PluginCli : public ::testing::Test {
   TempDir dir_;
 };
 
-const std::string kNoPlugin = "EFCNET_PLUGIN=/nonexistent/libefcnet_commands.so";
+const std::string kNoTorchExecutable = "EFCNET_TORCH_EXE=/nonexistent/efcnet-torch";
 
-TEST_F(PluginCli, ExecutableDoesNotLinkLibTorchButThePluginDoes) {
+TEST_F(TwoExecutables, EfcnetDoesNotLinkLibTorchButEfcnetTorchDoes) {
   const Result exe = run_shell("ldd " + quoted(kBinary));
   ASSERT_EQ(exe.status, 0) << exe.err;
   EXPECT_FALSE(contains(exe.out, "libtorch")) << exe.out;
   EXPECT_FALSE(contains(exe.out, "libc10")) << exe.out;
-  // The same check on the plugin shows that it would notice LibTorch.
-  const Result plugin = run_shell("ldd " + quoted(kPlugin));
-  ASSERT_EQ(plugin.status, 0) << plugin.err;
-  EXPECT_TRUE(contains(plugin.out, "libtorch")) << plugin.out;
+  // The same check on efcnet-torch shows that it would notice LibTorch.
+  const Result torch = run_shell("ldd " + quoted(kTorchBinary));
+  ASSERT_EQ(torch.status, 0) << torch.err;
+  EXPECT_TRUE(contains(torch.out, "libtorch")) << torch.out;
 }
 
-TEST_F(PluginCli, EvaluateLoadsNeitherThePluginNorLibTorch) {
+TEST_F(TwoExecutables, EvaluateHelpAndVersionLoadNoLibTorch) {
   write_triple();
   // LD_DEBUG=libs makes the dynamic loader name on stderr every library it loads.
-  const Result r = run(evaluate_args(), "LD_DEBUG=libs");
-  ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_TRUE(contains(r.out, "\"SSIM\"")) << r.out;
-  EXPECT_TRUE(contains(r.err, "libopencv_core")) << "LD_DEBUG output missing:\n" << r.err;
-  EXPECT_FALSE(contains(r.err, "libefcnet_commands")) << r.err;
-  EXPECT_FALSE(contains(r.err, "libtorch")) << r.err;
-
+  for (const std::string& args : {evaluate_args(), std::string("--help"), std::string("--version")}) {
+    SCOPED_TRACE("efcnet " + args);
+    const Result r = run(args, "LD_DEBUG=libs");
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_TRUE(contains(r.err, "libopencv_core")) << "LD_DEBUG output missing:\n" << r.err;
+    EXPECT_FALSE(contains(r.err, "libtorch")) << r.err;
+  }
   const Result fuse_help = run("fuse --help", "LD_DEBUG=libs");
   ASSERT_EQ(fuse_help.status, 0) << fuse_help.err;
-  EXPECT_TRUE(contains(fuse_help.err, "libefcnet_commands")) << fuse_help.err;
   EXPECT_TRUE(contains(fuse_help.err, "libtorch")) << fuse_help.err;
+  EXPECT_TRUE(contains(fuse_help.out, "--anatomical-dir")) << fuse_help.out;
 }
 
-TEST_F(PluginCli, EvaluatePhantomAndVersionWorkWithoutThePlugin) {
+TEST_F(TwoExecutables, EvaluatePhantomHelpAndVersionWorkWithoutEfcnetTorch) {
   write_triple();
-  const Result evaluate = run(evaluate_args(), kNoPlugin);
+  const Result evaluate = run(evaluate_args(), kNoTorchExecutable);
   EXPECT_EQ(evaluate.status, 0) << evaluate.err;
   EXPECT_TRUE(contains(evaluate.out, "\"Qabf\"")) << evaluate.out;
 
-  const Result help = run("evaluate --help", kNoPlugin);
+  const Result help = run("evaluate --help", kNoTorchExecutable);
   EXPECT_EQ(help.status, 0) << help.err;
   EXPECT_TRUE(contains(help.out, "--anatomical-dir")) << help.out;
 
-  const Result phantom = run("phantom --out-dir " + quoted(dir_ / "phantom"), kNoPlugin);
+  const Result phantom = run("phantom --out-dir " + quoted(dir_ / "phantom"), kNoTorchExecutable);
   EXPECT_EQ(phantom.status, 0) << phantom.err;
   EXPECT_TRUE(fs::exists(dir_ / "phantom/anatomical.png"));
   EXPECT_TRUE(fs::exists(dir_ / "phantom/functional.png"));
 
-  const Result version = run("--version", kNoPlugin);
+  const Result version = run("--version", kNoTorchExecutable);
   EXPECT_EQ(version.status, 0) << version.err;
   EXPECT_TRUE(contains(version.out, "efcnet ")) << version.out;
+
+  const Result all_help = run("--help", kNoTorchExecutable);
+  EXPECT_EQ(all_help.status, 0) << all_help.err;
+  EXPECT_TRUE(contains(all_help.out, "train-seem")) << all_help.out;
 }
 
-TEST_F(PluginCli, EveryOtherCommandLineFailsNamingTheMissingPlugin) {
-  for (const std::string args : {"fuse --help", "train --help", "export-weights --help", "--help", ""}) {
-    SCOPED_TRACE("efcnet " + args);
-    const Result r = run(args, kNoPlugin);
+TEST_F(TwoExecutables, TorchCommandsFailInOneLineNamingTheMissingExecutable) {
+  for (const char* args : {"fuse --help", "train --help", "export-weights --help", "bench"}) {
+    SCOPED_TRACE(std::string("efcnet ") + args);
+    const Result r = run(args, kNoTorchExecutable);
     EXPECT_NE(r.status, 0);
     EXPECT_TRUE(r.out.empty()) << r.out;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
-    EXPECT_EQ(r.err.rfind("efcnet: error: cannot load /nonexistent/libefcnet_commands.so: ", 0), 0u) << r.err;
+    EXPECT_EQ(r.err.rfind("efcnet: error: cannot run /nonexistent/efcnet-torch: ", 0), 0u) << r.err;
   }
 }
 
-TEST_F(PluginCli, HelpListsTheCommandsOfBothSides) {
+TEST_F(TwoExecutables, HelpListsTheCommandsOfBothSides) {
   const Result r = run("--help");
   ASSERT_EQ(r.status, 0) << r.err;
-  for (const char* command : {"fuse", "evaluate", "phantom", "train", "train-seem", "export-weights"}) {
+  for (const char* command : {"fuse", "evaluate", "phantom", "train", "train-seem", "export-weights", "bench"}) {
     EXPECT_TRUE(contains(r.out, std::string("\n  ") + command + " ")) << command << " missing from:\n" << r.out;
   }
 }
 
-TEST_F(PluginCli, ExceptionsThrownInThePluginReachMain) {
+TEST_F(TwoExecutables, ErrorsAndExitStatusOfTheTorchCommandsReachTheCaller) {
   write_triple();
-  // std::runtime_error from fuse: main's std::exception handler prints it.
   const Result missing = run("fuse --method y-average --anatomical " + quoted(dir_ / "A/missing.png") +
                              " --functional " + quoted(dir_ / "B/x.png") + " --output " + quoted(dir_ / "out.png"));
   EXPECT_EQ(missing.status, 1) << missing.err;
-  EXPECT_TRUE(contains(missing.err, "efcnet: error: ")) << missing.err;
+  EXPECT_EQ(missing.err.rfind("efcnet: error: ", 0), 0u) << missing.err;
   EXPECT_TRUE(contains(missing.err, "missing.png")) << missing.err;
 
-  // CLI::RuntimeError(1) for an unpaired file: its type_info exists in both the plugin and the
-  // executable; only if they match does main's CLI::ParseError handler exit silently with 1
-  // (otherwise the std::exception handler would print "efcnet: error: ...").
+  // An unpaired file: exit status 1 without an "error:" line, the pairs that exist fused.
   fs::copy_file(dir_ / "A/x.png", dir_ / "A/unpaired.png");
   const Result unpaired = run("fuse --method y-average --anatomical-dir " + quoted(dir_ / "A") + " --functional-dir " +
                               quoted(dir_ / "B") + " --output-dir " + quoted(dir_ / "out"));
@@ -154,27 +152,25 @@ TEST_F(PluginCli, ExceptionsThrownInThePluginReachMain) {
   EXPECT_TRUE(fs::exists(dir_ / "out/x.png"));
 }
 
-TEST_F(PluginCli, FindsThePluginInTheInstalledLayoutAndNamesBothPlacesWhenMissing) {
-  const fs::path prefix = dir_.path() / "prefix";
-  fs::create_directories(prefix / "bin");
-  fs::create_directories(prefix / "lib" / "efcnet");
-  fs::copy_file(kBinary, prefix / "bin" / "efcnet");
-  const Result missing = run_shell(quoted((prefix / "bin" / "efcnet").string()) + " fuse --help");
+TEST_F(TwoExecutables, FindsEfcnetTorchBesideItselfAndNamesItWhenMissing) {
+  const fs::path bin = dir_.path() / "prefix" / "bin";
+  fs::create_directories(bin);
+  fs::copy_file(kBinary, bin / "efcnet");
+  const Result missing = run_shell(quoted((bin / "efcnet").string()) + " fuse --help");
   EXPECT_NE(missing.status, 0);
-  EXPECT_TRUE(contains(missing.err, (prefix / "bin" / "libefcnet_commands.so").string())) << missing.err;
-  EXPECT_TRUE(contains(missing.err, (prefix / "lib" / "efcnet" / "libefcnet_commands.so").string())) << missing.err;
+  EXPECT_TRUE(contains(missing.err, (bin / "efcnet-torch").string())) << missing.err;
 
-  fs::copy_file(kPlugin, prefix / "lib" / "efcnet" / "libefcnet_commands.so");
-  const Result installed = run_shell(quoted((prefix / "bin" / "efcnet").string()) + " fuse --help");
+  fs::copy_file(kTorchBinary, bin / "efcnet-torch");
+  const Result installed = run_shell(quoted((bin / "efcnet").string()) + " fuse --help");
   EXPECT_EQ(installed.status, 0) << installed.err;
   EXPECT_TRUE(contains(installed.out, "--anatomical-dir")) << installed.out;
 }
 
 }  // namespace
 
-// main() chooses OpenBLAS's kernels before it loads the plugin (and with it LibTorch and OpenBLAS),
+// efcnet chooses OpenBLAS's kernels before it runs efcnet-torch (which loads LibTorch and OpenBLAS),
 // so the LibTorch commands run with them: what OpenBLAS reports in `efcnet bench` is that choice.
-TEST_F(PluginCli, LibTorchCommandsRunWithTheBlasKernelsChosenForThisCpu) {
+TEST_F(TwoExecutables, LibTorchCommandsRunWithTheBlasKernelsChosenForThisCpu) {
   const Result r = run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json", "env -u OPENBLAS_CORETYPE");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto reported = nlohmann::json::parse(r.out)["blas_kernels"];
@@ -185,7 +181,7 @@ TEST_F(PluginCli, LibTorchCommandsRunWithTheBlasKernelsChosenForThisCpu) {
   EXPECT_EQ(reported.get<std::string>(), expected);
 }
 
-TEST_F(PluginCli, AnOpenBlasCoreTypeGivenByTheUserIsKept) {
+TEST_F(TwoExecutables, AnOpenBlasCoreTypeGivenByTheUserIsKept) {
   const Result r = run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json",
                        "OPENBLAS_CORETYPE=Prescott");
   ASSERT_EQ(r.status, 0) << r.err;
@@ -194,9 +190,26 @@ TEST_F(PluginCli, AnOpenBlasCoreTypeGivenByTheUserIsKept) {
   EXPECT_EQ(reported.get<std::string>(), "Prescott");
 }
 
+// The optimised/eager timing JSON of `efcnet bench`, printed into the suite's log
+// (ctest -V -R BenchJson): the command succeeds, the report is complete, and the optimised path
+// stays within the 1 level of the eager (reference) path that README and --help promise for float32.
+TEST_F(TwoExecutables, BenchJsonIsCompleteAndTheOptimisedPathWithinOneLevel) {
+  const Result r = run("bench --size 64 --pairs 1 --format json");
+  std::printf("%s\n", r.out.c_str());
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto report = nlohmann::json::parse(r.out);
+  ASSERT_EQ(report["runs"].size(), 1u);
+  const auto& run_64 = report["runs"][0];
+  ASSERT_FALSE(run_64.contains("error")) << run_64.dump();
+  ASSERT_TRUE(run_64["eager"].is_object()) << run_64.dump();
+  EXPECT_GT(run_64["seconds_per_pair"].get<double>(), 0.0);
+  EXPECT_GT(run_64["eager"]["speedup_networks"].get<double>(), 0.0);
+  EXPECT_LE(run_64["eager"]["max_level_difference"].get<int>(), 1);
+}
+
 // The bench report says which of oneDNN's own kernels the optimised path ran, and the switches
 // that turn them off do.
-TEST_F(PluginCli, BenchReportsTheOneDnnKernelsInUse) {
+TEST_F(TwoExecutables, BenchReportsTheOneDnnKernelsInUse) {
   const std::string bench = "bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json";
   const Result on = run(bench);
   ASSERT_EQ(on.status, 0) << on.err;

@@ -1,0 +1,40 @@
+// efcnet-torch: the LibTorch commands of `efcnet` (commands.h). The `efcnet` executable runs it with
+// its own arguments for these commands; run directly, it behaves the same.
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "efcnet/runtime.h"
+
+namespace efcnet::cli {
+
+void use_fusion_runtime(int threads, const std::string& device) {
+  set_threads(threads);
+  if (device == "cpu") keep_freed_memory_for_reuse();
+}
+
+}  // namespace efcnet::cli
+
+int main(int argc, char** argv) {
+  // `efcnet` chose OpenBLAS's kernels before running this; run directly, choose them here (and
+  // start again, because LibTorch has loaded OpenBLAS before main).
+  efcnet::reexec_with_blas_kernels(argv);
+
+  CLI::App app{efcnet::cli::kAppDescription, "efcnet"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", efcnet::cli::kVersion);
+  efcnet::cli::add_fuse_command(app);
+  efcnet::cli::add_train_command(app);
+  efcnet::cli::add_train_seem_command(app);
+  efcnet::cli::add_export_weights_command(app);
+  efcnet::cli::add_bench_command(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    return efcnet::cli::report_error(e.what());
+  }
+  return 0;
+}

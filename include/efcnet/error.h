@@ -1,0 +1,27 @@
+// The one base of every error the efcnet library throws (LibTorch-free).
+//
+// Each area has its own kind below Error (IoError, WeightsError, PickleError, FusionError,
+// TrainingError, MetricsError, OptionError); catching efcnet::Error catches them all. Messages are
+// one line that names the file (where there is one) and the problem, and speak of options, not of
+// command-line flags: the command line adds its flag names. LibTorch's own errors (c10::Error,
+// with their backtraces) are translated at the library's boundary and never reach a caller.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+
+namespace efcnet {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// An option or argument the library cannot use as given: an unknown device, a precision this CPU
+// lacks, an out-of-range size.
+class OptionError : public Error {
+ public:
+  using Error::Error;
+};
+
+}  // namespace efcnet

@@ -1,0 +1,59 @@
+// Process-wide settings: threads, the heap's policy, the BLAS kernels, and the CPU's features.
+//
+// The library never changes a process-wide setting by itself: constructing a Fuser or training
+// leaves threads, malloc and the environment as the program set them. A program opts in by calling
+// these, as the `efcnet` command does; a Python process or another host program keeps its own.
+// LibTorch-free declarations; set_threads() is defined in the LibTorch part (libefcnet).
+#pragma once
+
+#include <string>
+
+namespace efcnet {
+
+// ---- CPU features (probed once, cached) ----
+
+struct CpuFeatures {
+  bool avx2_fma = false;     // AVX2 and FMA: OpenBLAS's Haswell kernels
+  bool avx512 = false;       // AVX-512 F, CD, BW, DQ and VL: oneDNN's Winograd and bfloat16
+                             // convolutions, OpenBLAS's SkylakeX kernels
+  bool avx512_bf16 = false;  // native bfloat16 dot products (AVX512_BF16)
+  bool amx = false;          // AMX tiles (AMX-BF16), Intel Sapphire Rapids and later
+};
+const CpuFeatures& cpu_features();
+
+// ---- threads ----
+
+// Cores the system reports (std::thread::hardware_concurrency), at least 1.
+int core_count();
+
+// A thread-count option resolved: `requested` when positive, else core_count().
+int thread_count(int requested);
+
+// Sets LibTorch's intra-op threads to thread_count(threads). LibTorch's own default counts
+// physical cores through cpuinfo, which finds one on some 2-vCPU machines.
+void set_threads(int threads);
+
+// ---- heap ----
+
+// glibc malloc: large blocks come from the heap and freed memory is kept for reuse instead of
+// being unmapped and page-faulted in anew on the next forward pass (a 256² pair allocates several
+// GiB of short-lived tensors). Memory is returned to the OS at exit only.
+void keep_freed_memory_for_reuse();
+
+// ---- BLAS kernels ----
+
+// OpenBLAS picks its kernels from the CPU model when it is loaded, and a release older than the
+// CPU falls back to its generic SSE3 ("Prescott") kernels: Debian 12's OpenBLAS 0.3.21 does so on
+// Emerald Rapids Xeons, where every Linear layer then runs ~5x slower. Unless OPENBLAS_CORETYPE is
+// already set, this sets it from cpu_features() (SkylakeX with AVX-512, Haswell with AVX2 + FMA;
+// otherwise OpenBLAS's own choice stands). It only counts when called before OpenBLAS is loaded,
+// i.e. before LibTorch is. Returns the value in effect ("" when the choice is left to OpenBLAS).
+std::string select_blas_kernels();
+
+// For executables that load OpenBLAS before main (LibTorch and OpenCV link it): when
+// select_blas_kernels() changed the environment, runs this program again with it (execv of
+// /proc/self/exe), so that OpenBLAS starts with those kernels. Returns only if nothing changed or
+// the exec failed.
+void reexec_with_blas_kernels(char** argv);
+
+}  // namespace efcnet

@@ -1,0 +1,76 @@
+// The LibTorch-free half of runtime.h (set_threads is in src/model/inference.cpp).
+#include "efcnet/runtime.h"
+
+#include <malloc.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#endif
+
+namespace efcnet {
+namespace {
+
+constexpr const char* kCoreTypeVariable = "OPENBLAS_CORETYPE";
+
+CpuFeatures probe_cpu_features() {
+  CpuFeatures features;
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  __builtin_cpu_init();
+  features.avx2_fma = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  features.avx512 = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512cd") &&
+                    __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq") &&
+                    __builtin_cpu_supports("avx512vl");
+  features.avx512_bf16 = __builtin_cpu_supports("avx512bf16");
+  // GCC 12's __builtin_cpu_supports does not know AMX: CPUID leaf 7, EDX bit 22 (AMX-BF16).
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  if (__get_cpuid_max(0, nullptr) >= 7) {
+    __cpuid_count(7, 0, eax, ebx, ecx, edx);
+    features.amx = (edx >> 22) & 1u;
+  }
+#endif
+  return features;
+}
+
+const char* blas_kernels_for_this_cpu() {
+  const CpuFeatures& cpu = cpu_features();
+  if (cpu.avx512) return "SkylakeX";
+  if (cpu.avx2_fma) return "Haswell";
+  return nullptr;
+}
+
+bool is_set(const char* value) { return value != nullptr && *value != '\0'; }
+
+}  // namespace
+
+const CpuFeatures& cpu_features() {
+  static const CpuFeatures features = probe_cpu_features();
+  return features;
+}
+
+int core_count() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
+
+int thread_count(int requested) { return requested > 0 ? requested : core_count(); }
+
+void keep_freed_memory_for_reuse() {
+  mallopt(M_MMAP_MAX, 0);
+  mallopt(M_TRIM_THRESHOLD, -1);  // never give the heap's top back (the value is unsigned: max)
+}
+
+std::string select_blas_kernels() {
+  if (const char* current = std::getenv(kCoreTypeVariable); is_set(current)) return current;
+  const char* chosen = blas_kernels_for_this_cpu();
+  if (chosen == nullptr || setenv(kCoreTypeVariable, chosen, 1) != 0) return {};
+  return chosen;
+}
+
+void reexec_with_blas_kernels(char** argv) {
+  if (is_set(std::getenv(kCoreTypeVariable)) || select_blas_kernels().empty()) return;
+  execv("/proc/self/exe", argv);
+}
+
+}  // namespace efcnet
