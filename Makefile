@@ -8,7 +8,7 @@ FUZZ_SECONDS ?= 30
 
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps deps-build build run test test-unit test-asan fuzz bench clean
+.PHONY: all deps deps-build build build-tests run test test-unit test-asan fuzz bench clean
 
 all: build
 
@@ -18,14 +18,28 @@ deps-build:
 deps:
 	@scripts/install-deps
 
+# `make run` needs no test framework: a fresh build directory is configured without the tests
+# (one configured by `make test` keeps them).
 build: deps-build
-	@cmake -S . -B $(BUILD) $(CMAKE_FLAGS) -DEFCNET_TESTS=ON >/dev/null
+	@$(call configure,$(if $(wildcard $(BUILD)/CMakeCache.txt),,-DEFCNET_TESTS=OFF))
 	@cmake --build $(BUILD) -j $(JOBS)
+
+build-tests: deps
+	@$(call configure,-DEFCNET_TESTS=ON)
+	@cmake --build $(BUILD) -j $(JOBS)
+
+# cmake's log goes to $(BUILD)/configure.log; shown are its list of optional features, or all of it
+# when configuring fails.
+define configure
+mkdir -p $(BUILD) && cmake -S . -B $(BUILD) $(CMAKE_FLAGS) $(1) >$(BUILD)/configure.log 2>&1 \
+  || { cat $(BUILD)/configure.log; exit 1; }; \
+sed -n '/efcnet optional features/,/^-- Configuring done/p' $(BUILD)/configure.log | grep -v '^-- Configuring done' || true
+endef
 
 run: build
 	@scripts/run-demo $(BUILD) $(DEMO_DIR)
 
-test: deps build test-unit test-asan fuzz
+test: deps build-tests test-unit test-asan fuzz
 
 test-unit:
 	@cd $(BUILD) && ctest --output-on-failure -j $(JOBS)
@@ -41,9 +55,13 @@ fuzz:
 	@CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFCNET_TORCH=OFF -DEFCNET_TESTS=ON -DEFCNET_FUZZ=ON >/dev/null
 	@cmake --build $(BUILD)-fuzz -j $(JOBS) --target pickle_fuzz
 	@mkdir -p $(BUILD)-fuzz/corpus
-	@$(BUILD)-fuzz/tests/pickle_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus tests/fuzz/seeds 2>&1 | tail -n 5
+	@$(BUILD)-fuzz/tests/pickle_fuzz -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(BUILD)-fuzz/corpus \
+	   tests/fuzz/seeds >$(BUILD)-fuzz/fuzz.log 2>&1; status=$$?; \
+	 if [ $$status -eq 0 ]; then tail -n 5 $(BUILD)-fuzz/fuzz.log; \
+	 else tail -n 80 $(BUILD)-fuzz/fuzz.log; echo "fuzz: pickle_fuzz failed (exit $$status); crash input saved as crash-* in $$PWD" >&2; fi; \
+	 exit $$status
 
-bench: build
+bench: build-tests
 	@for b in $(BUILD)/tests/*_bench; do $$b --benchmark_format=json; done
 
 clean:

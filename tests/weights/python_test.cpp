@@ -8,6 +8,7 @@
 #include <string>
 
 #include "efcnet/weights.h"
+#include "support/required.h"
 #include "support/temp_dir.h"
 #include "weights/archive_support.h"
 
@@ -30,7 +31,7 @@ bool python_torch_available() {
 #define REQUIRE_PYTHON_TORCH()                                                             \
   do {                                                                                     \
     if (!python_torch_available())                                                         \
-      GTEST_SKIP() << kPython                                                              \
+      EFCNET_SKIP_UNLESS_CI() << kPython                                                              \
                    << " cannot import torch (with torch.load(weights_only=...)); skipped"; \
   } while (0)
 
