@@ -318,17 +318,24 @@ TEST_F(FuseCli, FuseKilledAtAnyMomentLeavesNothingOrTheWholeOutput) {
   REQUIRE_WEIGHTS();
   const Phantom p = small_pair(PhantomKind::spect);
   const std::string a = write("a.png", p.anatomical), f = write("f.png", p.functional);
+  const auto start = std::chrono::steady_clock::now();
   const Result complete = run(single_args(a, f, dir_ / "complete.png"));
+  const auto whole_run = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   ASSERT_EQ(complete.status, 0) << complete.err;
   const std::string expected = slurp(dir_ / "complete.png");
 
   // The kills must straddle the moment the output appears (some before it, some after), or they
-  // prove nothing about the write: kills that all missed are retried over a finer, wider range.
+  // prove nothing about the write. They are spread over the time a whole run took; when they all
+  // missed on one side (a machine busier or quieter than during that run), they are retried later
+  // or earlier.
   int killed_before = 0, killed_after = 0;
-  std::vector<int> delays{50, 200, 400, 700, 1000, 1500};
+  std::vector<int> delays;
+  for (const double fraction : {0.05, 0.3, 0.6, 0.8, 0.9, 1.0, 1.1, 1.4}) {
+    delays.push_back(static_cast<int>(fraction * static_cast<double>(whole_run.count())));
+  }
   for (int attempt = 0; attempt < 3 && (killed_before == 0 || killed_after == 0); ++attempt) {
     if (attempt > 0) {
-      for (int& delay : delays) delay = killed_before == 0 ? delay * 2 : delay / 2;
+      for (int& delay : delays) delay = killed_after == 0 ? delay * 2 : delay / 2;  // all too early: later; all too late: earlier
     }
     for (const int delay_ms : delays) {
       const std::string out = dir_ / ("killed" + std::to_string(attempt) + "_" + std::to_string(delay_ms) + ".png");
