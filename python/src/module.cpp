@@ -401,6 +401,15 @@ Each array is stored in its own dtype (float32, float16, float64, int64, int32 o
 raise TypeError), in the dict's order. The file is written atomically (temporary file + rename):
 readers see the old file or the complete new one. Problems raise efcnet.Error naming the path.)");
 
+  m.def("keep_freed_memory_for_reuse", &efcnet::keep_freed_memory_for_reuse,
+        R"(Opt-in, for the whole process and for good: glibc's malloc keeps freed memory for reuse.
+
+The networks and the metrics allocate and free image-sized buffers all the time; by default glibc
+maps large blocks afresh and returns freed memory to the system, and refilling those pages costs
+more than the metrics themselves (efcnet.evaluate on a 256x256 triple: about 5x faster with
+this, python/benchmarks/evaluate_bench.py). The price: memory is returned to the system only when
+the process ends. The efcnet command does this for its own process; the package never does it
+unless called.)");
   m.def(
       "read_anatomical",
       [](const std::filesystem::path& path) {
