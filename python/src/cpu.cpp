@@ -1,8 +1,8 @@
 // efcnet._cpu: what the package needs before LibTorch (and with it OpenBLAS) is loaded. Links
-// neither: only the library's OpenBLAS kernel choice (src/io/blas.cpp).
+// neither: only the library's OpenBLAS kernel choice (src/io/runtime.cpp, LibTorch-free).
 #include <pybind11/pybind11.h>
 
-#include "efcnet/blas.h"
+#include "efcnet/runtime.h"
 
 PYBIND11_MODULE(_cpu, m) {
   m.doc() = "The OpenBLAS kernel choice, made before efcnet._efcnet loads OpenBLAS.";

@@ -2,7 +2,6 @@
 // Bindings only: every computation is the library's. The GIL is released while the networks,
 // the metrics and the weights reader run; library errors become efcnet.Error, bad arrays
 // TypeError/ValueError.
-#include <ATen/Parallel.h>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -18,13 +17,13 @@
 
 #include "arrays.h"
 #include "efcnet/default_weights.h"
+#include "efcnet/error.h"
 #include "efcnet/image.h"
-#include "efcnet/inference.h"
+#include "efcnet/inference_options.h"
 #include "efcnet/metrics.h"
 #include "efcnet/pipeline.h"
-#include "efcnet/train.h"
+#include "efcnet/runtime.h"
 #include "efcnet/weights.h"
-#include "efcnet/weights_records.h"
 
 namespace efcnet::python {
 namespace {
@@ -36,27 +35,12 @@ using metrics::kMetricNames;
 // efcnet.Error, created in the module init.
 PyObject* error_type = nullptr;
 
-// Translates the library's exceptions into efcnet.Error with their one-line messages.
-// (Until every library error derives from one base class, each is listed.)
+// Every library error (efcnet::Error and its kinds) becomes efcnet.Error with its one-line message.
 void translate_library_errors(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
-  } catch (const IoError& e) {
+  } catch (const Error& e) {
     PyErr_SetString(error_type, e.what());
-  } catch (const WeightsError& e) {
-    PyErr_SetString(error_type, e.what());
-  } catch (const PickleError& e) {
-    PyErr_SetString(error_type, e.what());
-  } catch (const FusionError& e) {
-    PyErr_SetString(error_type, e.what());
-  } catch (const TrainingError& e) {
-    PyErr_SetString(error_type, e.what());
-  } catch (const metrics::MetricsError& e) {
-    PyErr_SetString(error_type, e.what());
-  } catch (const c10::Error& e) {
-    // LibTorch's own (a device that is not there, ...): its first line, without the C++ backtrace.
-    const std::string message = e.what_without_backtrace();
-    PyErr_SetString(error_type, message.substr(0, message.find('\n')).c_str());
   }
 }
 
@@ -83,13 +67,12 @@ class PyFuser {
     options.weights = resolve_weights(kNetworkWeights, weights ? weights->string() : "", "weights=");
     options.seem_weights = resolve_weights(kSeemWeights, seem_weights ? seem_weights->string() : "", "seem_weights=");
     options.device = device;
-    // The library's Fuser sets LibTorch's threads from options.threads (0: all cores); passing
-    // the current count leaves the process setting alone unless the caller asked for a number.
-    options.threads = threads > 0 ? threads : at::get_num_threads();
-    options.bfloat16 = parse_precision(precision) == Precision::bfloat16;
+    options.inference.precision = parse_precision(precision);
     weights_ = options.weights;
     seem_weights_ = options.seem_weights;
     py::gil_scoped_release release;
+    // A process setting, changed only because the caller asked for a number.
+    if (threads > 0) set_threads(threads);
     fuser_ = std::make_unique<Fuser>(options);
   }
 
