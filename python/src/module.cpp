@@ -298,7 +298,8 @@ PYBIND11_MODULE(_efcnet, m) {
   py::class_<PyFuser> fuser(m, "Fuser", R"(Fuser(weights=None, seem_weights=None, device="cpu", threads=0, precision="float32")
 
 Loads the fusion network and its edge module (SEEM) once, prepared for inference, and fuses
-any number of anatomical/functional pairs with them, exactly as `efcnet fuse` does.
+any number of anatomical/functional pairs with them, exactly as `efcnet fuse` does (byte for byte
+with as many threads; a few pixels can differ by a level between thread counts).
 
 weights, seem_weights: .pth state dicts (str or os.PathLike). When None, the same lookup as the
     efcnet command: $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS, else the shipped efcnet_default.pth /

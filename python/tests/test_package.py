@@ -100,3 +100,62 @@ def test_a_kernel_choice_already_made_is_kept():
     chosen, in_use = run_probe(environment)
     assert chosen == "Prescott"
     assert in_use in ("Prescott", "not-openblas")
+
+
+HEAP_PROBE = """
+import ctypes, sys
+import efcnet
+libc = ctypes.CDLL("libc.so.6")
+class MallInfo2(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+libc.mallinfo2.restype = MallInfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+if sys.argv[1] == "fuser":
+    efcnet.Fuser(sys.argv[2], sys.argv[3])
+elif sys.argv[1] == "opt-in":
+    efcnet.keep_freed_memory_for_reuse()
+before = libc.mallinfo2().fordblks
+libc.free(libc.malloc(64 << 20))
+print((libc.mallinfo2().fordblks - before) >> 20)  # MiB of the freed block the heap kept
+"""
+
+
+def kept_mib(*args):
+    result = subprocess.run([sys.executable, "-c", HEAP_PROBE, *map(str, args)], capture_output=True, text=True,
+                            check=True)
+    return int(result.stdout)
+
+
+def test_the_heap_policy_changes_only_when_asked(golden):
+    from conftest import NETWORK_WEIGHTS, SEEM_WEIGHTS
+
+    assert kept_mib("none") < 16  # glibc's default: a block this large is unmapped when freed
+    assert kept_mib("fuser", NETWORK_WEIGHTS, SEEM_WEIGHTS) < 16  # creating a Fuser changes nothing
+    assert kept_mib("opt-in") >= 64
+
+
+THREADS_PROBE = """
+import sys
+import torch  # the same LibTorch (libtorch_cpu.so) as efcnet's
+import efcnet
+torch.set_num_threads(1)
+efcnet.Fuser(sys.argv[1], sys.argv[2])
+after_default = torch.get_num_threads()
+efcnet.Fuser(sys.argv[1], sys.argv[2], threads=3)
+print(after_default, torch.get_num_threads())
+"""
+
+
+def test_threads_change_only_when_a_number_is_given(golden):
+    from conftest import NETWORK_WEIGHTS, SEEM_WEIGHTS, require
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        require(False, "python3-torch is missing: LibTorch's thread count is read through it")
+    result = subprocess.run([sys.executable, "-c", THREADS_PROBE, str(NETWORK_WEIGHTS), str(SEEM_WEIGHTS)],
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.split() == ["1", "3"]
