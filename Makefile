@@ -1,6 +1,7 @@
 # efcnet: two commands on a fresh Debian machine
 #   make run    installs what is missing, builds, fuses the built-in demo phantom
 #   make test   installs what is missing, builds, runs the whole suite (unit, parity, sanitizers, fuzz)
+#   make install-python   builds the Python package and installs it into the system Python's dist-packages
 BUILD      ?= build
 JOBS       ?= $(shell nproc)
 DEMO_DIR   ?= $(BUILD)/demo
@@ -8,7 +9,7 @@ FUZZ_SECONDS ?= 30
 
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps deps-build build build-tests run test test-unit test-asan fuzz bench clean
+.PHONY: all deps deps-build build build-tests run install-python test test-unit test-asan fuzz bench clean
 
 all: build
 
@@ -38,6 +39,13 @@ endef
 
 run: build
 	@scripts/run-demo $(BUILD) $(DEMO_DIR)
+
+# `import efcnet` for the system python3 (Debian packages only): builds just the module and installs
+# the python component (the package, its stubs and the default weights) into its dist-packages.
+install-python: deps-build
+	@$(call configure,$(if $(wildcard $(BUILD)/CMakeCache.txt),,-DEFCNET_TESTS=OFF))
+	@cmake --build $(BUILD) -j $(JOBS) --target efcnet_python efcnet_python_cpu
+	@$(if $(filter 0,$(shell id -u)),,sudo) cmake --install $(BUILD) --component python
 
 test: deps build-tests test-unit test-asan fuzz
 

@@ -15,6 +15,8 @@
 
 #include <CLI/CLI.hpp>
 
+#include "efcnet/default_weights.h"
+
 namespace efcnet::cli {
 
 struct CommandSummary {
@@ -68,5 +70,11 @@ inline constexpr const char* kVersion = "efcnet 0.1.0";
 inline constexpr const char* kAppDescription =
     "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"
     "(SPECT, PET, GFP) into one image that keeps the anatomy's detail and the functional colour.";
+
+// --help text for a weights option: where the file comes from when the option is not given.
+inline std::string weights_lookup_help(const WeightsSpec& spec) {
+  return "Weights of the " + spec.what + " (.pth state dict); default: $" + spec.env + ", else the shipped " +
+         spec.default_file + " (see below)";
+}
 
 }  // namespace efcnet::cli

@@ -13,7 +13,7 @@
 
 #include "bounded_queue.h"
 #include "commands.h"
-#include "default_weights.h"
+#include "efcnet/default_weights.h"
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
@@ -24,7 +24,6 @@ namespace {
 
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
-
 
 struct FuseSettings {
   std::string anatomical, functional, output;
@@ -65,8 +64,8 @@ using PairFusion = std::function<cv::Mat(const cv::Mat& anatomical, const cv::Ma
 
 FuserOptions fuser_options(const FuseSettings& s) {
   FuserOptions options;
-  options.weights = resolve_weights(kNetworkWeights, s.weights);
-  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights);
+  options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
+  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
   options.device = s.device;
   options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
   return options;

@@ -7,14 +7,13 @@
 #include <tuple>
 
 #include "commands.h"
-#include "default_weights.h"
+#include "efcnet/default_weights.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "rank_launcher.h"
 
 namespace efcnet::cli {
 namespace {
-
 
 struct CommonSettings {
   std::string crop;
@@ -229,7 +228,7 @@ void add_train_command(CLI::App& app) {
       ->group("Distributed (data-parallel; see README \"Distributed training\")");
   command->callback([options, settings] {
     apply_common(*options, *settings);
-    options->seem_weights = resolve_weights(kSeemWeights, options->seem_weights);
+    options->seem_weights = resolve_weights(kSeemWeights, options->seem_weights, "--seem-weights");
     train_or_launch(*options, *settings, [](const NetworkTrainOptions& o) { return train_network(o); });
   });
 }

@@ -45,6 +45,10 @@ class MetricsError : public Error {
 // and messages of read_functional in image.h).
 cv::Mat read_grey(const std::string& path);
 
+// The conversion read_grey applies to a decoded image: CV_8UC3 (BGR) through COLOR_BGR2GRAY in
+// float, rounded half to even; CV_8UC1 as it is. Throws MetricsError for any other type.
+cv::Mat to_grey(const cv::Mat& image);
+
 // All twelve metrics at once; shares the passes the metrics have in common.
 FusionMetrics evaluate_fusion(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F);
 

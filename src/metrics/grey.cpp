@@ -45,7 +45,13 @@ cv::Mat read_grey(const std::string& path) {
   } catch (const IoError& e) {
     throw MetricsError(e.what());
   }
-  if (image.channels() == 1) return image;
+  return to_grey(image);
+}
+
+cv::Mat to_grey(const cv::Mat& image) {
+  if (image.type() == CV_8UC1) return image;
+  if (image.type() != CV_8UC3)
+    throw MetricsError("expected an 8-bit grey or 3-channel BGR image");
   // The evaluator converts in float (cv2 on a float32 array) and rounds with np.round, i.e. half
   // to even; OpenCV's float->8U conversion rounds the same way. Converting the 8-bit image
   // directly would use OpenCV's fixed-point weights, which differ from these on some colours.

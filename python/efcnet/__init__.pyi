@@ -1,0 +1,50 @@
+# Type hints for the efcnet package (the functions are compiled; see their docstrings).
+import os
+from typing import Dict, Literal, Mapping, Optional, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+from . import metrics as metrics
+
+__version__: str
+
+_Path = Union[str, os.PathLike[str]]
+_Order = Literal["rgb", "bgr"]
+_Image = npt.NDArray[np.uint8]
+
+class Error(RuntimeError): ...
+
+class Fuser:
+    def __init__(
+        self,
+        weights: Optional[_Path] = None,
+        seem_weights: Optional[_Path] = None,
+        device: str = "cpu",
+        threads: int = 0,
+        precision: Literal["float32", "bfloat16"] = "float32",
+    ) -> None: ...
+    def fuse(self, anatomical: _Image, functional: _Image, order: _Order = "rgb") -> _Image: ...
+    @property
+    def weights(self) -> str: ...
+    @property
+    def seem_weights(self) -> str: ...
+    @property
+    def device(self) -> str: ...
+    @property
+    def precision(self) -> str: ...
+
+def evaluate(
+    anatomical: npt.NDArray[Union[np.uint8, np.float32, np.float64]],
+    functional: npt.NDArray[Union[np.uint8, np.float32, np.float64]],
+    fused: npt.NDArray[Union[np.uint8, np.float32, np.float64]],
+    order: _Order = "rgb",
+) -> Dict[str, float]: ...
+def keep_freed_memory_for_reuse() -> None: ...
+def load_state_dict(path: _Path) -> Dict[str, npt.NDArray[np.generic]]: ...
+def save_state_dict(state_dict: Mapping[str, npt.NDArray[np.generic]], path: _Path) -> None: ...
+def read_anatomical(path: _Path) -> _Image: ...
+def read_functional(path: _Path, order: _Order = "rgb") -> _Image: ...
+def phantom(
+    size: int = 256, kind: Literal["spect", "pet", "ct", "gfp"] = "spect", order: _Order = "rgb"
+) -> Tuple[_Image, _Image]: ...
