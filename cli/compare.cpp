@@ -5,7 +5,6 @@
 #include <map>
 #include <set>
 #include <stdexcept>
-#include <utility>
 
 #include "efcnet/error.h"
 #include "efcnet/image.h"
@@ -64,12 +63,12 @@ ResultFiles find_results(const MethodSpec& method, const std::string& anatomical
   return files;
 }
 
-// The evaluator's grey reading of a fused file, checked against the pair's size.
-cv::Mat read_fused_grey(const std::string& path, const cv::Size& size) {
+// The evaluator's grey reading of a fused file, checked against the size of the pair's inputs.
+cv::Mat read_fused_grey(const std::string& path, const cv::Mat& input) {
   cv::Mat grey = metrics::read_grey(path);
-  if (grey.size() != size) {
-    throw IoError(path + " (" + size_text(grey) + ") differs in size from the pair's inputs (" +
-                  size_text(cv::Mat(size, CV_8U)) + ")");
+  if (grey.size() != input.size()) {
+    throw IoError(path + " (" + size_text(grey) + ") differs in size from the pair's inputs (" + size_text(input) +
+                  ")");
   }
   return grey;
 }
@@ -232,9 +231,9 @@ Comparison run_comparison(const std::string& anatomical_dir, const std::string& 
           fused_path = (out / outcome.picture).string();
           write_image_atomic(fused_path, fused);
           // Scored from the file as written, exactly as `efcnet evaluate` would read it.
-          fused_grey = read_fused_grey(fused_path, in.anatomical.size());
+          fused_grey = read_fused_grey(fused_path, in.anatomical);
         } else {
-          fused_grey = read_fused_grey(fused_path, in.anatomical.size());
+          fused_grey = read_fused_grey(fused_path, in.anatomical);
           const std::string picture = picture_path("pictures/" + method.name, pair.name);
           write_image_atomic((out / picture).string(), read_functional(fused_path));
           outcome.picture = picture;

@@ -153,6 +153,7 @@ dl.notes { display: grid; grid-template-columns: max-content 1fr; gap: 2px 12px;
 dl.notes dt { font-weight: bold; }
 dl.notes dd { margin: 0; color: #444; }
 .charts { display: flex; flex-wrap: wrap; gap: 18px 28px; }
+.chart { margin: 0; }
 .chart figcaption { font-weight: bold; margin-bottom: 2px; }
 .chart svg { display: block; }
 .problems li { color: #a11; }
