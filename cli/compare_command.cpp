@@ -173,8 +173,7 @@ then the shipped efcnet_default.pth / seem_default.pth (see `efcnet fuse --help`
 
 void add_compare_command(CLI::App& app) {
   auto settings = std::make_shared<CompareSettings>();
-  CLI::App* cmd = app.add_subcommand(
-      "compare", "Score efcnet, the baselines and other methods' results on one dataset; write an HTML report");
+  CLI::App* cmd = add_torch_subcommand(app, "compare");
   cmd->footer(kFooter);
   cmd->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images (MRI, CT, ...)")
       ->required();
