@@ -127,17 +127,6 @@ class CompareCli : public ::testing::Test {
 TempDir* CompareCli::dir_ = nullptr;
 Result* CompareCli::run_ = nullptr;
 
-TEST_F(CompareCli, HelpExplainsEveryOption) {
-  const Result r = efcnet::testing::run_command(quoted(kBinary) + " compare --help", dir());
-  EXPECT_EQ(r.status, 0);
-  for (const char* text : {"--anatomical-dir", "--functional-dir", "--output-dir", "--method", "NAME=DIR", "--no-efcnet",
-                           "--no-baselines", "--weights", "--seem-weights", "--threads", "--overwrite", "report.html",
-                           "scores.csv", "scores.json", "y-average", "y-max", "stem", "missing", "atomically",
-                           "efcnet evaluate", "exit status is 1"}) {
-    EXPECT_TRUE(contains(r.out, text)) << "compare --help lacks '" << text << "'";
-  }
-}
-
 TEST_F(CompareCli, MissingAndCorruptResultsAreNamedAndTheRestIsReported) {
   EXPECT_EQ(run().status, 1) << run().err;
   EXPECT_TRUE(contains(run().err, "missing: partial: pet64")) << run().err;
@@ -331,35 +320,59 @@ TEST_F(CompareCli, BrowserShowsEveryMethodAndEveryPicture) {
   }
 }
 
-TEST_F(CompareCli, AnExistingReportIsKeptWithoutOverwrite) {
-  const std::string before = slurp(dir() / "R/report.html");
-  const Result r = efcnet::testing::run_command(quoted(kBinary) + " compare --no-efcnet --anatomical-dir " +
-                                                    quoted(dir() / "A") + " --functional-dir " + quoted(dir() / "F") +
-                                                    " --output-dir " + quoted(dir() / "R"),
-                                                dir());
-  EXPECT_EQ(r.status, 1);
-  EXPECT_TRUE(contains(r.err, "already exists")) << r.err;
-  EXPECT_EQ(slurp(dir() / "R/report.html"), before);
+// ---- what needs no comparison ----
+
+// Command lines refused before anything is fused, in a directory of their own.
+class CompareOptions : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    for (const char* sub : {"A", "F", "results"}) fs::create_directories(dir_ / sub);
+  }
+  Result compare(const std::string& args) {
+    return efcnet::testing::run_command(quoted(kBinary) + " compare --anatomical-dir " + quoted(dir_ / "A") +
+                                            " --functional-dir " + quoted(dir_ / "F") + " " + args,
+                                        dir_);
+  }
+  TempDir dir_;
+};
+
+TEST_F(CompareOptions, HelpExplainsEveryOption) {
+  const Result r = efcnet::testing::run_command(quoted(kBinary) + " compare --help", dir_);
+  EXPECT_EQ(r.status, 0);
+  for (const char* text : {"--anatomical-dir", "--functional-dir", "--output-dir", "--method", "NAME=DIR", "--no-efcnet",
+                           "--no-baselines", "--weights", "--seem-weights", "--threads", "--overwrite", "report.html",
+                           "scores.csv", "scores.json", "y-average", "y-max", "stem", "missing", "atomically",
+                           "efcnet evaluate", "exit status is 1"}) {
+    EXPECT_TRUE(contains(r.out, text)) << "compare --help lacks '" << text << "'";
+  }
 }
 
-TEST_F(CompareCli, UnusableMethodsAreRefusedBeforeAnyWork) {
-  const std::string inputs = " --anatomical-dir " + quoted(dir() / "A") + " --functional-dir " + quoted(dir() / "F");
-  const std::string out = " --output-dir " + quoted(dir() / "refused");
+TEST_F(CompareOptions, AnExistingReportIsKeptWithoutOverwrite) {
+  fs::create_directories(dir_ / "R");
+  std::ofstream(dir_ / "R/report.html") << "an earlier report";
+  const Result r = compare("--no-efcnet --output-dir " + quoted(dir_ / "R"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.err, (dir_ / "R/report.html") + ": already exists (pass --overwrite")) << r.err;
+  EXPECT_EQ(slurp(dir_ / "R/report.html"), "an earlier report");
+  EXPECT_EQ(efcnet::testing::list_dir(dir_ / "R").size(), 1u);
+}
+
+TEST_F(CompareOptions, UnusableMethodsAreRefusedBeforeAnyWork) {
+  const std::string out = "--output-dir " + quoted(dir_ / "refused") + " ";
   for (const auto& [args, message] : std::vector<std::pair<std::string, std::string>>{
-           {"--method 'bad name=" + (dir() / "clean") + "'", "letters, digits"},
-           {"--method y-max=" + quoted(dir() / "clean"), "already a method"},
-           {"--method nowhere=" + quoted(dir() / "none"), "not a directory"},
-           {"--method clean", "NAME=DIR"},
-           {"--no-baselines", "no methods"}}) {
-    const Result r = efcnet::testing::run_command(quoted(kBinary) + " compare --no-efcnet" + inputs + out + " " + args, dir());
+           {"--method 'bad name=" + (dir_ / "results") + "'", "letters, digits"},
+           {"--method y-max=" + quoted(dir_ / "results"), "already a method"},
+           {"--method r=" + quoted(dir_ / "results") + " --method r=" + quoted(dir_ / "results"), "already a method"},
+           {"--method nowhere=" + quoted(dir_ / "none"), "not a directory"},
+           {"--method results", "NAME=DIR"},
+           {"--no-baselines", "no methods"},
+           {"--weights " + quoted(dir_ / "w.pth"), "which --no-efcnet leaves out"}}) {
+    const Result r = compare("--no-efcnet " + out + args);
     EXPECT_EQ(r.status, 1) << args;
     EXPECT_TRUE(contains(r.err, message)) << args << ": " << r.err;
   }
-  EXPECT_FALSE(fs::exists(dir() / "refused"));
-  const Result same = efcnet::testing::run_command(
-      quoted(kBinary) + " compare --no-efcnet" + inputs + " --output-dir " + quoted(dir() / "clean") +
-          " --method clean=" + quoted(dir() / "clean"),
-      dir());
+  EXPECT_FALSE(fs::exists(dir_ / "refused"));
+  const Result same = compare("--no-efcnet --output-dir " + quoted(dir_ / "results") + " --method r=" + quoted(dir_ / "results"));
   EXPECT_EQ(same.status, 1);
   EXPECT_TRUE(contains(same.err, "is an input directory")) << same.err;
 }
