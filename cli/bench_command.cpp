@@ -101,15 +101,6 @@ json load_average() {
   return nullptr;
 }
 
-std::string cpu_model() {
-  std::ifstream in("/proc/cpuinfo");
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
-  }
-  return "unknown";
-}
-
 
 // The weights to time: the given files, or seeded random ones written to `dir` (BatchNorm
 // statistics made non-trivial by one training-mode pass, so folding is not a no-op).

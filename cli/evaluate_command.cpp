@@ -5,8 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
-#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -26,6 +24,7 @@
 #include "efcnet/metrics.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
+#include "metrics_output.h"
 
 namespace efcnet::cli {
 namespace {
@@ -73,31 +72,6 @@ FusionMetrics score(const Triple& t) {
 
 // ---- output ----
 
-// Shortest text that reads back to the same double; "nan" (whatever its sign bit) and "inf" for
-// the degenerate cases.
-std::string number_text(double value) {
-  if (std::isnan(value)) return "nan";
-  char buf[32];
-  const auto result = std::to_chars(buf, buf + sizeof buf, value);
-  return std::string(buf, result.ptr);
-}
-
-std::string table_cell(double value) {
-  if (std::isnan(value)) return "nan";
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.4f", value);
-  return buf;
-}
-
-// Keys in the evaluator's column order; NaN and inf have no JSON form and are written as null.
-Json metrics_json(const FusionMetrics& m, const std::string& file = "") {
-  Json object = Json::object();
-  if (!file.empty()) object["file"] = file;
-  for (std::size_t i = 0; i < kMetricNames.size(); ++i)
-    object[kMetricNames[i]] = std::isfinite(m[i]) ? Json(m[i]) : Json();
-  return object;
-}
-
 void print_single(const FusionMetrics& m, const std::string& format) {
   if (format == "json") {
     std::printf("%s\n", metrics_json(m).dump(2).c_str());
@@ -112,18 +86,10 @@ struct Scored {
   FusionMetrics metrics;
 };
 
-FusionMetrics mean_of(const std::vector<Scored>& rows) {
-  FusionMetrics mean;
-  for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
-    double total = 0;
-    for (const Scored& row : rows) total += row.metrics[i];
-    mean[i] = total / static_cast<double>(rows.size());
-  }
-  return mean;
-}
-
 void print_batch(const std::vector<Scored>& rows, const std::string& format) {
-  const FusionMetrics mean = mean_of(rows);
+  std::vector<FusionMetrics> scores;
+  for (const Scored& row : rows) scores.push_back(row.metrics);
+  const FusionMetrics mean = metrics::mean_metrics(scores);
   if (format == "json") {
     Json files = Json::array();
     for (const Scored& row : rows) files.push_back(metrics_json(row.metrics, row.name));

@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   efcnet::cli::add_train_seem_command(app);
   efcnet::cli::add_export_weights_command(app);
   efcnet::cli::add_bench_command(app);
+  efcnet::cli::add_compare_command(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
@@ -21,6 +22,12 @@ namespace efcnet::metrics {
 // The evaluator's column order; also the order of FusionMetrics' members.
 inline constexpr std::array<const char*, 12> kMetricNames = {
     "EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "MSE"};
+
+// Which way each metric is better, in kMetricNames order: higher for all but MSE.
+enum class Better { higher, lower };
+inline constexpr std::array<Better, kMetricNames.size()> kMetricBetter = {
+    Better::higher, Better::higher, Better::higher, Better::higher, Better::higher, Better::higher,
+    Better::higher, Better::higher, Better::higher, Better::higher, Better::higher, Better::lower};
 
 // Degenerate inputs give what the evaluator gives: NaN for a correlation with a constant image
 // (SCD, CC), +inf PSNR when F equals both inputs.
@@ -51,6 +58,10 @@ cv::Mat to_grey(const cv::Mat& image);
 
 // All twelve metrics at once; shares the passes the metrics have in common.
 FusionMetrics evaluate_fusion(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F);
+
+// Each metric's mean over `rows`, summed in their order (a NaN or inf in a column makes that mean
+// NaN or inf, as NumPy's mean does). Throws MetricsError when `rows` is empty.
+FusionMetrics mean_metrics(const std::vector<FusionMetrics>& rows);
 
 // Single-metric entry points (each validates its inputs).
 double entropy(const cv::Mat& F);                  // EN, bits

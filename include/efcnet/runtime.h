@@ -21,6 +21,9 @@ struct CpuFeatures {
 };
 const CpuFeatures& cpu_features();
 
+// The CPU's model name as /proc/cpuinfo gives it ("unknown" where it does not), for reports.
+std::string cpu_model();
+
 // ---- threads ----
 
 // Cores the system reports (std::thread::hardware_concurrency), at least 1.

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <fstream>
 #include <thread>
 
 #if defined(__x86_64__)
@@ -50,6 +51,15 @@ bool is_set(const char* value) { return value != nullptr && *value != '\0'; }
 const CpuFeatures& cpu_features() {
   static const CpuFeatures features = probe_cpu_features();
   return features;
+}
+
+std::string cpu_model() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) return line.substr(line.find(':') + 2);
+  }
+  return "unknown";
 }
 
 int core_count() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }

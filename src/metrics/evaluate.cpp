@@ -24,4 +24,15 @@ FusionMetrics evaluate_fusion(const cv::Mat& A, const cv::Mat& B, const cv::Mat&
   return m;
 }
 
+FusionMetrics mean_metrics(const std::vector<FusionMetrics>& rows) {
+  if (rows.empty()) throw MetricsError("mean of no scores");
+  FusionMetrics mean;
+  for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
+    double total = 0;
+    for (const FusionMetrics& row : rows) total += row[i];
+    mean[i] = total / static_cast<double>(rows.size());
+  }
+  return mean;
+}
+
 }  // namespace efcnet::metrics
