@@ -1,6 +1,7 @@
 #include "commands.h"
 
 #include <cstdio>
+#include <exception>
 #include <stdexcept>
 
 namespace efcnet::cli {
@@ -22,6 +23,19 @@ CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name) {
 int report_error(const char* message) {
   std::fprintf(stderr, "efcnet: error: %s\n", message);
   return 1;
+}
+
+int run_app(CLI::App& app, int argc, char** argv) {
+  app.require_subcommand(1);
+  app.set_version_flag("--version", kVersion);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const std::exception& e) {
+    return report_error(e.what());
+  }
+  return 0;
 }
 
 }  // namespace efcnet::cli

@@ -70,6 +70,11 @@ void use_fusion_runtime(int threads, const std::string& device);
 // What both executables print for an error that ends a command: "efcnet: error: <message>".
 int report_error(const char* message);
 
+// Both executables' main: parses the command line into `app` (one subcommand required, --version)
+// and runs the chosen command; returns the exit status (CLI11's for a parse error, 1 with
+// report_error for anything the command throws).
+int run_app(CLI::App& app, int argc, char** argv);
+
 inline constexpr const char* kVersion = "efcnet 0.1.0";
 inline constexpr const char* kAppDescription =
     "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"

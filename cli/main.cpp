@@ -7,7 +7,6 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
-#include <exception>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -71,20 +70,11 @@ int main(int argc, char** argv) {
   if (!torch_command_of(argc, argv).empty()) return run_torch_command(argv);
 
   CLI::App app{efcnet::cli::kAppDescription, "efcnet"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", efcnet::cli::kVersion);
   // Listed in --help; a command line naming one never gets here.
   for (const efcnet::cli::CommandSummary& command : efcnet::cli::kTorchCommands) {
     app.add_subcommand(command.name, command.description);
   }
   efcnet::cli::add_evaluate_command(app);
   efcnet::cli::add_phantom_command(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const std::exception& e) {
-    return efcnet::cli::report_error(e.what());
-  }
-  return 0;
+  return efcnet::cli::run_app(app, argc, argv);
 }

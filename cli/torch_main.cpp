@@ -1,6 +1,5 @@
 // efcnet-torch: the LibTorch commands of `efcnet` (commands.h). The `efcnet` executable runs it with
 // its own arguments for these commands; run directly, it behaves the same.
-#include <exception>
 
 #include <CLI/CLI.hpp>
 
@@ -22,20 +21,11 @@ int main(int argc, char** argv) {
   efcnet::reexec_with_blas_kernels(argv);
 
   CLI::App app{efcnet::cli::kAppDescription, "efcnet"};
-  app.require_subcommand(1);
-  app.set_version_flag("--version", efcnet::cli::kVersion);
   efcnet::cli::add_fuse_command(app);
   efcnet::cli::add_train_command(app);
   efcnet::cli::add_train_seem_command(app);
   efcnet::cli::add_export_weights_command(app);
   efcnet::cli::add_bench_command(app);
   efcnet::cli::add_compare_command(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  } catch (const std::exception& e) {
-    return efcnet::cli::report_error(e.what());
-  }
-  return 0;
+  return efcnet::cli::run_app(app, argc, argv);
 }
