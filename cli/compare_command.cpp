@@ -13,7 +13,7 @@
 #include "commands.h"
 #include "compare.h"
 #include "compare_report.h"
-#include "default_weights.h"
+#include "efcnet/default_weights.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/runtime.h"
 
@@ -99,8 +99,8 @@ void compare(const CompareSettings& s) {
   std::vector<MethodSpec> methods;
   if (!s.no_efcnet) {
     FuserOptions options;
-    options.weights = context.weights = resolve_weights(kNetworkWeights, s.weights);
-    options.seem_weights = context.seem_weights = resolve_weights(kSeemWeights, s.seem_weights);
+    options.weights = context.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
+    options.seem_weights = context.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
     use_fusion_runtime(s.threads, options.device);
     auto fuser = std::make_shared<const Fuser>(options);
     methods.push_back({"efcnet", "the EFCNet network, fused here",
