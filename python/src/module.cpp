@@ -8,6 +8,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -64,10 +65,10 @@ class PyFuser {
       : device_(device), precision_(precision) {
     if (threads < 0) throw py::value_error("threads must be 0 (leave LibTorch's setting) or positive, got " + std::to_string(threads));
     FuserOptions options;
+    options.inference.precision = parse_precision(precision);
+    options.device = device;
     options.weights = resolve_weights(kNetworkWeights, weights ? weights->string() : "", "weights=");
     options.seem_weights = resolve_weights(kSeemWeights, seem_weights ? seem_weights->string() : "", "seem_weights=");
-    options.device = device;
-    options.inference.precision = parse_precision(precision);
     weights_ = options.weights;
     seem_weights_ = options.seem_weights;
     py::gil_scoped_release release;
@@ -154,8 +155,7 @@ auto without_gil(Compute compute) {
   try {
     return compute();
   } catch (const metrics::MetricsError& e) {
-    py::gil_scoped_acquire acquire;
-    throw py::value_error(e.what());
+    throw py::value_error(e.what());  // a C++ exception: needs no GIL until pybind11 raises it
   }
 }
 
