@@ -15,13 +15,16 @@ TypeError, a wrong shape or size a ValueError; the library's own problems (files
 raise efcnet.Error, a RuntimeError whose one-line message names the file. The GIL is released
 while networks and metrics run.
 
+Process settings are the caller's: LibTorch's threads change only with Fuser(threads=N), the heap
+policy only with keep_freed_memory_for_reuse() (several times faster fusion and metrics, memory
+kept until the process exits).
+
 OpenBLAS kernels: LibTorch's linear layers run on the system OpenBLAS, which picks its kernels
 once, when it is loaded, and falls back to slow generic ones on CPUs newer than itself. Before
 loading LibTorch, this package sets OPENBLAS_CORETYPE from the CPU's instruction sets (as the
 efcnet command does), but only if it is not set already. It cannot take effect if OpenBLAS is
 already loaded, e.g. by numpy imported before efcnet: import efcnet first, or set
-OPENBLAS_CORETYPE in the environment. (The float32 CPU path runs its linear layers on oneDNN, so
-this matters most for precision="bfloat16" and other devices' fallbacks.)
+OPENBLAS_CORETYPE in the environment.
 """
 import os as _os
 

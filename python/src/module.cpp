@@ -8,6 +8,7 @@
 #include <pybind11/stl/filesystem.h>
 
 #include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -64,10 +65,10 @@ class PyFuser {
       : device_(device), precision_(precision) {
     if (threads < 0) throw py::value_error("threads must be 0 (leave LibTorch's setting) or positive, got " + std::to_string(threads));
     FuserOptions options;
+    options.inference.precision = parse_precision(precision);
+    options.device = device;
     options.weights = resolve_weights(kNetworkWeights, weights ? weights->string() : "", "weights=");
     options.seem_weights = resolve_weights(kSeemWeights, seem_weights ? seem_weights->string() : "", "seem_weights=");
-    options.device = device;
-    options.inference.precision = parse_precision(precision);
     weights_ = options.weights;
     seem_weights_ = options.seem_weights;
     py::gil_scoped_release release;
@@ -154,8 +155,7 @@ auto without_gil(Compute compute) {
   try {
     return compute();
   } catch (const metrics::MetricsError& e) {
-    py::gil_scoped_acquire acquire;
-    throw py::value_error(e.what());
+    throw py::value_error(e.what());  // a C++ exception: needs no GIL until pybind11 raises it
   }
 }
 
@@ -314,7 +314,8 @@ precision: "float32" (the default; within one grey level of the reference) or "b
     (CPUs with AVX-512: faster, up to 3 levels off).
 
 One Fuser fuses one pair at a time; calls from several threads wait for each other. The GIL is
-released while the networks run.)");
+released while the networks run. Fusion allocates several GiB of short-lived buffers per pair:
+efcnet.keep_freed_memory_for_reuse() (an opt-in for the whole process) made it ~2.5x faster here.)");
   fuser.attr("__module__") = "efcnet";  // before the methods, whose signatures name the class
   fuser.def(py::init<const std::optional<std::filesystem::path>&, const std::optional<std::filesystem::path>&,
                     const std::string&, int, const std::string&>(),
@@ -390,7 +391,7 @@ readers see the old file or the complete new one. Problems raise efcnet.Error na
 
 The networks and the metrics allocate and free image-sized buffers all the time; by default glibc
 maps large blocks afresh and returns freed memory to the system, and refilling those pages costs
-more than the metrics themselves (efcnet.evaluate on a 256x256 triple: about 5x faster with
+more than the metrics themselves (efcnet.evaluate on a 256x256 triple: about 4x faster with
 this, python/benchmarks/evaluate_bench.py). The price: memory is returned to the system only when
 the process ends. The efcnet command does this for its own process; the package never does it
 unless called.)");
