@@ -1,6 +1,6 @@
 // How the commands write metric values (evaluate's CSV/JSON, compare's scores files), so that every
 // file the CLI writes reads back to the same doubles. Header-only: the LibTorch-free executable
-// (evaluate) and the plugin (compare) both use it.
+// (evaluate) and efcnet-torch (compare) both use it.
 #pragma once
 
 #include <charconv>
