@@ -315,7 +315,7 @@ precision: "float32" (the default; within one grey level of the reference) or "b
 
 One Fuser fuses one pair at a time; calls from several threads wait for each other. The GIL is
 released while the networks run. Fusion allocates several GiB of short-lived buffers per pair:
-efcnet.keep_freed_memory_for_reuse() (an opt-in for the whole process) made it ~2.5x faster here.)");
+efcnet.keep_freed_memory_for_reuse() (an opt-in for the whole process) made it 2-3x faster here.)");
   fuser.attr("__module__") = "efcnet";  // before the methods, whose signatures name the class
   fuser.def(py::init<const std::optional<std::filesystem::path>&, const std::optional<std::filesystem::path>&,
                     const std::string&, int, const std::string&>(),
@@ -391,7 +391,7 @@ readers see the old file or the complete new one. Problems raise efcnet.Error na
 
 The networks and the metrics allocate and free image-sized buffers all the time; by default glibc
 maps large blocks afresh and returns freed memory to the system, and refilling those pages costs
-more than the metrics themselves (efcnet.evaluate on a 256x256 triple: about 4x faster with
+more than the metrics themselves (efcnet.evaluate on a 256x256 triple: about 5x faster with
 this, python/benchmarks/evaluate_bench.py). The price: memory is returned to the system only when
 the process ends. The efcnet command does this for its own process; the package never does it
 unless called.)");

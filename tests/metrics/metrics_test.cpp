@@ -242,6 +242,22 @@ TEST_F(ReadGrey, ColourConvertsInFloatAndRoundsToEven) {
   EXPECT_EQ(grey.at<uchar>(0, 3), 90);
 }
 
+TEST(ToGrey, IsReadGreysConversionOfDecodedImages) {
+  cv::Mat bgr(1, 3, CV_8UC3);
+  bgr.at<cv::Vec3b>(0, 0) = {0, 0, 255};  // R: 76.245 -> 76
+  bgr.at<cv::Vec3b>(0, 1) = {0, 255, 0};  // G: 149.685 -> 150 (OpenCV's 8-bit weights give 150 too, R 76)
+  bgr.at<cv::Vec3b>(0, 2) = {255, 0, 0};  // B: 29.07 -> 29
+  const cv::Mat grey = m::to_grey(bgr);
+  ASSERT_EQ(grey.type(), CV_8UC1);
+  EXPECT_EQ(grey.at<uchar>(0, 0), 76);
+  EXPECT_EQ(grey.at<uchar>(0, 1), 150);
+  EXPECT_EQ(grey.at<uchar>(0, 2), 29);
+  const cv::Mat already(2, 2, CV_8UC1, cv::Scalar(7));
+  EXPECT_EQ(m::to_grey(already).data, already.data);  // grey passes through, not copied
+  EXPECT_THROW(m::to_grey(cv::Mat(2, 2, CV_8UC4, cv::Scalar::all(0))), m::MetricsError);
+  EXPECT_THROW(m::to_grey(cv::Mat(2, 2, CV_32FC3, cv::Scalar::all(0))), m::MetricsError);
+}
+
 TEST_F(ReadGrey, UnreadableFilesAreNamed) {
   const std::string missing = dir_ / "missing.png";
   EXPECT_EQ(error_of([&] { m::read_grey(missing); }), missing + ": no such file");
