@@ -1,6 +1,5 @@
 // `efcnet fuse`: one pair, or every pair of two directories matched by file name.
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -8,10 +7,8 @@
 #include <memory>
 #include <stdexcept>
 #include <string>
-#include <thread>
 #include <vector>
 
-#include "bounded_queue.h"
 #include "commands.h"
 #include "efcnet/default_weights.h"
 #include "efcnet/image.h"
@@ -44,24 +41,6 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-
-struct InputPair {
-  cv::Mat anatomical, functional;
-};
-
-// Both images, checked against each other here so that the message names the files.
-InputPair read_pair(const std::string& anatomical_path, const std::string& functional_path) {
-  InputPair pair{read_anatomical(anatomical_path), read_functional(functional_path)};
-  if (pair.anatomical.size() != pair.functional.size()) {
-    throw IoError(anatomical_path + " (" + size_text(pair.anatomical) + ") and " + functional_path + " (" +
-                  size_text(pair.functional) + ") differ in size");
-  }
-  return pair;
-}
-
-// One pair's fusion: the network, or a baseline that needs no weights.
-using PairFusion = std::function<cv::Mat(const cv::Mat& anatomical, const cv::Mat& functional)>;
-
 FuserOptions fuser_options(const FuseSettings& s) {
   FuserOptions options;
   options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
@@ -78,15 +57,6 @@ PairFusion make_fusion(const FuseSettings& s) {
   }
   auto fuser = std::make_shared<const Fuser>(fuser_options(s));
   return [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); };
-}
-
-cv::Mat fuse_checked(const PairFusion& fuse, const InputPair& in, const std::string& anatomical_path,
-                     const std::string& functional_path) {
-  try {
-    return fuse(in.anatomical, in.functional);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(anatomical_path + " + " + functional_path + ": " + e.what());
-  }
 }
 
 std::string existing_output_message(const std::string& path) {
@@ -109,94 +79,19 @@ void fuse_single(const FuseSettings& s) {
   if (!fs::is_directory(output_dir, ec)) throw std::runtime_error(s.output + ": directory " + output_dir.string() + " does not exist");
   if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec))) throw std::runtime_error(existing_output_message(s.output));
 
-  const InputPair in = read_pair(s.anatomical, s.functional);
+  const ImagePairData in = read_image_pair(s.anatomical, s.functional);
   const PairFusion fuse = make_fusion(s);
-  write_image_atomic(s.output, fuse_checked(fuse, in, s.anatomical, s.functional), s.write_mode());
+  cv::Mat fused;
+  try {
+    fused = fuse(in.anatomical, in.functional);
+  } catch (const std::exception& e) {
+    throw std::runtime_error(s.anatomical + " + " + s.functional + ": " + e.what());
+  }
+  write_image_atomic(s.output, fused, s.write_mode());
   std::fprintf(stderr, "fused %s in %.1f s\n", s.output.c_str(), seconds_since(start));
 }
 
 // ---- two directories ----
-
-struct Job {
-  std::string name, anatomical, functional, output;
-};
-
-struct BatchCounts {
-  std::atomic<std::size_t> fused{0}, failed{0};
-};
-
-// Reader thread -> network (this thread) -> writer thread, so decoding the next pair and encoding
-// the previous one overlap with the network. Every job ends as fused or failed, with its reason.
-void run_pipeline(const std::vector<Job>& jobs, const FuseSettings& s, ProgressBar& progress, BatchCounts& counts) {
-  struct Decoded {
-    std::size_t job;
-    InputPair images;
-    std::string error;
-  };
-  struct Fused {
-    std::size_t job;
-    cv::Mat image;
-  };
-  auto fail = [&](const Job& job, const std::string& reason) {
-    progress.message("failed: " + job.name + ": " + reason);
-    ++counts.failed;
-    progress.advance();
-  };
-
-  BoundedQueue<Decoded> decoded(2);
-  BoundedQueue<Fused> fused(2);
-  std::thread reader([&] {
-    for (std::size_t i = 0; i < jobs.size(); ++i) {
-      Decoded item{i, {}, {}};
-      try {
-        item.images = read_pair(jobs[i].anatomical, jobs[i].functional);
-      } catch (const std::exception& e) {
-        item.error = e.what();
-      }
-      if (!decoded.push(std::move(item))) break;
-    }
-    decoded.close();
-  });
-  std::thread writer([&] {
-    while (auto item = fused.pop()) {
-      const Job& job = jobs[item->job];
-      try {
-        write_image_atomic(job.output, item->image, s.write_mode());
-        ++counts.fused;
-        progress.advance();
-      } catch (const std::exception& e) {
-        fail(job, e.what());
-      }
-    }
-  });
-  // Stops and joins both threads however this function is left (a weights error included).
-  struct Stopper {
-    BoundedQueue<Decoded>& decoded;
-    BoundedQueue<Fused>& fused;
-    std::thread& reader;
-    std::thread& writer;
-    ~Stopper() {
-      decoded.close();
-      fused.close();
-      reader.join();
-      writer.join();
-    }
-  } stopper{decoded, fused, reader, writer};
-
-  const PairFusion fuse = make_fusion(s);  // loaded once while the reader decodes the first pair
-  while (auto item = decoded.pop()) {
-    const Job& job = jobs[item->job];
-    if (!item->error.empty()) {
-      fail(job, item->error);
-      continue;
-    }
-    try {
-      fused.push({item->job, fuse_checked(fuse, item->images, job.anatomical, job.functional)});
-    } catch (const std::exception& e) {
-      fail(job, e.what());
-    }
-  }
-}
 
 void fuse_batch(const FuseSettings& s) {
   const auto start = Clock::now();
@@ -234,27 +129,34 @@ void fuse_batch(const FuseSettings& s) {
 
   // Existing outputs are refused pair by pair (each counted failed) so the rest of the batch runs;
   // the no-clobber rename guards against an output appearing while we work.
-  BatchCounts counts;
-  std::vector<Job> jobs;
+  std::size_t refused = 0;
+  std::vector<FusionJob> jobs;
   for (const auto& pair : pairing.pairs) {
     const std::string extension = s.format.empty() ? fs::path(pair.functional).extension().string() : "." + s.format;
-    Job job{pair.name, pair.anatomical, pair.functional, (fs::path(s.output_dir) / (pair.name + extension)).string()};
+    FusionJob job{pair.name, pair.anatomical, pair.functional, (fs::path(s.output_dir) / (pair.name + extension)).string()};
     if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
       std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
-      ++counts.failed;
+      ++refused;
       continue;
     }
     jobs.push_back(std::move(job));
   }
 
+  BatchOutcome outcome;
   if (!jobs.empty()) {
     ProgressBar progress(jobs.size());
-    run_pipeline(jobs, s, progress, counts);
+    outcome = fuse_files(
+        jobs, [&s] { return make_fusion(s); }, s.write_mode(),
+        [&progress](const FusionJob& job, const std::string& failure) {
+          if (!failure.empty()) progress.message("failed: " + job.name + ": " + failure);
+          progress.advance();
+        });
     progress.finish();
   }
-  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", counts.fused.load(), counts.failed.load(),
-               unpaired, seconds_since(start));
-  if (counts.failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
+  const std::size_t failed = outcome.failed + refused;
+  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", outcome.fused, failed, unpaired,
+               seconds_since(start));
+  if (failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
 }
 
 constexpr const char* kFooter = R"(Modes:

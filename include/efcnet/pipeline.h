@@ -8,13 +8,17 @@
 // image (CT, grey SPECT) is its own Y plane and gives a single-channel output.
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <opencv2/core.hpp>
 
 #include "efcnet/error.h"
+#include "efcnet/image.h"
 #include "efcnet/inference_options.h"
 
 namespace efcnet {
@@ -78,5 +82,43 @@ class Fuser {
   struct Impl;
   std::unique_ptr<Impl> impl_;
 };
+
+// ---- many pairs of image files ----
+
+// One pair's fusion as the batch calls it: a Fuser's fuse_pair or fuse_baseline, bound.
+using PairFusion = std::function<cv::Mat(const cv::Mat& anatomical, const cv::Mat& functional)>;
+
+struct FusionJob {
+  std::string name;        // how reports name the pair (e.g. the shared file stem)
+  std::string anatomical;  // file paths
+  std::string functional;
+  std::string output;      // its extension sets the format
+};
+
+struct ImagePairData {
+  cv::Mat anatomical;  // read_anatomical
+  cv::Mat functional;  // read_functional
+};
+
+// Both images of a pair; IoError naming both files (and their sizes) when the sizes differ.
+ImagePairData read_image_pair(const std::string& anatomical_path, const std::string& functional_path);
+
+struct BatchOutcome {
+  std::size_t fused = 0;
+  std::size_t failed = 0;
+};
+
+// Called once per job: `failure` is empty when the job was fused and written, else the reason
+// (naming the files). Calls come one at a time, from any of the batch's threads.
+using JobReport = std::function<void(const FusionJob& job, const std::string& failure)>;
+
+// Fuses every job in order. A reader thread decodes the next pair and a writer thread writes the
+// previous result (write_image_atomic with `mode`) while the calling thread fuses, so decoding and
+// encoding overlap with the network; `make_fusion` is called once on the calling thread after the
+// reader has started, so loading the weights overlaps with the first read. A job that cannot be
+// read, fused or written fails alone and the batch goes on; an error thrown by `make_fusion` ends
+// the batch and is rethrown once both threads have stopped.
+BatchOutcome fuse_files(const std::vector<FusionJob>& jobs, const std::function<PairFusion()>& make_fusion,
+                        WriteMode mode, const JobReport& report = {});
 
 }  // namespace efcnet

@@ -1,12 +1,19 @@
 // The colour pipeline around the networks: golden end-to-end parity, baselines, input checks.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "support/shared_data.h"
+#include "support/temp_dir.h"
 
 namespace efcnet {
 namespace {
@@ -68,6 +75,68 @@ TEST(PipelineInputs, RefusesMismatchedOrTinyImages) {
   EXPECT_THROW(check_fusion_inputs(a, cv::Mat(12, 12, CV_16UC1)), FusionError);
   EXPECT_THROW(check_fusion_inputs(cv::Mat(10, 12, CV_8UC1), cv::Mat(10, 12, CV_8UC1)), FusionError);
   EXPECT_NO_THROW(check_fusion_inputs(a, cv::Mat(12, 12, CV_8UC3)));
+}
+
+TEST(PipelineFiles, EveryJobEndsFusedOrFailedWithItsReason) {
+  const testing::TempDir dir;
+  const auto at = [&dir](const std::string& name) { return (dir.path() / name).string(); };
+  const Phantom phantom = make_phantom(32, PhantomKind::pet);
+  const std::string anatomical = at("a.png"), functional = at("f.png");
+  write_image_atomic(anatomical, phantom.anatomical);
+  write_image_atomic(functional, phantom.functional);
+  cv::Mat smaller;
+  cv::resize(phantom.functional, smaller, {16, 16});
+  write_image_atomic(at("small.png"), smaller);
+
+  const std::vector<FusionJob> jobs{
+      {"good", anatomical, functional, at("good.png")},
+      {"missing", at("none.png"), functional, at("missing.png")},
+      {"sizes", anatomical, at("small.png"), at("sizes.png")},
+      {"unwritable", anatomical, functional, at("no-such-dir/out.png")},
+      {"again", anatomical, functional, at("again.png")}};
+  std::vector<std::pair<std::string, std::string>> reports;
+  int fusions_made = 0;
+  const BatchOutcome outcome = fuse_files(
+      jobs,
+      [&] {
+        ++fusions_made;
+        return [](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, BaselineMethod::y_max); };
+      },
+      WriteMode::no_clobber,
+      [&](const FusionJob& job, const std::string& failure) { reports.emplace_back(job.name, failure); });
+
+  EXPECT_EQ(fusions_made, 1);
+  EXPECT_EQ(outcome.fused, 2u);
+  EXPECT_EQ(outcome.failed, 3u);
+  ASSERT_EQ(reports.size(), jobs.size());
+  std::map<std::string, std::string> failure_of(reports.begin(), reports.end());
+  EXPECT_EQ(failure_of["good"], "");
+  EXPECT_EQ(failure_of["again"], "");
+  EXPECT_NE(failure_of["missing"].find("none.png"), std::string::npos) << failure_of["missing"];
+  EXPECT_NE(failure_of["sizes"].find("differ in size"), std::string::npos) << failure_of["sizes"];
+  EXPECT_NE(failure_of["unwritable"].find("out.png"), std::string::npos) << failure_of["unwritable"];
+  const cv::Mat expected = fuse_baseline(phantom.anatomical, phantom.functional, BaselineMethod::y_max);
+  EXPECT_EQ(cv::norm(read_functional(at("good.png")), expected, cv::NORM_INF), 0);
+}
+
+TEST(PipelineFiles, AnErrorMakingTheFusionEndsTheBatchAndWritesNothing) {
+  const testing::TempDir dir;
+  const auto at = [&dir](const std::string& name) { return (dir.path() / name).string(); };
+  const Phantom phantom = make_phantom(32, PhantomKind::ct);
+  write_image_atomic(at("a.png"), phantom.anatomical);
+  write_image_atomic(at("f.png"), phantom.functional);
+  std::vector<FusionJob> jobs;
+  for (int i = 0; i < 6; ++i) {
+    jobs.push_back({std::to_string(i), at("a.png"), at("f.png"),
+                    at("out") + std::to_string(i) + ".png"});
+  }
+  int reports = 0;
+  EXPECT_THROW(fuse_files(
+                   jobs, []() -> PairFusion { throw FusionError("w.pth: not a weights file"); }, WriteMode::replace,
+                   [&](const FusionJob&, const std::string&) { ++reports; }),
+               FusionError);
+  EXPECT_EQ(reports, 0);
+  for (const auto& job : jobs) EXPECT_FALSE(std::filesystem::exists(job.output)) << job.output;
 }
 
 }  // namespace

@@ -8,7 +8,7 @@
 #include <mutex>
 #include <optional>
 
-namespace efcnet::cli {
+namespace efcnet {
 
 template <typename T>
 class BoundedQueue {
@@ -52,4 +52,4 @@ class BoundedQueue {
   bool closed_ = false;
 };
 
-}  // namespace efcnet::cli
+}  // namespace efcnet
