@@ -125,22 +125,14 @@ struct TransformerBlockImpl : torch::nn::Module {
 };
 TORCH_MODULE(TransformerBlock);
 
-// How GlobalFeature turns a feature map into tokens.
-enum class TokenLayout {
-  // The reference: the contiguous NCHW buffer reinterpreted as B*H*W tokens of C consecutive
-  // floats (C neighbouring pixels of one channel along a row). Matches published weights.
-  Reference,
-  // Tokens = the C channels of one pixel (NHWC), what window attention normally means.
-  Pixel,
-};
-
 // The global branch of EFusion (the reference's GlobalFeature / "Transformer"): window size 1,
-// depth 2, 8 heads, learnt position embedding.
+// depth 2, 8 heads, learnt position embedding. Its tokens are the reference's: the contiguous NCHW
+// buffer read as B*H*W runs of C consecutive floats (C neighbouring pixels of one channel along a
+// row), not the C channels of one pixel; published weights mean this layout.
 struct TokenMixerImpl : torch::nn::Module {
-  TokenMixerImpl(int64_t channels, TokenLayout layout);
+  explicit TokenMixerImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x);
 
-  TokenLayout layout;
   torch::Tensor pos_embed;  // (1, 1, C)
   torch::nn::Sequential transformer{nullptr};
 };
@@ -148,7 +140,7 @@ TORCH_MODULE(TokenMixer);
 
 // E-Fusion: FFN(cat(GlobalFeature(e), LocalFeature(e))) + x with e = embed(x).
 struct EFusionImpl : torch::nn::Module {
-  EFusionImpl(int64_t channels, TokenLayout layout);
+  explicit EFusionImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::Conv2d embed{nullptr};
@@ -161,17 +153,13 @@ TORCH_MODULE(EFusion);
 // ---------------------------------------------------------------------------------------------
 // The fusion network (the reference's MODEL).
 
-struct FusionNetworkOptions {
-  TokenLayout token_layout = TokenLayout::Reference;
-};
-
 struct FusionOutput {
   torch::Tensor fused;       // (N,1,H,W) in (0,1)
   torch::Tensor v1, v2, v3;  // encoder features of the anatomical input (16, 64, 256 channels)
 };
 
 struct FusionNetworkImpl : torch::nn::Module {
-  explicit FusionNetworkImpl(const FusionNetworkOptions& options = {});
+  FusionNetworkImpl();
 
   // functional = SEEM output, anatomical = anatomical image; both (N,1,H,W) in [0,1].
   FusionOutput forward(const torch::Tensor& functional, const torch::Tensor& anatomical);

@@ -147,7 +147,7 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& tokens) {
   return t + efcnet::drop_path(mlp->forward(norm2->forward(t)), drop_path, is_training());
 }
 
-TokenMixerImpl::TokenMixerImpl(int64_t channels, TokenLayout layout_) : layout(layout_) {
+TokenMixerImpl::TokenMixerImpl(int64_t channels) {
   pos_embed = register_parameter("pos_embed", torch::zeros({1, 1, channels}));
   nn::Sequential blocks;
   for (int64_t i = 0; i < kDepth; ++i) blocks->push_back(TransformerBlock(channels, kHeads, kDropout, kDropPath));
@@ -156,17 +156,14 @@ TokenMixerImpl::TokenMixerImpl(int64_t channels, TokenLayout layout_) : layout(l
 
 torch::Tensor TokenMixerImpl::forward(const torch::Tensor& x) {
   const int64_t b = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3);
-  const bool reference = layout == TokenLayout::Reference;
-  // Reference layout: the NCHW buffer read as B*H*W runs of C consecutive floats, no permutation.
-  auto tokens = reference ? x.contiguous().view({b * h * w, 1, c})
-                          : x.permute({0, 2, 3, 1}).reshape({b * h * w, 1, c});
-  tokens = transformer->forward(tokens + pos_embed);
-  return reference ? tokens.reshape({b, c, h, w}) : tokens.reshape({b, h, w, c}).permute({0, 3, 1, 2}).contiguous();
+  // The NCHW buffer read as B*H*W runs of C consecutive floats, no permutation.
+  const auto tokens = transformer->forward(x.contiguous().view({b * h * w, 1, c}) + pos_embed);
+  return tokens.reshape({b, c, h, w});
 }
 
-EFusionImpl::EFusionImpl(int64_t channels, TokenLayout layout) {
+EFusionImpl::EFusionImpl(int64_t channels) {
   embed = register_module("embed", conv2d(channels, channels, 3, false));
-  GlobalFeature = register_module("GlobalFeature", TokenMixer(channels, layout));
+  GlobalFeature = register_module("GlobalFeature", TokenMixer(channels));
   LocalFeature = register_module("LocalFeature", efcnet::LocalFeature(channels));
   FFN = register_module("FFN", conv2d(2 * channels, channels, 3, false));
 }

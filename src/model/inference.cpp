@@ -216,7 +216,6 @@ struct PreparedEFusion {
   FoldedConv embed, ffn;
   std::array<std::array<FoldedConv, 2>, 2> residual;  // [block][conv]
   PreparedTokenMixer mixer;
-  TokenLayout layout = TokenLayout::Reference;
   Backend backend;
 
   // Writes into `dst` (a (N,C,H,W) view, e.g. a slice of the next concatenation) if defined,
@@ -241,11 +240,9 @@ struct PreparedEFusion {
       }
     }
 
-    // Reference layout: tokens are runs of C floats of the NCHW buffer; pixel layout: the C
-    // channels of a pixel, i.e. rows of the channels-last buffer.
-    const bool reference = layout == TokenLayout::Reference;
-    Tensor tokens = reference ? to_nchw(e) : e.contiguous(torch::MemoryFormat::ChannelsLast);
-    mixer.apply_(reference ? tokens.view({n * h * w, c}) : tokens.permute({0, 2, 3, 1}).view({n * h * w, c}));
+    // Tokens: runs of C floats of the NCHW buffer (TokenMixerImpl).
+    Tensor tokens = to_nchw(e);
+    mixer.apply_(tokens.view({n * h * w, c}));
     ffn_input.narrow(1, 0, c).copy_(tokens);
 
     Tensor out = ffn(ffn_input);
@@ -276,10 +273,8 @@ struct PreparedEFusion {
     Tensor local = ffn_input.narrow(1, c / 16, c / 16);
     Tensor x_blocked = to_blocked(x);
     embed.blocked(x_blocked, local, Epilogue::none);
-    // Tokens: runs of C floats of e's NCHW buffer (reference layout), or its pixels' channels.
-    const auto token_format = layout == TokenLayout::Reference ? torch::MemoryFormat::Contiguous
-                                                               : torch::MemoryFormat::ChannelsLast;
-    Tensor global = torch::empty({n, c, h, w}, x.options().memory_format(token_format));
+    // Tokens: runs of C floats of e's NCHW buffer (TokenMixerImpl).
+    Tensor global = torch::empty({n, c, h, w}, x.options());
     from_blocked(local, global);
     {
       Tensor inner = empty_blocked(n, c, h, w);
@@ -288,8 +283,7 @@ struct PreparedEFusion {
         block[1].blocked(inner, local, Epilogue::accumulate);
       }
     }
-    mixer.apply_(layout == TokenLayout::Reference ? global.view({n * h * w, c})
-                                                  : global.permute({0, 2, 3, 1}).view({n * h * w, c}));
+    mixer.apply_(global.view({n * h * w, c}));
     to_blocked(global, ffn_input.narrow(1, 0, c / 16));
     ffn.blocked(ffn_input, x_blocked, Epilogue::accumulate);  // x + FFN(...)
     if (!dst.defined()) dst = torch::empty({n, c, h, w}, x.options().memory_format(backend.format));
@@ -310,7 +304,6 @@ PreparedEFusion prepare_efusion(const EFusionImpl& su, const Backend& backend) {
     prepared.residual[k][1] = fold(*seq->ptr(2)->as<torch::nn::Conv2dImpl>(), nullptr, backend);
   }
   prepared.mixer = prepare_token_mixer(*su.GlobalFeature, backend);
-  prepared.layout = su.GlobalFeature->layout;
   return prepared;
 }
 

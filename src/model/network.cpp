@@ -8,8 +8,7 @@
 
 namespace efcnet {
 
-FusionNetworkImpl::FusionNetworkImpl(const FusionNetworkOptions& options) {
-  const auto layout = options.token_layout;
+FusionNetworkImpl::FusionNetworkImpl() {
   conv3_3 = register_module("conv3_3", ConvBlock(1, 16, 3));
   conv5_5 = register_module("conv5_5", ConvBlock(16, 64, 5));
   conv7_7 = register_module("conv7_7", ConvBlock(64, 256, 7));
@@ -20,10 +19,10 @@ FusionNetworkImpl::FusionNetworkImpl(const FusionNetworkOptions& options) {
   conv2 = register_module("conv2", ConvBlock(128, 64, 1));
   conv3 = register_module("conv3", ConvBlock(512, 256, 1));
   conv4 = register_module("conv4", ConvBlock(336, 64, 1));
-  SU1 = register_module("SU1", EFusion(16, layout));
-  SU2 = register_module("SU2", EFusion(64, layout));
-  SU3 = register_module("SU3", EFusion(256, layout));
-  SU4 = register_module("SU4", EFusion(64, layout));
+  SU1 = register_module("SU1", EFusion(16));
+  SU2 = register_module("SU2", EFusion(64));
+  SU3 = register_module("SU3", EFusion(256));
+  SU4 = register_module("SU4", EFusion(64));
   convolutional_out1 = register_module("convolutional_out1", ConvBlock(64, 16, 3));
   convolutional_out2 = register_module("convolutional_out2", PointwiseConv(16, 1));
 }

@@ -31,10 +31,10 @@ struct RandomModels {
   SmoothEdgeExtractor seem{nullptr};
   FusionNetwork network{nullptr};
 
-  explicit RandomModels(uint64_t seed, TokenLayout layout = TokenLayout::Reference) {
+  explicit RandomModels(uint64_t seed) {
     torch::manual_seed(seed);
     seem = SmoothEdgeExtractor();
-    network = FusionNetwork(FusionNetworkOptions{layout});
+    network = FusionNetwork();
     torch::NoGradGuard no_grad;
     for (int pass = 0; pass < 3; ++pass) {
       const auto images = torch::rand({2, 1, 24, 32}) * 3.0 + 0.5;
@@ -55,20 +55,18 @@ TEST(InferenceModel, BatchNormStatisticsOfTheTestModelsAreNonTrivial) {
 
 struct Shape {
   int64_t batch, height, width;
-  TokenLayout layout;
 };
 
 void PrintTo(const Shape& s, std::ostream* os) {
-  *os << s.batch << "x" << s.height << "x" << s.width << (s.layout == TokenLayout::Pixel ? " pixel" : " reference");
+  *os << s.batch << "x" << s.height << "x" << s.width;
 }
 
 class InferenceMatchesEager : public ::testing::TestWithParam<Shape> {};
 
-// Non-square sizes, widths that are no multiple of any channel count (tokens span rows), batch > 1,
-// and the pixel token layout.
+// Non-square sizes, widths that are no multiple of any channel count (tokens span rows), batch > 1.
 TEST_P(InferenceMatchesEager, Within1e5) {
   const Shape shape = GetParam();
-  RandomModels models(21, shape.layout);
+  RandomModels models(21);
   const InferenceModel prepared(*models.seem, *models.network);
   torch::manual_seed(22);
   const auto functional = torch::rand({shape.batch, 1, shape.height, shape.width});
@@ -91,14 +89,10 @@ TEST_P(InferenceMatchesEager, Within1e5) {
 }
 
 INSTANTIATE_TEST_SUITE_P(RandomWeights, InferenceMatchesEager,
-                         ::testing::Values(Shape{1, 16, 16, TokenLayout::Reference},
-                                           Shape{2, 24, 40, TokenLayout::Reference},
-                                           Shape{1, 37, 23, TokenLayout::Reference},
-                                           Shape{2, 20, 33, TokenLayout::Pixel}),
+                         ::testing::Values(Shape{1, 16, 16}, Shape{2, 24, 40}, Shape{1, 37, 23}, Shape{2, 20, 33}),
                          [](const auto& info) {
                            const Shape& s = info.param;
-                           return std::to_string(s.batch) + "x" + std::to_string(s.height) + "x" + std::to_string(s.width) +
-                                  (s.layout == TokenLayout::Pixel ? "_pixel" : "_reference");
+                           return std::to_string(s.batch) + "x" + std::to_string(s.height) + "x" + std::to_string(s.width);
                          });
 
 bool cpu_has_flag(const std::string& flag) {
