@@ -6,7 +6,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <array>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -44,9 +43,6 @@ using nlohmann::json;
 // only to skip the baseline where it would not fit.
 constexpr int64_t kEagerBytesPerPixel = 56 * 1024;
 constexpr uint64_t kRandomWeightsSeed = 302;
-constexpr std::array<double StageSeconds::*, 7> kNetworkStages{
-    &StageSeconds::seem, &StageSeconds::su1,     &StageSeconds::su2,    &StageSeconds::su3,
-    &StageSeconds::su4,  &StageSeconds::encoder, &StageSeconds::decoder};
 
 struct BenchSettings {
   std::vector<int> sizes{256};
@@ -165,17 +161,25 @@ struct PairSeconds {
 };
 
 json stage_table(const PairSeconds& mean, const StageFlops& flops) {
-  const StageSeconds& n = mean.stages;
   const auto row = [](double seconds, double flop) {
     json r{{"seconds", seconds}, {"gflop", flop / 1e9}};
     r["gflops_per_second"] = seconds > 0 && flop > 0 ? json(flop / seconds / 1e9) : json(nullptr);
     return r;
   };
-  return {{"read", row(mean.read, 0)},         {"colour", row(mean.colour(), 0)}, {"seem", row(n.seem, flops.seem)},
-          {"encoder", row(n.encoder, flops.encoder)}, {"su1", row(n.su1, flops.su1)},     {"su2", row(n.su2, flops.su2)},
-          {"su3", row(n.su3, flops.su3)},      {"su4", row(n.su4, flops.su4)},   {"decoder", row(n.decoder, flops.decoder)},
-          {"write", row(mean.write, 0)},       {"networks", row(mean.networks, flops.total())},
-          {"total", row(mean.total(), flops.total())}};
+  json table{{"read", row(mean.read, 0)}, {"colour", row(mean.colour(), 0)}};
+  for (const NetworkStage& stage : kNetworkStages) table[stage.name] = row(mean.stages.*stage.value, flops.*stage.value);
+  table["write"] = row(mean.write, 0);
+  table["networks"] = row(mean.networks, flops.total());
+  table["total"] = row(mean.total(), flops.total());
+  return table;
+}
+
+// The rows of the table, in the order a pair goes through them.
+std::vector<std::string> stage_rows() {
+  std::vector<std::string> rows{"read", "colour"};
+  for (const NetworkStage& stage : kNetworkStages) rows.push_back(stage.name);
+  rows.insert(rows.end(), {"write", "total"});
+  return rows;
 }
 
 // One size in this process.
@@ -215,9 +219,7 @@ json bench_size(const BenchSettings& s, int size) {
     StageSeconds stages;
     cv::Mat fused = fuser.fuse_pair(a, f, &stages);
     seconds.networks += stages.total();
-    for (const auto stage : kNetworkStages) {
-      seconds.stages.*stage += stages.*stage;
-    }
+    for (const NetworkStage& stage : kNetworkStages) seconds.stages.*stage.value += stages.*stage.value;
     return fused;
   };
 
@@ -271,9 +273,7 @@ json bench_size(const BenchSettings& s, int size) {
   const auto mean = [&](PairSeconds p) {
     const double n = s.pairs;
     p.read /= n, p.fuse /= n, p.write /= n, p.networks /= n;
-    for (const auto stage : kNetworkStages) {
-      p.stages.*stage /= n;
-    }
+    for (const NetworkStage& stage : kNetworkStages) p.stages.*stage.value /= n;
     return p;
   };
   const PairSeconds fast_mean = mean(fast);
@@ -361,11 +361,11 @@ void print_table(const json& report) {
     }
     std::printf("\n%dx%d, mean of %d pairs\n%-10s %10s %10s %10s\n", run["size"].get<int>(), run["size"].get<int>(),
                 run["pairs"].get<int>(), "stage", "seconds", "GFLOP", "GFLOP/s");
-    for (const char* stage : {"read", "colour", "seem", "encoder", "su1", "su2", "su3", "su4", "decoder", "write", "total"}) {
+    for (const std::string& stage : stage_rows()) {
       const auto& row = run["stages"][stage];
       char rate[32] = "-";
       if (!row["gflops_per_second"].is_null()) std::snprintf(rate, sizeof rate, "%.1f", row["gflops_per_second"].get<double>());
-      std::printf("%-10s %10.4f %10.2f %10s\n", stage, row["seconds"].get<double>(), row["gflop"].get<double>(), rate);
+      std::printf("%-10s %10.4f %10.2f %10s\n", stage.c_str(), row["seconds"].get<double>(), row["gflop"].get<double>(), rate);
     }
     std::printf("peak RSS %s (optimised)\n", gibibytes(run["peak_rss_bytes"]["optimised"].get<int64_t>()).c_str());
     if (run["eager"].is_null()) {

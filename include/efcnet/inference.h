@@ -24,22 +24,42 @@
 
 namespace efcnet {
 
-// Wall-clock seconds per stage of one InferenceModel call (the device is synchronised at each
-// boundary, so the stages add up to the call).
-struct StageSeconds {
-  double seem = 0;     // SEEM on the functional Y plane
-  double encoder = 0;  // conv3_3/5_5/7_7 on both inputs, coordinate attention, conv1..conv3
-  double su1 = 0, su2 = 0, su3 = 0;
-  double su4 = 0;      // conv4 and SU4
-  double decoder = 0;  // convolutional_out1/2 and the sigmoid
-  double total() const { return seem + encoder + su1 + su2 + su3 + su4 + decoder; }
+// One number per stage of the networks; kNetworkStages lists the stages.
+struct StageValues {
+  double seem = 0, encoder = 0, su1 = 0, su2 = 0, su3 = 0, su4 = 0, decoder = 0;
+  double total() const;
 };
 
-// Convolution and linear FLOPs (2 per multiply-add) of one pair, by the same stages.
-struct StageFlops {
-  double seem = 0, encoder = 0, su1 = 0, su2 = 0, su3 = 0, su4 = 0, decoder = 0;
-  double total() const { return seem + encoder + su1 + su2 + su3 + su4 + decoder; }
+struct NetworkStage {
+  const char* name;             // as `efcnet bench` reports it
+  double StageValues::*value;
+  const char* what;
 };
+
+// The stages a pair runs through, in order: the one list that timing (StageSeconds), FLOP counts
+// (StageFlops, counted_flops) and `efcnet bench` use.
+inline constexpr NetworkStage kNetworkStages[] = {
+    {"seem", &StageValues::seem, "SEEM on the functional Y plane"},
+    {"encoder", &StageValues::encoder, "conv3_3/5_5/7_7 on both inputs, coordinate attention, conv1..conv3"},
+    {"su1", &StageValues::su1, "E-Fusion of the 16-channel features"},
+    {"su2", &StageValues::su2, "E-Fusion of the 64-channel features"},
+    {"su3", &StageValues::su3, "E-Fusion of the 256-channel features"},
+    {"su4", &StageValues::su4, "conv4 on all scales and its E-Fusion"},
+    {"decoder", &StageValues::decoder, "convolutional_out1/2 and the sigmoid"},
+};
+
+inline double StageValues::total() const {
+  double sum = 0;
+  for (const NetworkStage& stage : kNetworkStages) sum += this->*stage.value;
+  return sum;
+}
+
+// Wall-clock seconds per stage of one InferenceModel call (the device is synchronised at each
+// boundary, so the stages add up to the call).
+struct StageSeconds : StageValues {};
+
+// Convolution and linear FLOPs (2 per multiply-add) of one pair, by stage.
+struct StageFlops : StageValues {};
 
 class InferenceModel {
  public:
