@@ -4,6 +4,8 @@
 #include <exception>
 #include <stdexcept>
 
+#include "efcnet/volume.h"
+
 namespace efcnet::cli {
 
 bool is_torch_command(std::string_view name) {
@@ -26,6 +28,8 @@ int report_error(const char* message) {
 }
 
 int run_app(CLI::App& app, int argc, char** argv) {
+  // ITK's warnings are several lines each; the commands report problems in one line themselves.
+  show_volume_library_warnings(false);
   app.require_subcommand(1);
   app.set_version_flag("--version", kVersion);
   try {

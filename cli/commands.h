@@ -40,6 +40,9 @@ inline constexpr CommandSummary kTorchCommands[] = {
      "archive (readable by torch.load(weights_only=True)): e.g. a training checkpoint to ship in float16, "
      "or a CUDA-saved file as a CPU one. The file is read as data; nothing in it is executed."},
     {"bench", "Time fusion by stage on synthetic pairs against the eager reference computation (JSON or a table)"},
+    {"bench-volume",
+     "Time `efcnet fuse` on a phantom volume stage by stage (read, resample/window/colour, slicing, network, write) "
+     "against the same slices fused as 2D pairs in the same run (JSON)"},
     {"compare",
      "Score efcnet, the y-average and y-max baselines and other methods' results on one dataset with the twelve "
      "metrics; write report.html (means, a chart per metric, every pair side by side), scores.csv and scores.json"},
@@ -61,6 +64,7 @@ void add_train_command(CLI::App& app);
 void add_train_seem_command(CLI::App& app);
 void add_export_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
+void add_bench_volume_command(CLI::App& app);
 void add_compare_command(CLI::App& app);
 
 // The process settings (runtime.h) the fusing commands opt into: `threads` LibTorch threads

@@ -12,11 +12,9 @@
 #include <opencv2/core.hpp>
 
 #include "efcnet/metrics.h"
+#include "efcnet/pipeline.h"
 
 namespace efcnet::cli {
-
-// One pair's fusion by a method run here (anatomical CV_8UC1; functional CV_8UC1 or CV_8UC3).
-using PairFusion = std::function<cv::Mat(const cv::Mat& anatomical, const cv::Mat& functional)>;
 
 // A method to compare: either one run here (`fuse`) or a directory of its existing results.
 struct MethodSpec {

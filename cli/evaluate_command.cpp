@@ -24,6 +24,7 @@
 #include "efcnet/metrics.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
+#include "efcnet/volume.h"
 #include "metrics_output.h"
 
 namespace efcnet::cli {
@@ -42,6 +43,8 @@ struct EvaluateSettings {
   std::string anatomical_dir, functional_dir, fused_dir;
   std::string format;
   int threads = 0;
+  // Volumes: how the inputs were prepared for fusion (as `efcnet fuse` was told).
+  std::string frame, anatomical_window, functional_window, colormap, plane;
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !fused.empty(); }
   bool batch_mode() const {
@@ -135,11 +138,61 @@ std::string resolved_format(const std::string& requested, const char* not_termin
 
 // ---- one triple ----
 
+// A triple of volumes: the inputs prepared as `efcnet fuse` prepares them (resampled onto the
+// anatomical grid, windowed, coloured, sliced), each slice with content scored like an image.
+void evaluate_volumes(const EvaluateSettings& s) {
+  VolumeFusionOptions options;
+  try {
+    if (!s.frame.empty()) options.frame = parse_frame(s.frame);
+    if (!s.anatomical_window.empty()) options.anatomical_window = parse_window(s.anatomical_window);
+    if (!s.functional_window.empty()) options.functional_window = parse_window(s.functional_window);
+  } catch (const OptionError& e) {
+    throw std::runtime_error(std::string("evaluate: ") + e.what());
+  }
+  if (!s.colormap.empty()) options.colormap = parse_colormap(s.colormap);
+  if (!s.plane.empty()) options.plane = parse_plane(s.plane);
+  const PreparedVolumes prepared =
+      prepare_volumes(read_volume(s.anatomical, options.frame), read_volume(s.functional, options.frame), options,
+                      s.anatomical, s.functional);
+  const ByteVolume fused = read_byte_volume(s.fused);
+  if (!same_geometry(fused.geometry, prepared.anatomical.geometry, 1e-4)) {
+    throw std::runtime_error(s.fused + " (" + fused.geometry.text() + ") is not on the grid of " + s.anatomical + " (" +
+                             prepared.anatomical.geometry.text() + ")");
+  }
+  std::vector<Scored> rows;
+  const int digits = static_cast<int>(std::to_string(std::max(prepared.layout.slices - 1, 0)).size());
+  for (int k = 0; k < prepared.layout.slices; ++k) {
+    if (!slice_has_content(prepared, k)) continue;  // not fused either
+    char name[64];
+    std::snprintf(name, sizeof name, "%s_%0*d", plane_name(options.plane), digits, k);
+    try {
+      rows.push_back({name, metrics::evaluate_fusion(extract_slice(prepared.anatomical, prepared.layout, k),
+                                                     metrics::to_grey(extract_slice(prepared.functional, prepared.layout, k)),
+                                                     metrics::to_grey(extract_slice(fused, prepared.layout, k)))});
+    } catch (const metrics::MetricsError& e) {
+      throw std::runtime_error(s.fused + ": slice " + std::to_string(k) + ": " + e.what());
+    }
+  }
+  if (rows.empty()) throw std::runtime_error("evaluate: " + s.anatomical + " and " + s.functional + " are empty");
+  print_batch(rows, resolved_format(s.format, "csv"));
+}
+
 void evaluate_single(const EvaluateSettings& s) {
   if (s.anatomical.empty() || s.functional.empty() || s.fused.empty())
     throw std::runtime_error(
         "evaluate: a single triple needs all of --anatomical, --functional and --fused");
-  if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode");
+  if (is_volume_path(s.anatomical) || is_volume_path(s.functional) || is_volume_path(s.fused)) {
+    if (!is_volume_path(s.anatomical) || !is_volume_path(s.functional) || !has_volume_extension(s.fused)) {
+      throw std::runtime_error("evaluate: give three volumes (the fused one a .nii/.nii.gz) or three images");
+    }
+    evaluate_volumes(s);
+    return;
+  }
+  if (!s.frame.empty() || !s.anatomical_window.empty() || !s.functional_window.empty() || !s.colormap.empty() ||
+      !s.plane.empty()) {
+    throw std::runtime_error("evaluate: --frame, the windows, --colormap and --plane are for volumes");
+  }
+  if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode and volumes");
   print_single(score({"", s.anatomical, s.functional, s.fused}), resolved_format(s.format, "json"));
 }
 
@@ -258,7 +311,15 @@ constexpr const char* kFooter = R"(Modes:
                partner, and triples that cannot be read or differ in size, are named on stderr and
                make the exit status 1; the others are still scored. CSV: a header
                file,EN,...,MSE, one row per triple, and a final row "mean".
-  The default format is table on a terminal, otherwise json (one triple) or csv (directories).
+  volumes      --anatomical A.nii.gz --functional F.nii.gz --fused O.nii.gz [--format csv|json|table]
+               [--frame N|mean] [--anatomical-window LO:HI] [--functional-window LO:HI]
+               [--colormap NAME] [--plane axial|coronal|sagittal]
+               The inputs are prepared as `efcnet fuse` prepared them (give it the same options):
+               the functional volume resampled onto the anatomical grid, both windowed, the
+               functional one coloured; O must be on the anatomical grid. Each slice with content
+               in either input is scored as a triple of images (rows <plane>_<k>, then "mean");
+               slices empty in both are skipped, as fuse skips them.
+  The default format is table on a terminal, otherwise json (one triple) or csv (directories, volumes).
 
 Metrics and conventions: those of the Python evaluator published with CDDFuse (CVPR 2023), which
 the field's tables use. Every image is read as 8-bit BGR, converted to grey in float and rounded.
@@ -289,6 +350,13 @@ void add_evaluate_command(CLI::App& app) {
       ->check(CLI::IsMember({"csv", "json", "table"}));
   cmd->add_option("--threads", settings->threads, "Triples scored at once (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--frame", settings->frame, "Volumes: the frame of a 4D input that was fused (N or mean)");
+  cmd->add_option("--anatomical-window", settings->anatomical_window, "Volumes: the anatomical window LO:HI fuse used");
+  cmd->add_option("--functional-window", settings->functional_window, "Volumes: the functional window LO:HI fuse used");
+  cmd->add_option("--colormap", settings->colormap, "Volumes: the functional colormap fuse used (default hot-iron)")
+      ->check(CLI::IsMember({"hot-iron", "pet", "hot-metal-blue", "pet-20-step", "grey"}));
+  cmd->add_option("--plane", settings->plane, "Volumes: the slices to score (default axial)")
+      ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
 
   cmd->callback([settings] {
     // The metrics allocate and free image-sized buffers all the time. By default glibc maps large

@@ -15,6 +15,8 @@
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
+#include "efcnet/volume.h"
+#include "fuse_settings.h"
 
 namespace efcnet::cli {
 namespace {
@@ -22,32 +24,8 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-struct FuseSettings {
-  std::string anatomical, functional, output;
-  std::string anatomical_dir, functional_dir, output_dir, format;
-  std::string weights, seem_weights;
-  std::string device = "cpu";
-  std::string method = "efcnet";
-  std::string precision = "float32";
-  int threads = 0;
-  bool overwrite = false;
-
-  bool single_mode() const { return !anatomical.empty() || !functional.empty() || !output.empty(); }
-  bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !output_dir.empty(); }
-  WriteMode write_mode() const { return overwrite ? WriteMode::replace : WriteMode::no_clobber; }
-};
-
 double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-FuserOptions fuser_options(const FuseSettings& s) {
-  FuserOptions options;
-  options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
-  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
-  options.device = s.device;
-  options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
-  return options;
 }
 
 PairFusion make_fusion(const FuseSettings& s) {
@@ -57,10 +35,6 @@ PairFusion make_fusion(const FuseSettings& s) {
   }
   auto fuser = std::make_shared<const Fuser>(fuser_options(s));
   return [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); };
-}
-
-std::string existing_output_message(const std::string& path) {
-  return path + ": already exists (pass --overwrite to replace it)";
 }
 
 // ---- one pair ----
@@ -160,7 +134,7 @@ void fuse_batch(const FuseSettings& s) {
 }
 
 constexpr const char* kFooter = R"(Modes:
-  one pair     --anatomical A --functional F --output O
+  one pair     --anatomical A --functional F --output O  (2D images, or volumes: see "Volumes")
   directories  --anatomical-dir DA --functional-dir DF --output-dir DO
                Files pair by name: the stem (file name without its extension) must match exactly,
                letter case included; the extensions may differ (DA/x.png pairs with DF/x.tif).
@@ -172,6 +146,25 @@ constexpr const char* kFooter = R"(Modes:
                fused. An existing output is not replaced without --overwrite: that pair is named and
                counted failed. A final line counts fused, failed and unpaired files; the exit status
                is 1 if any pair failed or any file was unpaired.
+
+Volumes (chosen when the inputs are NIfTI files .nii/.nii.gz, DICOM series directories or DICOM
+files; a volume with a 2D image is refused):
+  --anatomical A.nii.gz --functional F.nii.gz --output O.nii.gz   (or .nii; A, F may be DICOM)
+  --anatomical-dir DA --functional-dir DF --output-dir DO
+               pairs volumes by name: study1.nii.gz with study1.nii (or a DICOM series directory
+               study1/), writes DO/study1.nii.gz; unpaired and failed volumes as for images.
+  A directory holds one DICOM series (sorted by position, not by file name); several are refused.
+  The functional volume is resampled onto the anatomical grid in physical space (origin, spacing
+  and direction of both; linear; 0 outside its extent); volumes that do not overlap are refused.
+  The output has the anatomical volume's exact geometry, so it overlays it in any viewer.
+  Each volume is mapped to 0..255 with one window for all its slices (--anatomical-window,
+  --functional-window; default: 0.5-99.5 percentiles of its non-zero voxels), the functional one
+  coloured with --colormap (hot-iron by default: of DICOM's palettes the only one whose brightness
+  rises with uptake, as in the pseudo-colour the network was trained on). The output is an RGB24
+  NIfTI, grey with --colormap grey. Slices (--plane) are cut in patient space and shown to the
+  network in one orientation whatever the voxel order on disk; slices empty in both inputs are
+  not fused (left 0). A 4D volume needs --frame. Volumes too large for memory are refused before
+  any work.
 
 Colour handling (as the authors' test script):
   colour functional image (pseudo-coloured SPECT/PET, GFP green fluorescence): converted to YUV;
@@ -190,6 +183,19 @@ Outputs are written atomically (a hidden temporary file renamed into place): an 
 never leaves a partial image. Existing outputs are kept unless --overwrite is given.)";
 
 }  // namespace
+
+FuserOptions fuser_options(const FuseSettings& s) {
+  FuserOptions options;
+  options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
+  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
+  options.device = s.device;
+  options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
+  return options;
+}
+
+std::string existing_output_message(const std::string& path) {
+  return path + ": already exists (pass --overwrite to replace it)";
+}
 
 void add_fuse_command(CLI::App& app) {
   auto settings = std::make_shared<FuseSettings>();
@@ -221,6 +227,27 @@ void add_fuse_command(CLI::App& app) {
                   "up to 3 levels off (measurements in models/README.md)")
       ->check(CLI::IsMember({"float32", "bf16"}));
   cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
+  // Volumes (see "Volumes" below).
+  cmd->add_option("--frame", settings->frame,
+                  "Volumes: which frame of a 4D (dynamic) volume to fuse, N counting from 0, or 'mean' of all "
+                  "frames; a 4D volume without --frame is refused");
+  cmd->add_option("--anatomical-window", settings->anatomical_window,
+                  "Volumes: LO:HI in the anatomical file's units mapped to 0..255 (default: the 0.5 and 99.5 "
+                  "percentiles of its non-zero voxels)");
+  cmd->add_option("--functional-window", settings->functional_window,
+                  "Volumes: LO:HI in the functional file's units mapped to 0..255 (default as above)");
+  cmd->add_option("--colormap", settings->colormap,
+                  "Volumes: pseudo-colour of the functional volume: hot-iron (default), pet, hot-metal-blue, "
+                  "pet-20-step (DICOM PS3.6 Annex B palettes) or grey (CT; a grey output)")
+      ->check(CLI::IsMember({"hot-iron", "pet", "hot-metal-blue", "pet-20-step", "grey"}));
+  cmd->add_option("--plane", settings->plane,
+                  "Volumes: axial (default), coronal or sagittal slices, in patient space whatever the voxel order")
+      ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
+  cmd->add_option("--slices-dir", settings->slices_dir,
+                  "Volumes, one pair: also write every fused slice as DIR/<plane>_<k>.png (created if missing)");
+  cmd->add_option("--montage", settings->montage,
+                  "Volumes, one pair: also write a picture (.png) of evenly spaced slices: anatomical, functional "
+                  "and fused rows");
 
   cmd->callback([settings] {
     if (settings->single_mode() == settings->batch_mode()) {
@@ -228,8 +255,16 @@ void add_fuse_command(CLI::App& app) {
           "fuse: give either --anatomical/--functional/--output or --anatomical-dir/--functional-dir/--output-dir "
           "(see efcnet fuse --help)");
     }
+    const bool volumes = volume_mode(*settings);
+    if (!volumes && settings->volume_options_given()) {
+      throw std::runtime_error(
+          "fuse: --frame, --anatomical-window, --functional-window, --colormap, --plane, --slices-dir and --montage "
+          "are for volumes (NIfTI files, DICOM series), not 2D images");
+    }
     use_fusion_runtime(settings->threads, settings->device);
-    if (settings->single_mode()) {
+    if (volumes) {
+      settings->single_mode() ? fuse_volume_single(*settings) : fuse_volume_batch(*settings);
+    } else if (settings->single_mode()) {
       fuse_single(*settings);
     } else {
       fuse_batch(*settings);

@@ -1,4 +1,5 @@
 // `efcnet phantom`: writes a synthetic, registered anatomical/functional pair (demo and tests).
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -8,6 +9,7 @@
 
 #include "commands.h"
 #include "efcnet/image.h"
+#include "efcnet/volume.h"
 
 namespace efcnet::cli {
 
@@ -16,10 +18,14 @@ void add_phantom_command(CLI::App& app) {
     std::string out_dir;
     int size = 256;
     PhantomKind kind = PhantomKind::spect;
+    bool volume = false;
+    int slices = 0;
   };
   auto settings = std::make_shared<Settings>();
   CLI::App* cmd = app.add_subcommand(
-      "phantom", "Write a synthetic anatomical.png + functional.png pair (no patient data) to try `efcnet fuse` on");
+      "phantom",
+      "Write a synthetic anatomical.png + functional.png pair (no patient data) to try `efcnet fuse` on; with "
+      "--volume a NIfTI pair (anatomical.nii.gz, functional.nii.gz) on two different grids and voxel orientations");
   cmd->add_option("--out-dir", settings->out_dir, "Directory to write into (created if missing)")->required();
   cmd->add_option("--size", settings->size, "Side of the square images in pixels (default: 256)")
       ->check(CLI::Range(32, 8192));
@@ -29,6 +35,12 @@ void add_phantom_command(CLI::App& app) {
                   "spect: MRI + JET pseudo-coloured perfusion (default); pet: MRI + HOT pseudo-coloured uptake; "
                   "ct: MRI + grey CT; gfp: phase-contrast cells + green fluorescence")
       ->transform(CLI::CheckedTransformer(kinds, CLI::ignore_case));
+  cmd->add_flag("--volume", settings->volume,
+                "Write volumes instead: an MRI-like anatomical.nii.gz (--size x --size x --slices voxels, 220 x 220 x "
+                "150 mm) and a SPECT/PET-like functional.nii.gz at half the resolution, stored as coronal slices in "
+                "another voxel order and shifted by a few mm (float32, both in LPS physical space)");
+  cmd->add_option("--slices", settings->slices, "With --volume: anatomical slices (default: --size / 4)")
+      ->check(CLI::Range(2, 4096));
 
   cmd->callback([settings] {
     std::error_code ec;
@@ -36,8 +48,17 @@ void add_phantom_command(CLI::App& app) {
     if (!std::filesystem::is_directory(settings->out_dir)) {
       throw std::runtime_error(settings->out_dir + ": cannot create the directory" + (ec ? ": " + ec.message() : ""));
     }
-    const Phantom phantom = make_phantom(settings->size, settings->kind);
     const std::filesystem::path dir(settings->out_dir);
+    if (settings->volume) {
+      const VolumePhantom phantom =
+          make_volume_phantom(settings->size, settings->slices > 0 ? settings->slices : std::max(2, settings->size / 4));
+      write_volume_atomic((dir / "anatomical.nii.gz").string(), phantom.anatomical);
+      write_volume_atomic((dir / "functional.nii.gz").string(), phantom.functional);
+      std::printf("%s\n%s\n", (dir / "anatomical.nii.gz").c_str(), (dir / "functional.nii.gz").c_str());
+      return;
+    }
+    if (settings->slices > 0) throw std::runtime_error("phantom: --slices is for --volume");
+    const Phantom phantom = make_phantom(settings->size, settings->kind);
     write_image_atomic((dir / "anatomical.png").string(), phantom.anatomical);
     write_image_atomic((dir / "functional.png").string(), phantom.functional);
     std::printf("%s\n%s\n", (dir / "anatomical.png").c_str(), (dir / "functional.png").c_str());

@@ -26,6 +26,7 @@ int main(int argc, char** argv) {
   efcnet::cli::add_train_seem_command(app);
   efcnet::cli::add_export_weights_command(app);
   efcnet::cli::add_bench_command(app);
+  efcnet::cli::add_bench_volume_command(app);
   efcnet::cli::add_compare_command(app);
   return efcnet::cli::run_app(app, argc, argv);
 }

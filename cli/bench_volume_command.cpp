@@ -1,0 +1,201 @@
+// `efcnet bench-volume`: what the volume path of `efcnet fuse` costs beyond the network. A
+// phantom volume is fused stage by stage as fuse runs it (read, resample + window + colour,
+// slicing, network, write), then the same slices as 2D pairs from PNG files, as fuse's image mode
+// runs them, in the same process with the same networks.
+#include <stdlib.h>
+
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "commands.h"
+#include "efcnet/default_weights.h"
+#include "efcnet/image.h"
+#include "efcnet/pipeline.h"
+#include "efcnet/progress.h"
+#include "efcnet/runtime.h"
+#include "efcnet/volume.h"
+
+namespace efcnet::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+using nlohmann::ordered_json;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+class ScratchDir {
+ public:
+  ScratchDir() {
+    std::string pattern = (fs::temp_directory_path() / "efcnet-bench-volume-XXXXXX").string();
+    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory like " + pattern);
+    path_ = pattern;
+  }
+  ~ScratchDir() {
+    std::error_code ec;
+    fs::remove_all(path_, ec);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+};
+
+ordered_json load_average() {
+  std::ifstream in("/proc/loadavg");
+  double one = 0, five = 0, fifteen = 0;
+  if (in >> one >> five >> fifteen) return {one, five, fifteen};
+  return nullptr;
+}
+
+struct Settings {
+  int size = 256;
+  int slices = 64;
+  int threads = 0;
+  std::string weights, seem_weights, output;
+};
+
+void run(const Settings& s) {
+  use_fusion_runtime(s.threads, "cpu");
+  ScratchDir scratch;
+  const std::string anatomical_path = scratch / "anatomical.nii.gz", functional_path = scratch / "functional.nii.gz";
+  {
+    const VolumePhantom phantom = make_volume_phantom(s.size, s.slices);
+    write_volume_atomic(anatomical_path, phantom.anatomical);
+    write_volume_atomic(functional_path, phantom.functional);
+  }
+  FuserOptions options;
+  options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
+  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
+  const Fuser fuser(options);
+
+  // ---- the volume path, stage by stage ----
+  std::fprintf(stderr, "bench-volume: fusing a %dx%dx%d phantom volume\n", s.size, s.size, s.slices);
+  auto start = Clock::now();
+  const Volume anatomical = read_volume(anatomical_path);
+  const Volume functional = read_volume(functional_path);
+  const double read_s = seconds_since(start);
+  start = Clock::now();
+  const PreparedVolumes prepared = prepare_volumes(anatomical, functional, {}, anatomical_path, functional_path);
+  const double prepare_s = seconds_since(start);
+
+  double slicing_s = 0, network_s = 0;
+  FusedVolume result;
+  result.fused.geometry = prepared.anatomical.geometry;
+  result.fused.channels = prepared.functional.channels;
+  result.fused.voxels.assign(prepared.functional.voxels.size(), 0);
+  std::vector<int> fused_slices;
+  {
+    ProgressBar progress(static_cast<std::size_t>(prepared.layout.slices));
+    for (int k = 0; k < prepared.layout.slices; ++k) {
+      start = Clock::now();
+      const bool content = slice_has_content(prepared, k);
+      const cv::Mat a = extract_slice(prepared.anatomical, prepared.layout, k);
+      const cv::Mat f = extract_slice(prepared.functional, prepared.layout, k);
+      slicing_s += seconds_since(start);
+      if (content) {
+        start = Clock::now();
+        const cv::Mat fused = fuser.fuse_pair(a, f);
+        network_s += seconds_since(start);
+        start = Clock::now();
+        insert_slice(result.fused, prepared.layout, k, fused);
+        slicing_s += seconds_since(start);
+        fused_slices.push_back(k);
+      }
+      progress.advance();
+    }
+  }
+  start = Clock::now();
+  write_volume_atomic(scratch / "fused.nii.gz", result.fused);
+  const double write_s = seconds_since(start);
+  const double volume_total = read_s + prepare_s + slicing_s + network_s + write_s;
+
+  // ---- the same slices as 2D pairs: PNG in, fuse_pair, PNG out ----
+  std::vector<std::pair<std::string, std::string>> pairs;
+  for (const int k : fused_slices) {
+    const std::string a = scratch / ("a" + std::to_string(k) + ".png"), f = scratch / ("f" + std::to_string(k) + ".png");
+    write_image_atomic(a, extract_slice(prepared.anatomical, prepared.layout, k));
+    write_image_atomic(f, extract_slice(prepared.functional, prepared.layout, k));
+    pairs.emplace_back(a, f);
+  }
+  std::fprintf(stderr, "bench-volume: fusing the same %zu slices as 2D pairs\n", pairs.size());
+  double pair_io_s = 0, pair_network_s = 0;
+  {
+    ProgressBar progress(pairs.size());
+    for (std::size_t i = 0; i < pairs.size(); ++i) {
+      start = Clock::now();
+      const cv::Mat a = read_anatomical(pairs[i].first), f = read_functional(pairs[i].second);
+      pair_io_s += seconds_since(start);
+      start = Clock::now();
+      const cv::Mat fused = fuser.fuse_pair(a, f);
+      pair_network_s += seconds_since(start);
+      start = Clock::now();
+      write_image_atomic(scratch / ("o" + std::to_string(i) + ".png"), fused);
+      pair_io_s += seconds_since(start);
+      progress.advance();
+    }
+  }
+  const double pairs_total = pair_io_s + pair_network_s;
+  const double n = static_cast<double>(std::max<std::size_t>(fused_slices.size(), 1));
+
+  ordered_json report;
+  report["cpu"] = cpu_model();
+  report["threads"] = thread_count(s.threads);
+  report["load_average_after"] = load_average();
+  const auto& g = prepared.anatomical.geometry;
+  report["volume"] = {
+      {"anatomical", {g.size[0], g.size[1], g.size[2]}},
+      {"functional", {functional.geometry.size[0], functional.geometry.size[1], functional.geometry.size[2]}},
+      {"slices", prepared.layout.slices},
+      {"fused_slices", fused_slices.size()},
+      {"read_s", read_s},
+      {"resample_window_colour_s", prepare_s},
+      {"slicing_s", slicing_s},
+      {"network_s", network_s},
+      {"write_s", write_s},
+      {"total_s", volume_total},
+      {"seconds_per_slice", volume_total / n},
+      {"overhead_s", volume_total - network_s},
+      {"overhead_fraction_of_network", (volume_total - network_s) / network_s},
+  };
+  report["pairs_2d"] = {
+      {"pairs", pairs.size()},
+      {"read_write_s", pair_io_s},
+      {"network_s", pair_network_s},
+      {"total_s", pairs_total},
+      {"seconds_per_pair", pairs_total / n},
+  };
+  report["volume_seconds_per_slice_over_2d_seconds_per_pair"] = (volume_total / n) / (pairs_total / n);
+  const std::string text = report.dump(2) + "\n";
+  if (s.output.empty()) {
+    std::fputs(text.c_str(), stdout);
+  } else {
+    write_file_atomic(s.output, text);
+  }
+}
+
+}  // namespace
+
+void add_bench_volume_command(CLI::App& app) {
+  auto settings = std::make_shared<Settings>();
+  CLI::App* cmd = add_torch_subcommand(app, "bench-volume");
+  cmd->add_option("--size", settings->size, "Side of the phantom's anatomical slices (default: 256)")->check(CLI::Range(16, 2048));
+  cmd->add_option("--slices", settings->slices, "Anatomical slices (default: 64)")->check(CLI::Range(2, 4096));
+  cmd->add_option("--threads", settings->threads, "LibTorch intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
+  cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
+  cmd->add_option("--output", settings->output, "Write the JSON report here (default: stdout)");
+  cmd->callback([settings] { run(*settings); });
+}
+
+}  // namespace efcnet::cli

@@ -1,0 +1,47 @@
+// `efcnet fuse`'s command line, shared by its 2D pairs (fuse_command.cpp) and its volumes
+// (fuse_volume.cpp).
+#pragma once
+
+#include <string>
+
+#include "efcnet/image.h"
+#include "efcnet/pipeline.h"
+
+namespace efcnet::cli {
+
+struct FuseSettings {
+  std::string anatomical, functional, output;
+  std::string anatomical_dir, functional_dir, output_dir, format;
+  std::string weights, seem_weights;
+  std::string device = "cpu";
+  std::string method = "efcnet";
+  std::string precision = "float32";
+  int threads = 0;
+  bool overwrite = false;
+  // Volumes only (empty: not given).
+  std::string frame, anatomical_window, functional_window, colormap, plane, slices_dir, montage;
+
+  bool single_mode() const { return !anatomical.empty() || !functional.empty() || !output.empty(); }
+  bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !output_dir.empty(); }
+  bool volume_options_given() const {
+    return !frame.empty() || !anatomical_window.empty() || !functional_window.empty() || !colormap.empty() ||
+           !plane.empty() || !slices_dir.empty() || !montage.empty();
+  }
+  WriteMode write_mode() const { return overwrite ? WriteMode::replace : WriteMode::no_clobber; }
+};
+
+// FuserOptions from the command line (weights looked up as --help says).
+FuserOptions fuser_options(const FuseSettings& s);
+
+// The CLI's message for an output that exists without --overwrite.
+std::string existing_output_message(const std::string& path);
+
+// Whether the command line names volumes (NIfTI files, DICOM series or files) rather than 2D
+// images; throws for a mix of the two.
+bool volume_mode(const FuseSettings& s);
+
+// One pair of volumes / two directories of volumes (fuse_volume.cpp).
+void fuse_volume_single(const FuseSettings& s);
+void fuse_volume_batch(const FuseSettings& s);
+
+}  // namespace efcnet::cli

@@ -1,0 +1,298 @@
+// `efcnet fuse` on volumes: NIfTI files and DICOM series in, a NIfTI volume on the anatomical grid out.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "efcnet/image.h"
+#include "efcnet/pipeline.h"
+#include "efcnet/progress.h"
+#include "efcnet/volume.h"
+#include "efcnet/volume_fusion.h"
+#include "fuse_settings.h"
+
+namespace efcnet::cli {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
+
+// Library messages speak of options; the command line names its flags.
+VolumeFusionOptions volume_options(const FuseSettings& s) {
+  VolumeFusionOptions options;
+  try {
+    if (!s.frame.empty()) options.frame = parse_frame(s.frame);
+  } catch (const OptionError& e) {
+    throw std::runtime_error(std::string("--frame: ") + e.what());
+  }
+  try {
+    if (!s.anatomical_window.empty()) options.anatomical_window = parse_window(s.anatomical_window);
+  } catch (const OptionError& e) {
+    throw std::runtime_error(std::string("--anatomical-window: ") + e.what());
+  }
+  try {
+    if (!s.functional_window.empty()) options.functional_window = parse_window(s.functional_window);
+  } catch (const OptionError& e) {
+    throw std::runtime_error(std::string("--functional-window: ") + e.what());
+  }
+  if (!s.colormap.empty()) options.colormap = parse_colormap(s.colormap);
+  if (!s.plane.empty()) options.plane = parse_plane(s.plane);
+  return options;
+}
+
+std::string with_flags(std::string message) {
+  const auto replace = [&message](const std::string& from, const std::string& to) {
+    const auto at = message.find(from);
+    if (at != std::string::npos) message.replace(at, from.size(), to);
+  };
+  replace("the frame option", "--frame N");
+  replace("or their mean", "or --frame mean");
+  replace("choose another plane", "choose another --plane");
+  return message;
+}
+
+// The header checks that can refuse a pair before anything is read or loaded.
+void check_headers(const std::string& path, const VolumeInfo& info, const VolumeFusionOptions& options) {
+  if (info.components != 1) {
+    throw VolumeError(path + ": holds " + std::to_string(info.components) +
+                      " values per voxel (colour?); a volume of intensities is needed");
+  }
+  if (info.dimensions == 4 && info.frames > 1 && options.frame.kind == FrameChoice::Kind::none) {
+    throw VolumeError(path + ": is 4D with " + std::to_string(info.frames) + " frames; choose one with --frame N (0.." +
+                      std::to_string(info.frames - 1) + ") or their mean with --frame mean");
+  }
+  if (info.dimensions == 4 && info.frames > 1 && options.frame.kind == FrameChoice::Kind::index &&
+      options.frame.index >= info.frames) {
+    throw VolumeError(path + ": has " + std::to_string(info.frames) + " frames, so no frame " +
+                      std::to_string(options.frame.index) + " (--frame counts from 0)");
+  }
+}
+
+// One 2D fusion per slice: the network, or a baseline.
+class SliceFuser {
+ public:
+  explicit SliceFuser(const FuseSettings& s) {
+    if (s.method == "y-average" || s.method == "y-max") {
+      const auto method = s.method == "y-average" ? BaselineMethod::y_average : BaselineMethod::y_max;
+      fuse_ = [method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
+    } else {
+      fuser_ = std::make_unique<const Fuser>(fuser_options(s));
+      const Fuser* fuser = fuser_.get();
+      fuse_ = [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); };
+    }
+  }
+  FusedVolume fuse(const PreparedVolumes& volumes, ProgressBar* progress) const {
+    return fuser_ ? fuse_volume(*fuser_, volumes, progress) : fuse_prepared(volumes, fuse_, progress);
+  }
+
+ private:
+  std::unique_ptr<const Fuser> fuser_;
+  SliceFusion fuse_;
+};
+
+struct VolumeJob {
+  std::string name, anatomical, functional, output;
+};
+
+// Reads, prepares, fuses and writes one pair; returns the prepared inputs and the result for the
+// pictures. Every refusal happens before the output is written.
+struct VolumeResult {
+  PreparedVolumes prepared;
+  FusedVolume fused;
+};
+
+// Loading the networks failed: no pair of a batch would fuse, so the batch stops.
+class LoadError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, const VolumeFusionOptions& options,
+                      const std::function<const SliceFuser&()>& fuser) {
+  const VolumeInfo a = read_volume_info(job.anatomical), f = read_volume_info(job.functional);
+  check_headers(job.anatomical, a, options);
+  check_headers(job.functional, f, options);
+  check_slice_size(a.geometry, options.plane, job.anatomical);
+  const bool colour = options.colormap != Colormap::grey;
+  if (const std::string shortfall = volume_memory_shortfall(a, f, options.plane, colour, s.device == "cpu");
+      !shortfall.empty()) {
+    throw VolumeError(job.anatomical + " + " + job.functional + ": " + shortfall);
+  }
+  const SliceFuser& slice_fuser = fuser();  // the networks are loaded once, on the first pair that gets here
+
+  VolumeResult result;
+  {
+    const Volume anatomical = read_volume(job.anatomical, options.frame);
+    const Volume functional = read_volume(job.functional, options.frame);
+    result.prepared = prepare_volumes(anatomical, functional, options, job.anatomical, job.functional);
+  }
+  ProgressBar progress(static_cast<std::size_t>(result.prepared.layout.slices));
+  try {
+    result.fused = slice_fuser.fuse(result.prepared, &progress);
+  } catch (const std::exception& e) {
+    progress.finish();
+    throw std::runtime_error(job.anatomical + " + " + job.functional + ": " + e.what());
+  }
+  progress.finish();
+  write_volume_atomic(job.output, result.fused.fused, s.write_mode());
+  return result;
+}
+
+void check_output_path(const std::string& output, bool overwrite) {
+  if (!has_volume_extension(output)) {
+    throw std::runtime_error(output + ": a fused volume is written as .nii or .nii.gz");
+  }
+  const fs::path dir = fs::path(output).has_parent_path() ? fs::path(output).parent_path() : ".";
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) throw std::runtime_error(output + ": directory " + dir.string() + " does not exist");
+  if (!overwrite && fs::exists(fs::symlink_status(output, ec))) throw std::runtime_error(existing_output_message(output));
+}
+
+void write_pictures(const FuseSettings& s, const VolumeResult& result) {
+  if (!s.slices_dir.empty()) {
+    std::error_code ec;
+    fs::create_directories(s.slices_dir, ec);
+    if (!fs::is_directory(s.slices_dir)) throw std::runtime_error(s.slices_dir + ": cannot create the --slices-dir directory");
+    const SliceLayout& layout = result.prepared.layout;
+    const int digits = static_cast<int>(std::to_string(std::max(layout.slices - 1, 0)).size());
+    for (int k = 0; k < layout.slices; ++k) {
+      char name[64];
+      std::snprintf(name, sizeof name, "%s_%0*d.png", plane_name(s.plane.empty() ? Plane::axial : parse_plane(s.plane)), digits, k);
+      write_image_atomic((fs::path(s.slices_dir) / name).string(), extract_slice(result.fused.fused, layout, k));
+    }
+  }
+  if (!s.montage.empty()) write_image_atomic(s.montage, make_montage(result.prepared, result.fused.fused));
+}
+
+}  // namespace
+
+bool volume_mode(const FuseSettings& s) {
+  if (s.single_mode()) {
+    const bool a = !s.anatomical.empty() && is_volume_path(s.anatomical);
+    const bool f = !s.functional.empty() && is_volume_path(s.functional);
+    if (a != f && !s.anatomical.empty() && !s.functional.empty()) {
+      const std::string& volume = a ? s.anatomical : s.functional;
+      const std::string& image = a ? s.functional : s.anatomical;
+      throw std::runtime_error("fuse: " + volume + " is a volume but " + image +
+                               " is a 2D image; give two volumes or two images");
+    }
+    return a || f;
+  }
+  const bool a = !s.anatomical_dir.empty() && directory_holds_volumes(s.anatomical_dir);
+  const bool f = !s.functional_dir.empty() && directory_holds_volumes(s.functional_dir);
+  if (a != f && !s.anatomical_dir.empty() && !s.functional_dir.empty()) {
+    const std::string& volumes = a ? s.anatomical_dir : s.functional_dir;
+    const std::string& images = a ? s.functional_dir : s.anatomical_dir;
+    throw std::runtime_error("fuse: " + volumes + " holds volumes but " + images +
+                             " does not; give two directories of volumes or two of images");
+  }
+  return a || f;
+}
+
+void fuse_volume_single(const FuseSettings& s) {
+  const auto start = Clock::now();
+  if (s.anatomical.empty() || s.functional.empty() || s.output.empty()) {
+    throw std::runtime_error("fuse: a single pair needs all of --anatomical, --functional and --output");
+  }
+  if (!s.format.empty()) throw std::runtime_error("fuse: --format is for --output-dir of 2D images");
+  check_output_path(s.output, s.overwrite);
+  if (!s.montage.empty() && fs::path(s.montage).extension() != ".png") {
+    throw std::runtime_error(s.montage + ": --montage writes a .png picture");
+  }
+  const VolumeFusionOptions options = volume_options(s);
+  std::unique_ptr<SliceFuser> slot;
+  const auto fuser = [&]() -> const SliceFuser& {
+    if (!slot) slot = std::make_unique<SliceFuser>(s);
+    return *slot;
+  };
+  try {
+    const VolumeResult result = fuse_one({"", s.anatomical, s.functional, s.output}, s, options, fuser);
+    write_pictures(s, result);
+    std::fprintf(stderr, "fused %s: %d %s slices (%d empty, not fused) on the grid of %s in %.1f s\n", s.output.c_str(),
+                 result.fused.fused_slices, plane_name(options.plane), result.fused.empty_slices,
+                 s.anatomical.c_str(), seconds_since(start));
+  } catch (const Error& e) {
+    throw std::runtime_error(with_flags(e.what()));
+  }
+}
+
+void fuse_volume_batch(const FuseSettings& s) {
+  const auto start = Clock::now();
+  if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.output_dir.empty()) {
+    throw std::runtime_error("fuse: directory mode needs all of --anatomical-dir, --functional-dir and --output-dir");
+  }
+  if (!s.format.empty()) throw std::runtime_error("fuse: --format is for 2D images; volumes are written as .nii.gz");
+  if (!s.slices_dir.empty() || !s.montage.empty()) {
+    throw std::runtime_error("fuse: --slices-dir and --montage are for one pair of volumes");
+  }
+  const VolumeFusionOptions options = volume_options(s);
+  const Pairing pairing = pair_volumes_by_name(s.anatomical_dir, s.functional_dir);
+  std::error_code ec;
+  for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {
+    if (fs::equivalent(s.output_dir, *input_dir, ec)) {
+      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
+    }
+  }
+  fs::create_directories(s.output_dir, ec);
+  if (!fs::is_directory(s.output_dir)) {
+    throw std::runtime_error(s.output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
+  }
+
+  std::size_t unpaired = 0, fused = 0, failed = 0;
+  auto report_unpaired = [&](const std::string& path, const std::string& why) {
+    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+    ++unpaired;
+  };
+  for (const auto& path : pairing.unpaired_anatomical) {
+    report_unpaired(path, "no single functional volume named " + volume_stem(path) + " in " + s.functional_dir);
+  }
+  for (const auto& path : pairing.unpaired_functional) {
+    report_unpaired(path, "no single anatomical volume named " + volume_stem(path) + " in " + s.anatomical_dir);
+  }
+  for (const auto& path : pairing.ambiguous) {
+    report_unpaired(path, "another volume in its directory is also named " + volume_stem(path));
+  }
+
+  std::unique_ptr<SliceFuser> slot;
+  const auto fuser = [&]() -> const SliceFuser& {
+    if (!slot) {
+      try {
+        slot = std::make_unique<SliceFuser>(s);
+      } catch (const std::exception& e) {
+        throw LoadError(e.what());
+      }
+    }
+    return *slot;
+  };
+  for (std::size_t i = 0; i < pairing.pairs.size(); ++i) {
+    const ImagePair& pair = pairing.pairs[i];
+    const VolumeJob job{pair.name, pair.anatomical, pair.functional, (fs::path(s.output_dir) / (pair.name + ".nii.gz")).string()};
+    if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
+      std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
+      ++failed;
+      continue;
+    }
+    std::fprintf(stderr, "volume %zu/%zu: %s\n", i + 1, pairing.pairs.size(), job.name.c_str());
+    try {
+      fuse_one(job, s, options, fuser);
+      ++fused;
+    } catch (const LoadError&) {
+      throw;
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), with_flags(e.what()).c_str());
+      ++failed;
+    }
+  }
+  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", fused, failed, unpaired, seconds_since(start));
+  if (failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
+}
+
+}  // namespace efcnet::cli

@@ -1,0 +1,261 @@
+// Where voxels are in physical space, resampling between grids, and the canonical slicing.
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+
+#include <itkLinearInterpolateImageFunction.h>
+#include <itkResampleImageFilter.h>
+
+#include "efcnet/volume.h"
+#include "volume/itk_convert.h"
+
+namespace efcnet {
+namespace detail {
+
+FloatImage::Pointer to_itk(const Volume& volume) {
+  auto image = allocate_image<FloatImage>(volume.geometry);
+  std::copy(volume.voxels.begin(), volume.voxels.end(), image->GetBufferPointer());
+  return image;
+}
+
+Volume from_itk(const FloatImage& image) {
+  Volume volume;
+  volume.geometry = geometry_of(image);
+  const float* data = image.GetBufferPointer();
+  volume.voxels.assign(data, data + volume.geometry.voxel_count());
+  return volume;
+}
+
+}  // namespace detail
+
+namespace {
+
+std::string number_text(double value, const char* format = "%.1f") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, format, value);
+  return buf;
+}
+
+}  // namespace
+
+std::array<double, 3> VolumeGeometry::physical_point(double i, double j, double k) const {
+  const double index[3] = {i * spacing[0], j * spacing[1], k * spacing[2]};
+  std::array<double, 3> point = origin;
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 3; ++c) point[r] += direction[r * 3 + c] * index[c];
+  }
+  return point;
+}
+
+std::string VolumeGeometry::text() const {
+  return std::to_string(size[0]) + "x" + std::to_string(size[1]) + "x" + std::to_string(size[2]) + " voxels of " +
+         number_text(spacing[0], "%g") + "x" + number_text(spacing[1], "%g") + "x" + number_text(spacing[2], "%g") + " mm";
+}
+
+bool same_geometry(const VolumeGeometry& a, const VolumeGeometry& b, double tolerance) {
+  if (a.size != b.size) return false;
+  for (int i = 0; i < 3; ++i) {
+    if (std::abs(a.spacing[i] - b.spacing[i]) > tolerance || std::abs(a.origin[i] - b.origin[i]) > tolerance) return false;
+  }
+  for (int i = 0; i < 9; ++i) {
+    if (std::abs(a.direction[i] - b.direction[i]) > tolerance) return false;
+  }
+  return true;
+}
+
+std::string PhysicalExtent::text() const {
+  const char* axes = "xyz";
+  std::string out;
+  for (int a = 0; a < 3; ++a) {
+    if (a > 0) out += ", ";
+    out += std::string(1, axes[a]) + " " + number_text(low[a]) + ".." + number_text(high[a]);
+  }
+  return out + " mm (LPS)";
+}
+
+PhysicalExtent physical_extent(const VolumeGeometry& g) {
+  PhysicalExtent extent;
+  extent.low.fill(std::numeric_limits<double>::infinity());
+  extent.high.fill(-std::numeric_limits<double>::infinity());
+  for (int corner = 0; corner < 8; ++corner) {
+    const double i = (corner & 1) ? g.size[0] - 0.5 : -0.5;
+    const double j = (corner & 2) ? g.size[1] - 0.5 : -0.5;
+    const double k = (corner & 4) ? g.size[2] - 0.5 : -0.5;
+    const auto p = g.physical_point(i, j, k);
+    for (int a = 0; a < 3; ++a) {
+      extent.low[a] = std::min(extent.low[a], p[a]);
+      extent.high[a] = std::max(extent.high[a], p[a]);
+    }
+  }
+  return extent;
+}
+
+Volume resample_onto(const Volume& moving, const VolumeGeometry& grid, const std::string& moving_name,
+                     const std::string& grid_name) {
+  const PhysicalExtent a = physical_extent(moving.geometry), b = physical_extent(grid);
+  for (int axis = 0; axis < 3; ++axis) {
+    if (a.high[axis] <= b.low[axis] || b.high[axis] <= a.low[axis]) {
+      throw VolumeError(moving_name + " (" + a.text() + ") and " + grid_name + " (" + b.text() +
+                        ") do not overlap in physical space");
+    }
+  }
+  // Same grid: nothing to interpolate (and exactly the input values).
+  if (same_geometry(moving.geometry, grid, 0)) return moving;
+
+  using Filter = itk::ResampleImageFilter<detail::FloatImage, detail::FloatImage>;
+  using Interpolator = itk::LinearInterpolateImageFunction<detail::FloatImage, double>;
+  auto filter = Filter::New();
+  filter->SetInput(detail::to_itk(moving));
+  filter->SetInterpolator(Interpolator::New());
+  filter->SetDefaultPixelValue(0);
+  const auto reference = detail::allocate_image<detail::FloatImage>(grid);
+  filter->SetOutputParametersFromImage(reference);
+  try {
+    filter->Update();
+  } catch (const itk::ExceptionObject& e) {
+    throw VolumeError(moving_name + ": cannot resample onto the grid of " + grid_name + ": " + detail::itk_message(e));
+  }
+  return detail::from_itk(*filter->GetOutput());
+}
+
+// ---- slices ----
+
+Plane parse_plane(const std::string& name) {
+  if (name == "axial") return Plane::axial;
+  if (name == "coronal") return Plane::coronal;
+  if (name == "sagittal") return Plane::sagittal;
+  throw OptionError("unknown plane '" + name + "' (axial, coronal or sagittal)");
+}
+
+const char* plane_name(Plane plane) {
+  switch (plane) {
+    case Plane::axial: return "axial";
+    case Plane::coronal: return "coronal";
+    case Plane::sagittal: return "sagittal";
+  }
+  return "?";
+}
+
+SliceLayout slice_layout(const VolumeGeometry& g, Plane plane) {
+  // Which patient axis (LPS: 0 = x to the left, 1 = y posterior, 2 = z superior) each voxel axis
+  // runs along, and in which sense: the largest direction cosine first, then the largest of the
+  // rest, so that oblique volumes still give a permutation.
+  int patient_of[3] = {-1, -1, -1};
+  int voxel_of[3] = {-1, -1, -1};
+  bool positive[3] = {true, true, true};  // per voxel axis
+  for (int round = 0; round < 3; ++round) {
+    double best = -1;
+    int best_r = 0, best_c = 0;
+    for (int r = 0; r < 3; ++r) {
+      if (voxel_of[r] >= 0) continue;
+      for (int c = 0; c < 3; ++c) {
+        if (patient_of[c] >= 0) continue;
+        if (std::abs(g.direction[r * 3 + c]) > best) {
+          best = std::abs(g.direction[r * 3 + c]);
+          best_r = r;
+          best_c = c;
+        }
+      }
+    }
+    patient_of[best_c] = best_r;
+    voxel_of[best_r] = best_c;
+    positive[best_c] = g.direction[best_r * 3 + best_c] >= 0;
+  }
+
+  // Canonical axes as (patient axis, runs towards +LPS).
+  struct Axis {
+    int patient;
+    bool increasing;
+  };
+  Axis column{0, true}, row{1, true}, slice{2, true};  // axial: R->L, A->P, I->S
+  if (plane == Plane::coronal) {
+    column = {0, true};
+    row = {2, false};  // S->I
+    slice = {1, true};
+  } else if (plane == Plane::sagittal) {
+    column = {1, true};
+    row = {2, false};
+    slice = {0, true};
+  }
+  SliceLayout layout;
+  layout.column_axis = voxel_of[column.patient];
+  layout.row_axis = voxel_of[row.patient];
+  layout.slice_axis = voxel_of[slice.patient];
+  layout.column_flip = positive[layout.column_axis] != column.increasing;
+  layout.row_flip = positive[layout.row_axis] != row.increasing;
+  layout.slice_flip = positive[layout.slice_axis] != slice.increasing;
+  layout.columns = static_cast<int>(g.size[layout.column_axis]);
+  layout.rows = static_cast<int>(g.size[layout.row_axis]);
+  layout.slices = static_cast<int>(g.size[layout.slice_axis]);
+  return layout;
+}
+
+namespace {
+
+// Offsets (in voxels) of the slice's first pixel and of one step along a row and down a column.
+struct SliceWalk {
+  int64_t start = 0, column_step = 0, row_step = 0;
+};
+
+SliceWalk slice_walk(const VolumeGeometry& g, const SliceLayout& layout, int k) {
+  const int64_t stride[3] = {1, g.size[0], g.size[0] * g.size[1]};
+  auto first = [&](int axis, bool flip) -> int64_t { return flip ? (g.size[axis] - 1) * stride[axis] : 0; };
+  SliceWalk walk;
+  const int64_t slice_index = layout.slice_flip ? layout.slices - 1 - k : k;
+  walk.start = slice_index * stride[layout.slice_axis] + first(layout.row_axis, layout.row_flip) +
+               first(layout.column_axis, layout.column_flip);
+  walk.column_step = layout.column_flip ? -stride[layout.column_axis] : stride[layout.column_axis];
+  walk.row_step = layout.row_flip ? -stride[layout.row_axis] : stride[layout.row_axis];
+  return walk;
+}
+
+void check_slice(const ByteVolume& volume, const SliceLayout& layout, int k) {
+  if (k < 0 || k >= layout.slices) {
+    throw VolumeError("slice " + std::to_string(k) + " is outside 0.." + std::to_string(layout.slices - 1));
+  }
+  if (volume.voxels.size() != static_cast<std::size_t>(volume.geometry.voxel_count() * volume.channels)) {
+    throw VolumeError("a volume's voxel buffer does not match its " + volume.geometry.text());
+  }
+}
+
+}  // namespace
+
+cv::Mat extract_slice(const ByteVolume& volume, const SliceLayout& layout, int k) {
+  check_slice(volume, layout, k);
+  const SliceWalk walk = slice_walk(volume.geometry, layout, k);
+  const int channels = volume.channels;
+  cv::Mat slice(layout.rows, layout.columns, CV_8UC(channels));
+  for (int r = 0; r < layout.rows; ++r) {
+    uint8_t* out = slice.ptr<uint8_t>(r);
+    int64_t voxel = walk.start + r * walk.row_step;
+    for (int c = 0; c < layout.columns; ++c, voxel += walk.column_step) {
+      const uint8_t* in = volume.voxels.data() + voxel * channels;
+      for (int ch = 0; ch < channels; ++ch) *out++ = in[ch];
+    }
+  }
+  return slice;
+}
+
+void insert_slice(ByteVolume& volume, const SliceLayout& layout, int k, const cv::Mat& slice) {
+  check_slice(volume, layout, k);
+  if (slice.rows != layout.rows || slice.cols != layout.columns || slice.type() != CV_8UC(volume.channels)) {
+    throw VolumeError("a " + size_text(slice) + " slice of " + std::to_string(slice.channels()) +
+                      " channel(s) does not fit a volume's " + std::to_string(layout.columns) + "x" +
+                      std::to_string(layout.rows) + " slices of " + std::to_string(volume.channels));
+  }
+  const SliceWalk walk = slice_walk(volume.geometry, layout, k);
+  const int channels = volume.channels;
+  for (int r = 0; r < layout.rows; ++r) {
+    const uint8_t* in = slice.ptr<uint8_t>(r);
+    int64_t voxel = walk.start + r * walk.row_step;
+    for (int c = 0; c < layout.columns; ++c, voxel += walk.column_step) {
+      uint8_t* out = volume.voxels.data() + voxel * channels;
+      for (int ch = 0; ch < channels; ++ch) out[ch] = *in++;
+    }
+  }
+}
+
+}  // namespace efcnet
