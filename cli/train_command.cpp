@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <regex>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "commands.h"
 #include "efcnet/default_weights.h"
@@ -188,6 +190,28 @@ void report(const TrainingSummary& summary, int world_size) {
   }
 }
 
+// The library's messages name TrainOptions' fields; the command line speaks of its flags. A name
+// counts only between spaces, brackets or punctuation, so that paths in a message stay as they are.
+std::string with_flag_names(std::string message) {
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"crop_height and crop_width", "--crop"},
+      {"distributed.world_size", "--nproc-per-node, --world-size or WORLD_SIZE"},
+      {"distributed.sync_bn", "--sync-bn"},
+      {"seem_on_whole_images", "--seem-on-whole-images"},
+      {"seem_weights", "--seem-weights"},
+      {"batch_size", "--batch-size"},
+      {"out_dir", "--out-dir"},
+      {"resume", "--resume"},
+      {"epochs", "--epochs"},
+      {"lr", "--lr"},
+  };
+  for (const auto& [field, flag] : kFlags) {
+    const std::regex name(std::string("(^|[ (])") + field + "(?=$|[ ),;:])");
+    message = std::regex_replace(message, name, std::string("$1") + flag);
+  }
+  return message;
+}
+
 // Runs one training in this process, or its local ranks as children (--nproc-per-node).
 template <typename Options, typename Train>
 void train_or_launch(Options& options, CommonSettings& settings, Train train) {
@@ -200,7 +224,12 @@ void train_or_launch(Options& options, CommonSettings& settings, Train train) {
   // (3 alternating runs) for ~1 GB more RSS.
   set_threads(settings.threads);
   if (options.device == "cpu") keep_freed_memory_for_reuse();
-  const auto summary = train(options);
+  TrainingSummary summary;
+  try {
+    summary = train(options);
+  } catch (const Error& e) {
+    throw Error(with_flag_names(e.what()));
+  }
   // The other ranks' outcome shows in their exit code; rank 0 reports for the run.
   if (options.distributed.rank == 0) report(summary, options.distributed.world_size);
 }
