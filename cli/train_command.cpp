@@ -20,6 +20,7 @@ namespace {
 struct CommonSettings {
   std::string crop;
   std::string schedule = "constant";
+  std::string precision = "float32";
   // Distributed: flags given on the command line win over the torchrun variables.
   CLI::Option* world_size = nullptr;
   CLI::Option* rank = nullptr;
@@ -157,12 +158,18 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
                     "uninterrupted run. Without it an --out-dir holding a run is refused");
   command->add_option("--device", options.device,
                       "cpu, cuda or cuda:N (distributed: cuda means cuda:$LOCAL_RANK)")->capture_default_str();
+  command->add_option("--precision", settings.precision,
+                      "float32, or bf16: the forward pass under bfloat16 autocast (convolutions and matmuls in "
+                      "bfloat16), the loss, weights, Adam's moments and checkpoints in float32; needs a CPU "
+                      "with AVX-512 BF16 or AMX, or --device cuda. See README \"Training\" for its speed")
+      ->capture_default_str()->check(CLI::IsMember({"float32", "bf16"}));
   command->add_flag("!--no-progress", options.progress, "No progress bar on stderr");
   add_distributed_options(command, options, settings);
 }
 
 void apply_common(TrainOptions& options, const CommonSettings& settings) {
   options.lr_schedule = settings.schedule == "cosine" ? LrSchedule::cosine : LrSchedule::constant;
+  options.precision = settings.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
   if (!settings.crop.empty()) {
     int h = 0, w = 0;
     char x = 0, extra = 0;
@@ -204,6 +211,7 @@ std::string with_flag_names(std::string message) {
       {"resume", "--resume"},
       {"epochs", "--epochs"},
       {"lr", "--lr"},
+      {"precision", "--precision"},
   };
   for (const auto& [field, flag] : kFlags) {
     const std::regex name(std::string("(^|[ (])") + field + "(?=$|[ ),;:])");

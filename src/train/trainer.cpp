@@ -2,7 +2,8 @@
 // over epochs and steps, and the two tasks it runs. Its parts are beside it: training_data (samples
 // checked up front, batches), randomness (a pure function of seed, epoch and step, so a resumed run
 // equals an uninterrupted one), optimizer (Adam as PyTorch computes it), checkpoint (atomic
-// checkpoints every epoch, resume) and replicas (data-parallel glue when the world has several ranks).
+// checkpoints every epoch, resume), replicas (data-parallel glue when the world has several ranks)
+// and precision (the forward pass under bfloat16 autocast).
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -20,7 +21,9 @@
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "loss_log.h"
+#include "model/torch_error.h"
 #include "optimizer.h"
+#include "precision.h"
 #include "randomness.h"
 #include "replicas.h"
 #include "training_data.h"
@@ -43,6 +46,12 @@ struct TrainingTask {
   // Forward + backward for one batch; returns the logged terms (the last one is the total).
   std::function<std::vector<double>(const Batch&)> step;
 };
+
+// What a resumed run must share with the run so far besides its data: a precision switched midway
+// would not replay the same steps. States written before the setting existed are float32 runs.
+CheckpointedRun::Setting precision_setting(const TrainOptions& options) {
+  return {"meta.bfloat16", options.precision == Precision::bfloat16 ? 1 : 0, 0};
+}
 
 TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const std::vector<Sample>& samples,
                     const torch::Device& device, DistributedGroup* group) {
@@ -159,10 +168,9 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
   return summary;
 }
 
-}  // namespace
-
-TrainingSummary train_network(const NetworkTrainOptions& options) {
+TrainingSummary network_training(const NetworkTrainOptions& options) {
   const torch::Device device = training_device(options);
+  check_precision(options, device);
   if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
   const auto group = join_group(options, device);
   std::vector<Sample> samples;
@@ -199,7 +207,8 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
 
   TrainingTask task;
   // States written before seem_on_whole_images existed come from runs that ran SEEM on their crops.
-  task.checkpoints = {"model", 1, network.get(), {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0}}};
+  task.checkpoints = {"model", 1, network.get(),
+                      {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0}, precision_setting(options)}};
   task.term_names = {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical", "total"};
   task.step = [&](const Batch& batch) {
     torch::Tensor s;
@@ -216,7 +225,7 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
         s = seem->forward(batch.functional);
       }
     }
-    const auto loss = fusion_loss(network->forward(s, batch.anatomical).fused, s, batch.anatomical);
+    const auto loss = network_loss(*network, s, batch.anatomical, options.precision);
     loss.total.backward();
     return std::vector<double>{loss.ssim_functional.item<double>(), loss.ssim_anatomical.item<double>(),
                                loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>(),
@@ -225,8 +234,9 @@ TrainingSummary train_network(const NetworkTrainOptions& options) {
   return run(task, options, samples, device, group.get());
 }
 
-TrainingSummary train_seem(const SeemTrainOptions& options) {
+TrainingSummary seem_training(const SeemTrainOptions& options) {
   const torch::Device device = training_device(options);
+  check_precision(options, device);
   if (options.distributed.sync_bn) {
     throw TrainingError("distributed.sync_bn is for the network's training: SEEM's BatchNorm layers have no synchronised variant");
   }
@@ -241,14 +251,33 @@ TrainingSummary train_seem(const SeemTrainOptions& options) {
     seem->train();
   });
   TrainingTask task;
-  task.checkpoints = {"seem", 2, seem.get(), {}};
+  task.checkpoints = {"seem", 2, seem.get(), {precision_setting(options)}};
   task.term_names = {"mse"};
   task.step = [&](const Batch& batch) {
-    const auto loss = torch::mse_loss(seem->forward(batch.functional), seem_edge_target(batch.functional));
+    const auto loss = seem_loss(*seem, batch.functional, options.precision);
     loss.backward();
     return std::vector<double>{loss.item<double>()};
   };
   return run(task, options, samples, device, group.get());
+}
+
+// LibTorch's errors (a kernel missing for a dtype or device, say) leave the library as one line.
+TrainingSummary with_one_line_torch_errors(const std::function<TrainingSummary()>& train) {
+  try {
+    return train();
+  } catch (const c10::Error& e) {
+    throw TrainingError(torch_message(e));
+  }
+}
+
+}  // namespace
+
+TrainingSummary train_network(const NetworkTrainOptions& options) {
+  return with_one_line_torch_errors([&] { return network_training(options); });
+}
+
+TrainingSummary train_seem(const SeemTrainOptions& options) {
+  return with_one_line_torch_errors([&] { return seem_training(options); });
 }
 
 }  // namespace efcnet
