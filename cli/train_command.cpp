@@ -3,8 +3,10 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <regex>
 #include <string>
 #include <tuple>
+#include <utility>
 
 #include "commands.h"
 #include "efcnet/default_weights.h"
@@ -18,6 +20,7 @@ namespace {
 struct CommonSettings {
   std::string crop;
   std::string schedule = "constant";
+  std::string precision = "float32";
   // Distributed: flags given on the command line win over the torchrun variables.
   CLI::Option* world_size = nullptr;
   CLI::Option* rank = nullptr;
@@ -155,12 +158,18 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
                     "uninterrupted run. Without it an --out-dir holding a run is refused");
   command->add_option("--device", options.device,
                       "cpu, cuda or cuda:N (distributed: cuda means cuda:$LOCAL_RANK)")->capture_default_str();
+  command->add_option("--precision", settings.precision,
+                      "float32, or bf16: the forward pass under bfloat16 autocast (convolutions and matmuls in "
+                      "bfloat16), the loss, weights, Adam's moments and checkpoints in float32; needs a CPU "
+                      "with AVX-512 BF16 or AMX, or --device cuda. See README \"Training\" for its speed")
+      ->capture_default_str()->check(CLI::IsMember({"float32", "bf16"}));
   command->add_flag("!--no-progress", options.progress, "No progress bar on stderr");
   add_distributed_options(command, options, settings);
 }
 
 void apply_common(TrainOptions& options, const CommonSettings& settings) {
   options.lr_schedule = settings.schedule == "cosine" ? LrSchedule::cosine : LrSchedule::constant;
+  options.precision = settings.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
   if (!settings.crop.empty()) {
     int h = 0, w = 0;
     char x = 0, extra = 0;
@@ -188,6 +197,29 @@ void report(const TrainingSummary& summary, int world_size) {
   }
 }
 
+// The library's messages name TrainOptions' fields; the command line speaks of its flags. A name
+// counts only between spaces, brackets or punctuation, so that paths in a message stay as they are.
+std::string with_flag_names(std::string message) {
+  static const std::pair<const char*, const char*> kFlags[] = {
+      {"crop_height and crop_width", "--crop"},
+      {"distributed.world_size", "--nproc-per-node, --world-size or WORLD_SIZE"},
+      {"distributed.sync_bn", "--sync-bn"},
+      {"seem_on_whole_images", "--seem-on-whole-images"},
+      {"seem_weights", "--seem-weights"},
+      {"batch_size", "--batch-size"},
+      {"out_dir", "--out-dir"},
+      {"resume", "--resume"},
+      {"epochs", "--epochs"},
+      {"lr", "--lr"},
+      {"precision", "--precision"},
+  };
+  for (const auto& [field, flag] : kFlags) {
+    const std::regex name(std::string("(^|[ (])") + field + "(?=$|[ ),;:])");
+    message = std::regex_replace(message, name, std::string("$1") + flag);
+  }
+  return message;
+}
+
 // Runs one training in this process, or its local ranks as children (--nproc-per-node).
 template <typename Options, typename Train>
 void train_or_launch(Options& options, CommonSettings& settings, Train train) {
@@ -200,7 +232,12 @@ void train_or_launch(Options& options, CommonSettings& settings, Train train) {
   // (3 alternating runs) for ~1 GB more RSS.
   set_threads(settings.threads);
   if (options.device == "cpu") keep_freed_memory_for_reuse();
-  const auto summary = train(options);
+  TrainingSummary summary;
+  try {
+    summary = train(options);
+  } catch (const Error& e) {
+    throw Error(with_flag_names(e.what()));
+  }
   // The other ranks' outcome shows in their exit code; rank 0 reports for the run.
   if (options.distributed.rank == 0) report(summary, options.distributed.world_size);
 }

@@ -1,11 +1,12 @@
-// How the prepared inference path computes (LibTorch-free: the Fuser's options hold these).
+// How the prepared inference path computes (LibTorch-free: the Fuser's options hold these; training
+// shares Precision, see TrainOptions).
 #pragma once
 
 namespace efcnet {
 
 enum class Precision {
   float32,   // the default; equals the eager model within float rounding
-  bfloat16,  // CPU only: convolutions and linear layers in bfloat16 with float32 accumulation
+  bfloat16,  // convolutions and linear layers in bfloat16 with float32 accumulation (inference: CPU only)
 };
 
 // Whether this CPU can run Precision::bfloat16: oneDNN's bfloat16 convolutions need AVX-512 (BW,

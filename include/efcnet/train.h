@@ -7,6 +7,7 @@
 #include <string>
 
 #include "efcnet/error.h"
+#include "efcnet/inference_options.h"
 
 namespace efcnet {
 
@@ -41,6 +42,10 @@ struct DistributedOptions {
 // Whether this build can train on several ranks (it needs c10d's Gloo headers at build time).
 bool distributed_training_available();
 
+// Whether this CPU trains in Precision::bfloat16: it needs AVX-512 BF16 or AMX (a cuda device
+// needs neither).
+bool bfloat16_training_supported();
+
 struct TrainOptions {
   std::string out_dir;          // checkpoints, training state, loss.csv, loss.png
   int epochs = 100;
@@ -54,6 +59,10 @@ struct TrainOptions {
   int limit = 0;                // use only the first N samples (sorted by name); 0 = all
   bool resume = false;          // continue from the newest complete checkpoint in out_dir
   std::string device = "cpu";
+  // bfloat16: the forward pass under LibTorch's autocast (convolutions and matmuls in bfloat16 on
+  // bfloat16 copies of the weights), the loss in float32; weights, gradients, Adam's moments and
+  // the checkpoints stay float32. An OptionError on a CPU without bfloat16_training_supported().
+  Precision precision = Precision::float32;
   bool progress = true;         // progress bar on stderr
   // batch_size is per rank: a step trains on world_size x batch_size samples. Only rank 0 writes
   // out_dir (checkpoints, loss.csv with losses averaged over the ranks, loss.png, progress bar).

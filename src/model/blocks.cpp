@@ -78,7 +78,10 @@ torch::Tensor CoordinateAttentionImpl::forward(const torch::Tensor& x) {
   const auto row_means = x.mean(3, /*keepdim=*/true);                           // (N,C,H,1)
   const auto column_means = x.mean(2, /*keepdim=*/true).permute({0, 1, 3, 2});  // (N,C,W,1)
   auto y = normalise(*bn1, conv1->forward(torch::cat({row_means, column_means}, 2)));
-  y = y * (F::relu6(y + 3.0) / 6.0);  // h_swish
+  // h_swish. LibTorch 1.13 has no bfloat16 backward for relu6 (hardtanh) on the CPU, so under
+  // bfloat16 autocast the gate is computed in float32.
+  const auto gate_input = y.scalar_type() == torch::kBFloat16 ? y.to(torch::kFloat32) : y;
+  y = y * (F::relu6(gate_input + 3.0) / 6.0);
   const auto parts = torch::split_with_sizes(y, {h, w}, 2);
   const auto attention_h = torch::sigmoid(conv_h->forward(parts[0]));
   const auto attention_w = torch::sigmoid(conv_w->forward(parts[1].permute({0, 1, 3, 2})));

@@ -1,6 +1,8 @@
 // The transformer MLP, with a memory-saving training path that recomputes its hidden layer.
 #include "efcnet/model.h"
 
+#include "autocast.h"
+
 namespace efcnet {
 namespace {
 
@@ -62,8 +64,15 @@ torch::Tensor TokenMlpImpl::forward(const torch::Tensor& tokens) {
   const int64_t rows = tokens.numel() / tokens.size(-1);
   const int64_t hidden_bytes = rows * fc1->weight.size(0) * static_cast<int64_t>(tokens.element_size());
   if (torch::GradMode::is_enabled() && fc1->weight.requires_grad() && hidden_bytes > recompute_above_bytes) {
-    const auto out = RecomputedMlp::apply(tokens.reshape({rows, tokens.size(-1)}), fc1->weight, fc1->bias, fc2->weight,
-                                          fc2->bias, is_training() ? dropout : 0.0);
+    // Under autocast the function's forward would run its matmuls in the lower precision, but its
+    // backward (outside autocast) would recompute them in float32 against lower-precision saved
+    // inputs: it gets its inputs cast here instead, where autograd sees the casts and returns
+    // float32 gradients to the weights.
+    const auto lower = autocast_dtype(tokens);
+    const auto cast = [&lower](const torch::Tensor& t) { return lower ? t.to(*lower) : t; };
+    const auto out = RecomputedMlp::apply(cast(tokens.reshape({rows, tokens.size(-1)})), cast(fc1->weight),
+                                          cast(fc1->bias), cast(fc2->weight), cast(fc2->bias),
+                                          is_training() ? dropout : 0.0);
     return F::dropout(out.view(tokens.sizes()), options);
   }
   const auto hidden = F::dropout(torch::gelu(fc1->forward(tokens)), options);

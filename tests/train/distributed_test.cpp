@@ -533,6 +533,19 @@ TEST(DistributedCli, TwoRanksTrainResumeWithTorchrunVariablesAndRefuseAnotherWor
   EXPECT_FALSE(fs::exists(run + "/model_3.pth"));
 }
 
+// The library names TrainOptions' fields in its messages; the command adds its flag names.
+TEST(TrainCli, RefusalsNameTheCommandsFlags) {
+  PairsOnDisk data(2);
+  TempDir out;
+  const std::string run = out / "run";
+  Process first(data.train_command(run, 1), {}, out / "first.log");
+  ASSERT_EQ(first.wait(std::chrono::seconds(120)), 0) << first.output();
+  Process again(data.train_command(run, 1), {}, out / "again.log");
+  EXPECT_EQ(again.wait(std::chrono::seconds(120)), 1);
+  EXPECT_NE(again.output().find("set --resume to continue it, or choose another --out-dir"), std::string::npos)
+      << again.output();
+}
+
 // Starts two ranks on a long run, kills `victim` once training is under way, and checks that the
 // survivor ends within the timeout, naming it.
 void kill_one_rank(int victim) {

@@ -131,6 +131,51 @@ TEST(Trainer, ResumedRunEqualsUninterruptedRun) {
   EXPECT_TRUE(fs::exists(out / "split/loss.png"));
 }
 
+// bfloat16 autocast (efcnet train --precision bf16) resumes as exactly as float32, since its
+// randomness is the same function of (seed, epoch, step); weights and Adam's moments stay float32.
+TEST(Trainer, Bfloat16ResumedRunEqualsUninterruptedRun) {
+  if (!bfloat16_training_supported()) {
+    GTEST_SKIP() << "this CPU has neither AVX-512 BF16 nor AMX, where bfloat16 training is refused";
+  }
+  SyntheticData data(5);
+  TempDir out;
+  const auto bf16 = [&](const std::string& name, int epochs) {
+    auto options = data.options(out / name, epochs);
+    options.precision = Precision::bfloat16;
+    return options;
+  };
+  train_network(bf16("straight", 2));
+  train_network(bf16("split", 1));
+  auto resumed = data.options(out / "split", 2);  // float32: not the run so far
+  resumed.resume = true;
+  const auto message = error_of([&] { train_network(resumed); });
+  EXPECT_NE(message.find("bfloat16 = 1, now 0"), std::string::npos) << message;
+  resumed.precision = Precision::bfloat16;
+  const auto second = train_network(resumed);
+  EXPECT_EQ(second.first_epoch, 2);
+  EXPECT_EQ(second.steps, 2);
+  EXPECT_LE(max_state_diff(out / "straight/model_2.pth", out / "split/model_2.pth"), 1e-5);
+  for (const char* file : {"split/model_2.pth", "split/training_state.pth"}) {
+    for (const auto& [key, value] : read_state_dict(out / file)) {
+      if (value.is_floating_point()) {
+        EXPECT_EQ(value.scalar_type(), torch::kFloat32) << file << ": " << key;
+      }
+    }
+  }
+  train_network(data.options(out / "float32", 2));
+  EXPECT_GT(max_state_diff(out / "straight/model_2.pth", out / "float32/model_2.pth"), 0.0);  // it ran in bfloat16
+}
+
+TEST(Trainer, Bfloat16IsRefusedByNameWithoutTheInstructions) {
+  if (bfloat16_training_supported()) GTEST_SKIP() << "this CPU has AVX-512 BF16 or AMX: bfloat16 training runs here";
+  SyntheticData data(2);
+  TempDir out;
+  auto options = data.options(out / "run", 1);
+  options.precision = Precision::bfloat16;
+  EXPECT_THROW(train_network(options), OptionError);
+  EXPECT_FALSE(fs::exists(out / "run"));
+}
+
 // The library leaves process-wide settings to the program that embeds it (runtime.h).
 TEST(Trainer, LeavesTheProcessThreadCountAlone) {
   SyntheticData data(2);
