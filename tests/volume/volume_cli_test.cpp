@@ -73,9 +73,10 @@ TEST_F(VolumeCli, FusesAPhantomPairOntoTheAnatomicalGridWithPictures) {
 
 TEST_F(VolumeCli, GreyColormapGivesAGreyVolume) {
   make_phantom(12);  // coronal slices 48x12
-  const Result small = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "grey.nii") +
-                           " --plane sagittal --slices-dir " + quoted(dir_ / "never"));
-  EXPECT_EQ(small.status, 0) << small.err;  // sagittal 48x12 too
+  const Result sagittal = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "sagittal.nii") +
+                              " --plane sagittal --slices-dir " + quoted(dir_ / "sagittal"));
+  EXPECT_EQ(sagittal.status, 0) << sagittal.err;  // 48x12 slices, 48 of them
+  EXPECT_EQ(list_dir(dir_ / "sagittal").size(), 48u);
   const Result r = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "grey.nii") +
                        " --colormap grey --plane coronal --functional-window 0:900");
   ASSERT_EQ(r.status, 0) << r.err;

@@ -350,6 +350,15 @@ TEST(VolumeWrite, GreyAndRgbNiftiKeepGeometryAndLeaveNoTemporary) {
     EXPECT_EQ(back.channels, channels);
     EXPECT_EQ(back.voxels, volume.voxels);
     expect_geometry_near(back.geometry, g, 1e-5);
+    // Viewers read either transform: both are set and agree.
+    nifti_image* header = nifti_image_read(path.c_str(), 0);
+    ASSERT_NE(header, nullptr);
+    EXPECT_GT(header->qform_code, 0);
+    EXPECT_GT(header->sform_code, 0);
+    for (int r = 0; r < 3; ++r)
+      for (int c = 0; c < 4; ++c) EXPECT_NEAR(header->qto_xyz.m[r][c], header->sto_xyz.m[r][c], 1e-4) << r << "," << c;
+    EXPECT_EQ(header->datatype, channels == 1 ? DT_UINT8 : DT_RGB24);
+    nifti_image_free(header);
     EXPECT_THROW(write_volume_atomic(path, volume, WriteMode::no_clobber), IoError);
   }
   EXPECT_EQ(testing::list_dir(dir.path()), (std::set<std::string>{"grey.nii.gz", "rgb.nii"}));
