@@ -6,6 +6,7 @@
 
 #include "efcnet/model.h"
 #include "efcnet/weights.h"
+#include "model/autocast.h"
 #include "support/golden_tensor.h"
 
 namespace efcnet {
@@ -106,6 +107,35 @@ TEST(ModelBehaviour, RecomputedMlpHasTheSameValuesAndGradients) {
   auto input = tokens.clone().requires_grad_(true);
   mlp->forward(input).sum().backward();
   EXPECT_TRUE(torch::isfinite(input.grad()).all().item<bool>());
+}
+
+// Under bfloat16 autocast (efcnet train --precision bf16) the recomputing MLP's backward, which
+// runs outside autocast, must compute what the plain path's does and return float32 gradients to
+// float32 weights. Both paths round to bfloat16 (8 bits), in places in a different order.
+TEST(ModelBehaviour, RecomputedMlpUnderBfloat16AutocastMatchesThePlainPath) {
+  torch::manual_seed(4);
+  TokenMlp mlp(16, 64, 0.1);
+  mlp->eval();
+  const auto tokens = torch::randn({50, 1, 16});
+  const auto run = [&](int64_t threshold) {
+    mlp->recompute_above_bytes = threshold;
+    mlp->zero_grad();
+    auto input = tokens.clone().requires_grad_(true);
+    torch::Tensor out;
+    {
+      Bfloat16Autocast autocast(torch::kCPU);
+      out = mlp->forward(input);
+    }
+    (out.to(torch::kFloat32) * out.to(torch::kFloat32)).sum().backward();
+    EXPECT_EQ(mlp->fc1->weight.grad().scalar_type(), torch::kFloat32);
+    return std::vector<torch::Tensor>{out.detach().to(torch::kFloat32), input.grad(), mlp->fc1->weight.grad().clone(),
+                                      mlp->fc1->bias.grad().clone(), mlp->fc2->weight.grad().clone()};
+  };
+  const auto plain = run(int64_t{1} << 40);
+  const auto recomputed = run(0);
+  for (size_t i = 0; i < plain.size(); ++i) {
+    EXPECT_LE(max_abs_diff(plain[i], recomputed[i]), 2e-2 * plain[i].abs().max().item<double>()) << i;
+  }
 }
 
 // The token mixer's tokens are runs of C consecutive floats of the NCHW buffer (the reference's
