@@ -6,6 +6,7 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 
 #include "efcnet/volume.h"
@@ -144,6 +145,24 @@ TEST_F(VolumeCli, DirectoryModePairsVolumesByName) {
   EXPECT_TRUE(contains(r.err, "failed: s2: ")) << r.err;
   EXPECT_TRUE(contains(r.err, "fused 1, failed 1, unpaired 1")) << r.err;
   EXPECT_EQ(list_dir(dir_ / "o"), std::set<std::string>{"s1.nii.gz"});
+}
+
+// bench-volume's report: every stage of the volume path, and the same slices as 2D pairs.
+TEST_F(VolumeCli, BenchVolumeReportsTheVolumePathsOverhead) {
+  const Result r = run("bench-volume --size 32 --slices 4 --threads 1 --output " + quoted(dir_ / "bench.json"));
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto report = nlohmann::json::parse(testing::slurp(dir_ / "bench.json"));
+  const auto& volume = report.at("volume");
+  EXPECT_EQ(volume.at("anatomical"), nlohmann::json({32, 32, 4}));
+  EXPECT_EQ(volume.at("fused_slices"), report.at("pairs_2d").at("pairs"));
+  double stages = 0;
+  for (const char* stage : {"read_s", "resample_window_colour_s", "slicing_s", "network_s", "write_s"}) {
+    EXPECT_GT(volume.at(stage).get<double>(), 0) << stage;
+    stages += volume.at(stage).get<double>();
+  }
+  EXPECT_NEAR(volume.at("total_s").get<double>(), stages, 1e-9);
+  EXPECT_NEAR(volume.at("overhead_fraction_of_network").get<double>(),
+              (stages - volume.at("network_s").get<double>()) / volume.at("network_s").get<double>(), 1e-9);
 }
 
 TEST_F(VolumeCli, HelpExplainsEveryVolumeOption) {
