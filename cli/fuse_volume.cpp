@@ -188,6 +188,9 @@ bool volume_mode(const FuseSettings& s) {
     if (a != f && !s.anatomical.empty() && !s.functional.empty()) {
       const std::string& volume = a ? s.anatomical : s.functional;
       const std::string& image = a ? s.functional : s.anatomical;
+      std::error_code ec;
+      // A directory given with an image is an image pair gone wrong: the image mode names it.
+      if (std::filesystem::is_directory(volume, ec)) return false;
       throw std::runtime_error("fuse: " + volume + " is a volume but " + image +
                                " is a 2D image; give two volumes or two images");
     }
