@@ -176,15 +176,8 @@ void write_pictures(const FuseSettings& s, const VolumeResult& result) {
 
 bool volume_mode(const FuseSettings& s) {
   if (s.single_mode()) {
-    // A directory is a DICOM series, unless the other input is a 2D image: then it is a mistaken
-    // image path, which the image reader names ("is a directory").
-    const auto names_volume = [](const std::string& path, const std::string& other) {
-      std::error_code ec;
-      if (path.empty() || !is_volume_path(path)) return false;
-      return !(fs::is_directory(path, ec) && has_image_extension(other));
-    };
-    const bool a = names_volume(s.anatomical, s.functional);
-    const bool f = names_volume(s.functional, s.anatomical);
+    const bool a = !s.anatomical.empty() && is_volume_path(s.anatomical);
+    const bool f = !s.functional.empty() && is_volume_path(s.functional);
     if (a != f && !s.anatomical.empty() && !s.functional.empty()) {
       const std::string& volume = a ? s.anatomical : s.functional;
       const std::string& image = a ? s.functional : s.anatomical;
