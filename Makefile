@@ -9,7 +9,7 @@ FUZZ_SECONDS ?= 30
 
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=Release
 
-.PHONY: all deps deps-build build build-tests run install-python test test-unit test-asan fuzz bench clean
+.PHONY: all deps deps-build build build-tests run install-python test test-unit test-asan fuzz bench format clean
 
 all: build
 
@@ -71,6 +71,10 @@ fuzz:
 
 bench: build-tests
 	@for b in $(BUILD)/tests/*_bench; do $$b --benchmark_format=json; done
+
+# Applies .clang-format to the C++ sources (the suite checks them: Format.SourcesFollowClangFormat).
+format:
+	@scripts/format
 
 clean:
 	rm -rf $(BUILD) $(BUILD)-asan $(BUILD)-fuzz

@@ -97,12 +97,12 @@ json load_average() {
   return nullptr;
 }
 
-
 // The weights to time: the given files, or seeded random ones written to `dir` (BatchNorm
 // statistics made non-trivial by one training-mode pass, so folding is not a no-op).
 std::pair<std::string, std::string> weight_files(const BenchSettings& s, const ScratchDir& dir) {
   if (!s.weights.empty() || !s.seem_weights.empty()) {
-    if (s.weights.empty() || s.seem_weights.empty()) throw std::runtime_error("bench: give both --weights and --seem-weights, or neither");
+    if (s.weights.empty() || s.seem_weights.empty())
+      throw std::runtime_error("bench: give both --weights and --seem-weights, or neither");
     return {s.weights, s.seem_weights};
   }
   torch::manual_seed(kRandomWeightsSeed);
@@ -123,7 +123,8 @@ std::pair<std::string, std::string> weight_files(const BenchSettings& s, const S
 // The reference pipeline with the eager modules: the baseline.
 class EagerFuser {
  public:
-  EagerFuser(const std::string& weights, const std::string& seem_weights, const torch::Device& device) : device_(device) {
+  EagerFuser(const std::string& weights, const std::string& seem_weights, const torch::Device& device)
+      : device_(device) {
     seem_->to(device);
     network_->to(device);
     load_weights(*seem_, seem_weights);
@@ -153,9 +154,9 @@ class EagerFuser {
 
 // Summed over pairs, then divided into means.
 struct PairSeconds {
-  double read = 0, fuse = 0, write = 0;  // fuse: the whole fuse_pair call
-  double networks = 0;                   // SEEM + network within it
-  StageSeconds stages;                   // the optimised path's networks by stage
+  double read = 0, fuse = 0, write = 0;              // fuse: the whole fuse_pair call
+  double networks = 0;                               // SEEM + network within it
+  StageSeconds stages;                               // the optimised path's networks by stage
   double colour() const { return fuse - networks; }  // YUV split/merge, tensors, bytes
   double total() const { return read + fuse + write; }
 };
@@ -167,7 +168,8 @@ json stage_table(const PairSeconds& mean, const StageFlops& flops) {
     return r;
   };
   json table{{"read", row(mean.read, 0)}, {"colour", row(mean.colour(), 0)}};
-  for (const NetworkStage& stage : kNetworkStages) table[stage.name] = row(mean.stages.*stage.value, flops.*stage.value);
+  for (const NetworkStage& stage : kNetworkStages)
+    table[stage.name] = row(mean.stages.*stage.value, flops.*stage.value);
   table["write"] = row(mean.write, 0);
   table["networks"] = row(mean.networks, flops.total());
   table["total"] = row(mean.total(), flops.total());
@@ -310,9 +312,14 @@ json bench_size(const BenchSettings& s, int size) {
 
 // Runs this executable for one size and returns its JSON, so that each size's peak memory is its own.
 json bench_size_in_child(const BenchSettings& s, int size) {
-  std::vector<std::string> args{"efcnet", "bench", "--size", std::to_string(size), "--pairs", std::to_string(s.pairs),
-                                "--warmup", std::to_string(s.warmup), "--threads", std::to_string(s.threads),
-                                "--device", s.device, "--precision", s.precision, "--format", "json"};
+  std::vector<std::string> args{"efcnet",      "bench",
+                                "--size",      std::to_string(size),
+                                "--pairs",     std::to_string(s.pairs),
+                                "--warmup",    std::to_string(s.warmup),
+                                "--threads",   std::to_string(s.threads),
+                                "--device",    s.device,
+                                "--precision", s.precision,
+                                "--format",    "json"};
   if (!s.weights.empty()) args.insert(args.end(), {"--weights", s.weights});
   if (!s.seem_weights.empty()) args.insert(args.end(), {"--seem-weights", s.seem_weights});
   if (!s.eager) args.emplace_back("--no-eager");
@@ -352,11 +359,11 @@ void print_table(const json& report) {
               report["precision"].get<std::string>().c_str(), report["winograd"].get<bool>() ? "" : " (no Winograd)",
               report["dnnl_linear"].get<bool>() ? "" : " (no oneDNN linear)", report["cpu"].get<std::string>().c_str(),
               report["blas_kernels"].is_null() ? "(not OpenBLAS)" : report["blas_kernels"].get<std::string>().c_str(),
-              report["load_average_before"].dump().c_str(),
-              report["load_average_after"].dump().c_str());
+              report["load_average_before"].dump().c_str(), report["load_average_after"].dump().c_str());
   for (const auto& run : report["runs"]) {
     if (run.contains("error")) {
-      std::printf("\n%dx%d: %s\n", run["size"].get<int>(), run["size"].get<int>(), run["error"].get<std::string>().c_str());
+      std::printf("\n%dx%d: %s\n", run["size"].get<int>(), run["size"].get<int>(),
+                  run["error"].get<std::string>().c_str());
       continue;
     }
     std::printf("\n%dx%d, mean of %d pairs\n%-10s %10s %10s %10s\n", run["size"].get<int>(), run["size"].get<int>(),
@@ -364,19 +371,22 @@ void print_table(const json& report) {
     for (const std::string& stage : stage_rows()) {
       const auto& row = run["stages"][stage];
       char rate[32] = "-";
-      if (!row["gflops_per_second"].is_null()) std::snprintf(rate, sizeof rate, "%.1f", row["gflops_per_second"].get<double>());
-      std::printf("%-10s %10.4f %10.2f %10s\n", stage.c_str(), row["seconds"].get<double>(), row["gflop"].get<double>(), rate);
+      if (!row["gflops_per_second"].is_null())
+        std::snprintf(rate, sizeof rate, "%.1f", row["gflops_per_second"].get<double>());
+      std::printf("%-10s %10.4f %10.2f %10s\n", stage.c_str(), row["seconds"].get<double>(), row["gflop"].get<double>(),
+                  rate);
     }
     std::printf("peak RSS %s (optimised)\n", gibibytes(run["peak_rss_bytes"]["optimised"].get<int64_t>()).c_str());
     if (run["eager"].is_null()) {
       std::printf("eager baseline skipped: %s\n", run["eager_skipped"].get<std::string>().c_str());
     } else {
       const auto& e = run["eager"];
-      std::printf("eager (textbook attention) %.4f s per pair: %.2fx end to end, %.2fx the networks; max level "
-                  "difference %d (%lld samples of a pair differ)\n",
-                  e["seconds_per_pair"].get<double>(), e["speedup_end_to_end"].get<double>(),
-                  e["speedup_networks"].get<double>(), e["max_level_difference"].get<int>(),
-                  static_cast<long long>(e["differing_samples"].get<int64_t>()));
+      std::printf(
+          "eager (textbook attention) %.4f s per pair: %.2fx end to end, %.2fx the networks; max level "
+          "difference %d (%lld samples of a pair differ)\n",
+          e["seconds_per_pair"].get<double>(), e["speedup_end_to_end"].get<double>(),
+          e["speedup_networks"].get<double>(), e["max_level_difference"].get<int>(),
+          static_cast<long long>(e["differing_samples"].get<int64_t>()));
     }
   }
 }
@@ -438,11 +448,13 @@ executed (folded single-token attention); gflop_reference counts the reference's
 The eager baseline runs the same weights through the eager modules with textbook attention, in
 the same process, interleaved with the optimised path pair by pair. Several sizes run in one
 child process each, so that each size's peak RSS is its own. Weights are random unless given.)");
-  cmd->add_option("--size", settings->sizes, "Side of the square phantom pair; a comma-separated list or repeated (default: 256)")
+  cmd->add_option("--size", settings->sizes,
+                  "Side of the square phantom pair; a comma-separated list or repeated (default: 256)")
       ->delimiter(',')
       ->check(CLI::Range(32, 65536));
   cmd->add_option("--pairs", settings->pairs, "Timed pairs per size (default: 3)")->check(CLI::PositiveNumber);
-  cmd->add_option("--warmup", settings->warmup, "Untimed pairs per path first (default: 1)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--warmup", settings->warmup, "Untimed pairs per path first (default: 1)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--threads", settings->threads,
                   "LibTorch intra-op threads (default: all cores, " + std::to_string(core_count()) + " here)")
       ->check(CLI::NonNegativeNumber);

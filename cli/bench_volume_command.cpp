@@ -82,11 +82,12 @@ void run(const Settings& s) {
   // The 2D pairs: the slices the volume path will fuse, as PNG files (prepared untimed).
   std::vector<std::pair<std::string, std::string>> pairs;
   {
-    const PreparedVolumes untimed =
-        prepare_volumes(read_volume(anatomical_path), read_volume(functional_path), {}, anatomical_path, functional_path);
+    const PreparedVolumes untimed = prepare_volumes(read_volume(anatomical_path), read_volume(functional_path), {},
+                                                    anatomical_path, functional_path);
     for (int k = 0; k < untimed.layout.slices; ++k) {
       if (!slice_has_content(untimed, k)) continue;
-      const std::string a = scratch / ("a" + std::to_string(k) + ".png"), f = scratch / ("f" + std::to_string(k) + ".png");
+      const std::string a = scratch / ("a" + std::to_string(k) + ".png"),
+                        f = scratch / ("f" + std::to_string(k) + ".png");
       write_image_atomic(a, extract_slice(untimed.anatomical, untimed.layout, k));
       write_image_atomic(f, extract_slice(untimed.functional, untimed.layout, k));
       pairs.emplace_back(a, f);
@@ -200,9 +201,11 @@ void run(const Settings& s) {
 void add_bench_volume_command(CLI::App& app) {
   auto settings = std::make_shared<Settings>();
   CLI::App* cmd = add_torch_subcommand(app, "bench-volume");
-  cmd->add_option("--size", settings->size, "Side of the phantom's anatomical slices (default: 256)")->check(CLI::Range(16, 2048));
+  cmd->add_option("--size", settings->size, "Side of the phantom's anatomical slices (default: 256)")
+      ->check(CLI::Range(16, 2048));
   cmd->add_option("--slices", settings->slices, "Anatomical slices (default: 64)")->check(CLI::Range(2, 4096));
-  cmd->add_option("--threads", settings->threads, "LibTorch intra-op threads (default: all cores)")->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", settings->threads, "LibTorch intra-op threads (default: all cores)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
   cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
   cmd->add_option("--output", settings->output, "Write the JSON report here (default: stdout)");

@@ -95,8 +95,8 @@ std::string method_name_problem(const std::string& name) {
   if (name.empty()) return "a method needs a name";
   if (name.front() == '.') return "a method name may not start with '.'";
   for (const char c : name) {
-    const bool allowed = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
-                         c == '_' || c == '-';
+    const bool allowed =
+        (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
     if (!allowed) return "a method name holds only letters, digits, '.', '_' and '-'";
   }
   if (name == "anatomical" || name == "functional") return "\"" + name + "\" names the report's input pictures";
@@ -147,7 +147,8 @@ Comparison run_comparison(const std::string& anatomical_dir, const std::string& 
   for (const ImagePair& pair : pairing.pairs) dataset.insert(pair.name);
 
   const fs::path out(output_dir);
-  const fs::path anatomical_pictures = out / "pictures" / "anatomical", functional_pictures = out / "pictures" / "functional";
+  const fs::path anatomical_pictures = out / "pictures" / "anatomical",
+                 functional_pictures = out / "pictures" / "functional";
   make_directory(anatomical_pictures);
   make_directory(functional_pictures);
   for (const MethodSpec& method : methods) {
@@ -171,7 +172,8 @@ Comparison run_comparison(const std::string& anatomical_dir, const std::string& 
 
   std::vector<ResultFiles> results(methods.size());
   for (std::size_t m = 0; m < methods.size(); ++m) {
-    comparison.methods.push_back({methods[m].name, methods[m].description, static_cast<bool>(methods[m].fuse), 0, 0, {}});
+    comparison.methods.push_back(
+        {methods[m].name, methods[m].description, static_cast<bool>(methods[m].fuse), 0, 0, {}});
     if (!methods[m].fuse) results[m] = find_results(methods[m], anatomical_dir, dataset, progress);
   }
 

@@ -39,9 +39,9 @@ struct PairOutcome {
 
 struct MethodResult {
   std::string name, description;
-  bool ran = false;            // fused here, else read from a directory
-  double fusion_seconds = 0;   // time spent in its fusion, when ran
-  std::size_t fused = 0;       // pairs it fused, when ran
+  bool ran = false;                // fused here, else read from a directory
+  double fusion_seconds = 0;       // time spent in its fusion, when ran
+  std::size_t fused = 0;           // pairs it fused, when ran
   std::vector<PairOutcome> pairs;  // one per Comparison::pairs entry, in that order
 
   std::size_t scored() const;

@@ -107,9 +107,9 @@ void compare(const CompareSettings& s) {
                        [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); }, ""});
   }
   if (!s.no_baselines) {
-    methods.push_back({"y-average", "(Y + anatomical) / 2, rounded: a classical baseline, fused here",
-                       [](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, BaselineMethod::y_average); },
-                       ""});
+    methods.push_back(
+        {"y-average", "(Y + anatomical) / 2, rounded: a classical baseline, fused here",
+         [](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, BaselineMethod::y_average); }, ""});
     methods.push_back({"y-max", "max(Y, anatomical): a classical baseline, fused here",
                        [](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, BaselineMethod::y_max); },
                        ""});
@@ -125,8 +125,7 @@ void compare(const CompareSettings& s) {
 
   const std::size_t problems = comparison.problem_count();
   std::fprintf(stderr, "compared %zu methods on %zu pairs (%.2f s per pair), %zu problems: %s\n", methods.size(),
-               comparison.pairs.size(),
-               context.seconds / static_cast<double>(comparison.pairs.size()), problems,
+               comparison.pairs.size(), context.seconds / static_cast<double>(comparison.pairs.size()), problems,
                report.c_str());
   if (problems > 0) throw CLI::RuntimeError(1);
 }
@@ -177,7 +176,8 @@ void add_compare_command(CLI::App& app) {
   cmd->footer(kFooter);
   cmd->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images (MRI, CT, ...)")
       ->required();
-  cmd->add_option("--functional-dir", settings->functional_dir, "Directory of functional images, same names")->required();
+  cmd->add_option("--functional-dir", settings->functional_dir, "Directory of functional images, same names")
+      ->required();
   cmd->add_option("--output-dir", settings->output_dir,
                   "Directory for report.html, scores.csv, scores.json and the fused images (created if missing)")
       ->required();
@@ -187,8 +187,9 @@ void add_compare_command(CLI::App& app) {
   cmd->add_flag("--no-baselines", settings->no_baselines, "Leave the y-average and y-max baselines out");
   cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
   cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
-  cmd->add_option("--threads", settings->threads,
-                  "LibTorch intra-op threads for efcnet (default: all cores, " + std::to_string(core_count()) + " here)")
+  cmd->add_option(
+         "--threads", settings->threads,
+         "LibTorch intra-op threads for efcnet (default: all cores, " + std::to_string(core_count()) + " here)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--overwrite", settings->overwrite, "Replace an existing report in --output-dir");
   cmd->callback([settings] { compare(*settings); });

@@ -194,8 +194,8 @@ window.addEventListener('load', function () {
 std::string metric_header_cells() {
   std::string html;
   for (std::size_t i = 0; i < kMetricCount; ++i) {
-    html += "<th title=\"" + std::string(better_word(i)) + " is better\">" + kMetricNames[i] + " " +
-            better_arrow(i) + "</th>";
+    html += "<th title=\"" + std::string(better_word(i)) + " is better\">" + kMetricNames[i] + " " + better_arrow(i) +
+            "</th>";
   }
   return html;
 }
@@ -228,9 +228,9 @@ std::string facts_html(const Comparison& c, const ReportContext& context) {
     methods += "<div><b>" + html_escape(method.name) + "</b> " + html_escape(method.description) + "</div>";
   }
   fact("methods", methods);
-  fact("weights", context.weights.empty() ? "none (efcnet not run)"
-                                          : "network " + html_escape(context.weights) + ", SEEM " +
-                                                html_escape(context.seem_weights));
+  fact("weights", context.weights.empty()
+                      ? "none (efcnet not run)"
+                      : "network " + html_escape(context.weights) + ", SEEM " + html_escape(context.seem_weights));
   fact("machine", html_escape(context.machine) + ", " + std::to_string(context.threads) + " threads");
   fact("date", html_escape(context.date));
   const auto per_pair = seconds_per_pair(c, context);
@@ -249,8 +249,10 @@ std::string problems_html(const Comparison& c) {
     }
     for (const MethodResult& method : c.methods) {
       const PairOutcome& outcome = method.pairs[p];
-      if (outcome.status == Status::missing) lines.push_back(method.name + ": " + c.pairs[p].name + " missing: " + outcome.problem);
-      if (outcome.status == Status::failed) lines.push_back(method.name + ": " + c.pairs[p].name + " failed: " + outcome.problem);
+      if (outcome.status == Status::missing)
+        lines.push_back(method.name + ": " + c.pairs[p].name + " missing: " + outcome.problem);
+      if (outcome.status == Status::failed)
+        lines.push_back(method.name + ": " + c.pairs[p].name + " failed: " + outcome.problem);
     }
   }
   if (lines.empty()) return {};
@@ -262,16 +264,17 @@ std::string problems_html(const Comparison& c) {
 std::string means_html(const Comparison& c) {
   const auto means = means_of(c);
   const auto best = best_per_metric(ranked_means(c));
-  std::string html = "<div class=\"wide\"><table class=\"means\">\n<thead><tr><th>method</th>"
-                     "<th title=\"pairs scored\">pairs</th><th title=\"seconds per pair in its fusion\">s/pair</th>" +
-                     metric_header_cells() + "</tr></thead>\n<tbody>\n";
+  std::string html =
+      "<div class=\"wide\"><table class=\"means\">\n<thead><tr><th>method</th>"
+      "<th title=\"pairs scored\">pairs</th><th title=\"seconds per pair in its fusion\">s/pair</th>" +
+      metric_header_cells() + "</tr></thead>\n<tbody>\n";
   for (std::size_t m = 0; m < c.methods.size(); ++m) {
     const MethodResult& method = c.methods[m];
     const auto fusion = fusion_seconds_per_pair(method);
     html += "<tr data-method=\"" + html_escape(method.name) + "\"><td title=\"" + html_escape(method.description) +
-            "\">" + html_escape(method.name) + "</td><td>" +
-            std::to_string(method.scored()) + " / " + std::to_string(c.pairs.size()) + "</td><td>" +
-            (fusion ? fixed(*fusion, 3) : std::string("&ndash;")) + "</td>";
+            "\">" + html_escape(method.name) + "</td><td>" + std::to_string(method.scored()) + " / " +
+            std::to_string(c.pairs.size()) + "</td><td>" + (fusion ? fixed(*fusion, 3) : std::string("&ndash;")) +
+            "</td>";
     if (means[m]) {
       html += metric_cells(*means[m], best);
     } else {
@@ -280,11 +283,12 @@ std::string means_html(const Comparison& c) {
     html += "</tr>\n";
   }
   html += "</tbody>\n</table></div>\n";
-  html += "<p class=\"legend\">Means over the pairs each method has a score for. \xE2\x86\x91 higher is better, "
-          "\xE2\x86\x93 lower is better; the best mean of each metric is marked \xE2\x98\x85, among the methods "
-          "scored on the most pairs (a mean over fewer pairs is over other images). The metrics are those of the "
-          "CDDFuse evaluator (as <code>efcnet evaluate</code>), and no single one ranks fusions: each favours "
-          "something.</p>\n<dl class=\"notes\">\n";
+  html +=
+      "<p class=\"legend\">Means over the pairs each method has a score for. \xE2\x86\x91 higher is better, "
+      "\xE2\x86\x93 lower is better; the best mean of each metric is marked \xE2\x98\x85, among the methods "
+      "scored on the most pairs (a mean over fewer pairs is over other images). The metrics are those of the "
+      "CDDFuse evaluator (as <code>efcnet evaluate</code>), and no single one ranks fusions: each favours "
+      "something.</p>\n<dl class=\"notes\">\n";
   for (std::size_t i = 0; i < kMetricCount; ++i) {
     html += "<dt>" + std::string(kMetricNames[i]) + " " + better_arrow(i) + "</dt><dd>" + html_escape(kMetricNotes[i]) +
             "</dd>\n";
@@ -293,8 +297,8 @@ std::string means_html(const Comparison& c) {
 }
 
 // A horizontal bar per method, from zero, the best one coloured.
-std::string bar_chart_svg(std::size_t metric, const Comparison& c, const std::vector<std::optional<FusionMetrics>>& means,
-                          const std::optional<double>& best) {
+std::string bar_chart_svg(std::size_t metric, const Comparison& c,
+                          const std::vector<std::optional<FusionMetrics>>& means, const std::optional<double>& best) {
   std::size_t longest_name = 4;
   for (const MethodResult& method : c.methods) longest_name = std::max(longest_name, method.name.size());
   const double label_width = 12 + 7.0 * static_cast<double>(std::min<std::size_t>(longest_name, 24));
@@ -347,9 +351,9 @@ std::string charts_html(const Comparison& c) {
   const auto ranked = ranked_means(c);
   std::string html = "<div class=\"charts\">\n";
   for (std::size_t i = 0; i < kMetricCount; ++i) {
-    html += "<figure class=\"chart\"><figcaption>" + std::string(kMetricNames[i]) + " " + better_arrow(i) + " <small>(" +
-            better_word(i) + " is better)</small></figcaption>\n" + bar_chart_svg(i, c, means, best_of(i, ranked)) +
-            "</figure>\n";
+    html += "<figure class=\"chart\"><figcaption>" + std::string(kMetricNames[i]) + " " + better_arrow(i) +
+            " <small>(" + better_word(i) + " is better)</small></figcaption>\n" +
+            bar_chart_svg(i, c, means, best_of(i, ranked)) + "</figure>\n";
   }
   return html + "</div>\n";
 }
@@ -382,12 +386,12 @@ std::string pair_html(const Comparison& c, std::size_t p) {
     if (!outcome.picture.empty()) {
       html += picture_html(outcome.picture, method.name, pair.name + " " + method.name);
     } else {
-      html += placeholder_html(std::string(outcome.status == Status::missing ? "missing: " : "failed: ") + outcome.problem,
-                               method.name);
+      html += placeholder_html(
+          std::string(outcome.status == Status::missing ? "missing: " : "failed: ") + outcome.problem, method.name);
     }
   }
-  html += "</div>\n<div class=\"wide\"><table class=\"scores\"><thead><tr><th>" + html_escape(pair.name) + "</th>" + metric_header_cells() +
-          "</tr></thead><tbody>\n";
+  html += "</div>\n<div class=\"wide\"><table class=\"scores\"><thead><tr><th>" + html_escape(pair.name) + "</th>" +
+          metric_header_cells() + "</tr></thead><tbody>\n";
   const auto best = best_per_metric(scores);
   for (std::size_t m = 0; m < c.methods.size(); ++m) {
     const PairOutcome& outcome = c.methods[m].pairs[p];
@@ -417,7 +421,8 @@ std::string scores_csv(const Comparison& c) {
   for (const MethodResult& method : c.methods) {
     for (std::size_t p = 0; p < c.pairs.size(); ++p) {
       const PairOutcome& outcome = method.pairs[p];
-      row(method.name, c.pairs[p].name, outcome.status == Status::scored ? std::optional(outcome.scores) : std::nullopt);
+      row(method.name, c.pairs[p].name,
+          outcome.status == Status::scored ? std::optional(outcome.scores) : std::nullopt);
     }
     row(method.name, "mean", method.mean());
   }
@@ -481,18 +486,20 @@ std::string scores_json(const Comparison& c, const ReportContext& context) {
 }
 
 std::string report_html(const Comparison& c, const ReportContext& context) {
-  std::string html = "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
-                     "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>efcnet compare: " +
-                     std::to_string(c.methods.size()) + " methods on " + std::to_string(c.pairs.size()) +
-                     " pairs</title>\n<style>" + kStyle + "</style>\n</head>\n<body>\n";
+  std::string html =
+      "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+      "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n<title>efcnet compare: " +
+      std::to_string(c.methods.size()) + " methods on " + std::to_string(c.pairs.size()) + " pairs</title>\n<style>" +
+      kStyle + "</style>\n</head>\n<body>\n";
   html += "<h1>Fusion methods compared on " + std::to_string(c.pairs.size()) + " pairs</h1>\n";
   html += facts_html(c, context);
   html += problems_html(c);
   html += "<h2>Means</h2>\n" + means_html(c);
   html += "<h2>Per metric</h2>\n" + charts_html(c);
-  html += "<h2>Pairs</h2>\n<p class=\"legend\">Anatomical and functional inputs, then each method's fusion, at one "
-          "size; click a picture for the full-size file. Under each row, the pair's scores (best of each metric "
-          "marked \xE2\x98\x85).</p>\n";
+  html +=
+      "<h2>Pairs</h2>\n<p class=\"legend\">Anatomical and functional inputs, then each method's fusion, at one "
+      "size; click a picture for the full-size file. Under each row, the pair's scores (best of each metric "
+      "marked \xE2\x98\x85).</p>\n";
   for (std::size_t p = 0; p < c.pairs.size(); ++p) html += pair_html(c, p);
   html += "<script>" + std::string(kPictureCheck) + "</script>\n</body>\n</html>\n";
   return html;

@@ -47,24 +47,20 @@ struct EvaluateSettings {
   std::string frame, anatomical_window, functional_window, colormap, plane;
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !fused.empty(); }
-  bool batch_mode() const {
-    return !anatomical_dir.empty() || !functional_dir.empty() || !fused_dir.empty();
-  }
+  bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !fused_dir.empty(); }
 };
 
 struct Triple {
   std::string name, anatomical, functional, fused;
 };
 
-
 // Reads with the evaluator's convention and scores; errors name the files involved.
 FusionMetrics score(const Triple& t) {
   const cv::Mat a = metrics::read_grey(t.anatomical), b = metrics::read_grey(t.functional),
                 f = metrics::read_grey(t.fused);
   if (a.size() != b.size() || a.size() != f.size()) {
-    throw std::runtime_error(t.anatomical + " (" + size_text(a) + "), " + t.functional + " (" +
-                             size_text(b) + ") and " + t.fused + " (" + size_text(f) +
-                             ") differ in size");
+    throw std::runtime_error(t.anatomical + " (" + size_text(a) + "), " + t.functional + " (" + size_text(b) +
+                             ") and " + t.fused + " (" + size_text(f) + ") differ in size");
   }
   try {
     return metrics::evaluate_fusion(a, b, f);
@@ -126,8 +122,7 @@ void print_batch(const std::vector<Scored>& rows, const std::string& format) {
     std::printf("%s\n", line.c_str());
   };
   print_row("file", [](std::size_t i) { return std::string(kMetricNames[i]); });
-  for (const Scored& row : rows)
-    print_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
+  for (const Scored& row : rows) print_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
   print_row("mean", [&](std::size_t i) { return table_cell(mean[i]); });
 }
 
@@ -166,9 +161,10 @@ void evaluate_volumes(const EvaluateSettings& s) {
     char name[64];
     std::snprintf(name, sizeof name, "%s_%0*d", plane_name(options.plane), digits, k);
     try {
-      rows.push_back({name, metrics::evaluate_fusion(extract_slice(prepared.anatomical, prepared.layout, k),
-                                                     metrics::to_grey(extract_slice(prepared.functional, prepared.layout, k)),
-                                                     metrics::to_grey(extract_slice(fused, prepared.layout, k)))});
+      rows.push_back(
+          {name, metrics::evaluate_fusion(extract_slice(prepared.anatomical, prepared.layout, k),
+                                          metrics::to_grey(extract_slice(prepared.functional, prepared.layout, k)),
+                                          metrics::to_grey(extract_slice(fused, prepared.layout, k)))});
     } catch (const metrics::MetricsError& e) {
       throw std::runtime_error(s.fused + ": slice " + std::to_string(k) + ": " + e.what());
     }
@@ -179,8 +175,7 @@ void evaluate_volumes(const EvaluateSettings& s) {
 
 void evaluate_single(const EvaluateSettings& s) {
   if (s.anatomical.empty() || s.functional.empty() || s.fused.empty())
-    throw std::runtime_error(
-        "evaluate: a single triple needs all of --anatomical, --functional and --fused");
+    throw std::runtime_error("evaluate: a single triple needs all of --anatomical, --functional and --fused");
   if (is_volume_path(s.anatomical) || is_volume_path(s.functional) || is_volume_path(s.fused)) {
     if (!is_volume_path(s.anatomical) || !is_volume_path(s.functional) || !has_volume_extension(s.fused)) {
       throw std::runtime_error("evaluate: give three volumes (the fused one a .nii/.nii.gz) or three images");
@@ -200,8 +195,7 @@ void evaluate_single(const EvaluateSettings& s) {
 
 // Triples whose stem has exactly one image in each directory; every other image file is named
 // with the reason it was left out.
-std::vector<Triple> match_triples(const EvaluateSettings& s,
-                                  std::map<std::string, std::string>& left_out) {
+std::vector<Triple> match_triples(const EvaluateSettings& s, std::map<std::string, std::string>& left_out) {
   const Pairing with_functional = pair_by_name(s.anatomical_dir, s.functional_dir);
   const Pairing with_fused = pair_by_name(s.anatomical_dir, s.fused_dir);
   std::map<std::string, const ImagePair*> fused_by_name;
@@ -236,14 +230,10 @@ std::vector<Triple> match_triples(const EvaluateSettings& s,
     missing(pair.anatomical, "functional", s.functional_dir);
     missing(pair.functional, "functional", s.functional_dir);
   }
-  for (const std::string& path : with_functional.unpaired_anatomical)
-    missing(path, "functional", s.functional_dir);
-  for (const std::string& path : with_fused.unpaired_anatomical)
-    missing(path, "fused", s.fused_dir);
-  for (const std::string& path : with_functional.unpaired_functional)
-    missing(path, "anatomical", s.anatomical_dir);
-  for (const std::string& path : with_fused.unpaired_functional)
-    missing(path, "anatomical", s.anatomical_dir);
+  for (const std::string& path : with_functional.unpaired_anatomical) missing(path, "functional", s.functional_dir);
+  for (const std::string& path : with_fused.unpaired_anatomical) missing(path, "fused", s.fused_dir);
+  for (const std::string& path : with_functional.unpaired_functional) missing(path, "anatomical", s.anatomical_dir);
+  for (const std::string& path : with_fused.unpaired_functional) missing(path, "anatomical", s.anatomical_dir);
   return triples;
 }
 
@@ -255,8 +245,7 @@ void evaluate_batch(const EvaluateSettings& s) {
 
   std::map<std::string, std::string> left_out;
   const std::vector<Triple> triples = match_triples(s, left_out);
-  for (const auto& [path, why] : left_out)
-    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+  for (const auto& [path, why] : left_out) std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
   if (triples.empty()) throw std::runtime_error("evaluate: no triples to score");
 
   const std::size_t workers = std::min(triples.size(), static_cast<std::size_t>(thread_count(s.threads)));
@@ -296,8 +285,7 @@ void evaluate_batch(const EvaluateSettings& s) {
   }
   if (!rows.empty()) print_batch(rows, format);
   if (failed > 0 || !left_out.empty()) {
-    std::fprintf(stderr, "scored %zu, failed %zu, unpaired %zu\n", rows.size(), failed,
-                 left_out.size());
+    std::fprintf(stderr, "scored %zu, failed %zu, unpaired %zu\n", rows.size(), failed, left_out.size());
     throw CLI::RuntimeError(1);
   }
 }

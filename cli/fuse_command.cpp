@@ -24,9 +24,7 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
 
 PairFusion make_fusion(const FuseSettings& s) {
   if (s.method == "y-average" || s.method == "y-max") {
@@ -44,14 +42,17 @@ void fuse_single(const FuseSettings& s) {
   if (s.anatomical.empty() || s.functional.empty() || s.output.empty()) {
     throw std::runtime_error("fuse: a single pair needs all of --anatomical, --functional and --output");
   }
-  if (!s.format.empty()) throw std::runtime_error("fuse: --format is for --output-dir; --output's extension sets the format");
+  if (!s.format.empty())
+    throw std::runtime_error("fuse: --format is for --output-dir; --output's extension sets the format");
   if (!has_image_extension(s.output)) {
     throw std::runtime_error(s.output + ": unsupported output extension (use .png, .jpg, .jpeg, .tif, .tiff or .bmp)");
   }
   const fs::path output_dir = fs::path(s.output).has_parent_path() ? fs::path(s.output).parent_path() : ".";
   std::error_code ec;
-  if (!fs::is_directory(output_dir, ec)) throw std::runtime_error(s.output + ": directory " + output_dir.string() + " does not exist");
-  if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec))) throw std::runtime_error(existing_output_message(s.output));
+  if (!fs::is_directory(output_dir, ec))
+    throw std::runtime_error(s.output + ": directory " + output_dir.string() + " does not exist");
+  if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec)))
+    throw std::runtime_error(existing_output_message(s.output));
 
   const ImagePairData in = read_image_pair(s.anatomical, s.functional);
   const PairFusion fuse = make_fusion(s);
@@ -107,7 +108,8 @@ void fuse_batch(const FuseSettings& s) {
   std::vector<FusionJob> jobs;
   for (const auto& pair : pairing.pairs) {
     const std::string extension = s.format.empty() ? fs::path(pair.functional).extension().string() : "." + s.format;
-    FusionJob job{pair.name, pair.anatomical, pair.functional, (fs::path(s.output_dir) / (pair.name + extension)).string()};
+    FusionJob job{pair.name, pair.anatomical, pair.functional,
+                  (fs::path(s.output_dir) / (pair.name + extension)).string()};
     if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
       std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
       ++refused;
@@ -208,7 +210,8 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images");
   cmd->add_option("--functional-dir", settings->functional_dir, "Directory of functional images, same names");
   cmd->add_option("--output-dir", settings->output_dir, "Directory for the fused images (created if missing)");
-  cmd->add_option("--format", settings->format, "Output format in directory mode (default: the functional image's extension)")
+  cmd->add_option("--format", settings->format,
+                  "Output format in directory mode (default: the functional image's extension)")
       ->check(CLI::IsMember({"png", "jpg", "tif"}));
   cmd->add_option("--method", settings->method,
                   "efcnet (the network), or a baseline needing no weights: y-average ((Y + anatomical)/2) or "

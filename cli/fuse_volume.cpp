@@ -153,19 +153,22 @@ void check_output_path(const std::string& output, bool overwrite) {
   const fs::path dir = fs::path(output).has_parent_path() ? fs::path(output).parent_path() : ".";
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw std::runtime_error(output + ": directory " + dir.string() + " does not exist");
-  if (!overwrite && fs::exists(fs::symlink_status(output, ec))) throw std::runtime_error(existing_output_message(output));
+  if (!overwrite && fs::exists(fs::symlink_status(output, ec)))
+    throw std::runtime_error(existing_output_message(output));
 }
 
 void write_pictures(const FuseSettings& s, const VolumeResult& result) {
   if (!s.slices_dir.empty()) {
     std::error_code ec;
     fs::create_directories(s.slices_dir, ec);
-    if (!fs::is_directory(s.slices_dir)) throw std::runtime_error(s.slices_dir + ": cannot create the --slices-dir directory");
+    if (!fs::is_directory(s.slices_dir))
+      throw std::runtime_error(s.slices_dir + ": cannot create the --slices-dir directory");
     const SliceLayout& layout = result.prepared.layout;
     const int digits = static_cast<int>(std::to_string(std::max(layout.slices - 1, 0)).size());
     for (int k = 0; k < layout.slices; ++k) {
       char name[64];
-      std::snprintf(name, sizeof name, "%s_%0*d.png", plane_name(s.plane.empty() ? Plane::axial : parse_plane(s.plane)), digits, k);
+      std::snprintf(name, sizeof name, "%s_%0*d.png", plane_name(s.plane.empty() ? Plane::axial : parse_plane(s.plane)),
+                    digits, k);
       write_image_atomic((fs::path(s.slices_dir) / name).string(), extract_slice(result.fused.fused, layout, k));
     }
   }
@@ -220,8 +223,8 @@ void fuse_volume_single(const FuseSettings& s) {
     const VolumeResult result = fuse_one({"", s.anatomical, s.functional, s.output}, s, options, fuser);
     write_pictures(s, result);
     std::fprintf(stderr, "fused %s: %d %s slices (%d empty, not fused) on the grid of %s in %.1f s\n", s.output.c_str(),
-                 result.fused.fused_slices, plane_name(options.plane), result.fused.empty_slices,
-                 s.anatomical.c_str(), seconds_since(start));
+                 result.fused.fused_slices, plane_name(options.plane), result.fused.empty_slices, s.anatomical.c_str(),
+                 seconds_since(start));
   } catch (const Error& e) {
     throw std::runtime_error(with_flags(e.what()));
   }
@@ -277,7 +280,8 @@ void fuse_volume_batch(const FuseSettings& s) {
   };
   for (std::size_t i = 0; i < pairing.pairs.size(); ++i) {
     const ImagePair& pair = pairing.pairs[i];
-    const VolumeJob job{pair.name, pair.anatomical, pair.functional, (fs::path(s.output_dir) / (pair.name + ".nii.gz")).string()};
+    const VolumeJob job{pair.name, pair.anatomical, pair.functional,
+                        (fs::path(s.output_dir) / (pair.name + ".nii.gz")).string()};
     if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
       std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
       ++failed;
@@ -294,7 +298,8 @@ void fuse_volume_batch(const FuseSettings& s) {
       ++failed;
     }
   }
-  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", fused, failed, unpaired, seconds_since(start));
+  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", fused, failed, unpaired,
+               seconds_since(start));
   if (failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
 }
 

@@ -50,8 +50,8 @@ void add_phantom_command(CLI::App& app) {
     }
     const std::filesystem::path dir(settings->out_dir);
     if (settings->volume) {
-      const VolumePhantom phantom =
-          make_volume_phantom(settings->size, settings->slices > 0 ? settings->slices : std::max(2, settings->size / 4));
+      const VolumePhantom phantom = make_volume_phantom(
+          settings->size, settings->slices > 0 ? settings->slices : std::max(2, settings->size / 4));
       write_volume_atomic((dir / "anatomical.nii.gz").string(), phantom.anatomical);
       write_volume_atomic((dir / "functional.nii.gz").string(), phantom.functional);
       std::printf("%s\n%s\n", (dir / "anatomical.nii.gz").c_str(), (dir / "functional.nii.gz").c_str());

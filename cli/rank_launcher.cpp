@@ -117,7 +117,8 @@ int launch_local_ranks(const LocalLaunch& launch) {
   std::string master_addr = launch.master_addr;
   int master_port = launch.master_port;
   if (master_addr.empty()) {
-    if (launch.nnodes > 1) throw std::invalid_argument("with --nnodes > 1 every host needs --master HOST:PORT (rank 0's host)");
+    if (launch.nnodes > 1)
+      throw std::invalid_argument("with --nnodes > 1 every host needs --master HOST:PORT (rank 0's host)");
     master_addr = "127.0.0.1";
     master_port = free_loopback_port();
   }

@@ -38,7 +38,8 @@ int environment_int(const char* name, int fallback) {
   char* end = nullptr;
   const long value = std::strtol(text, &end, 10);
   if (*end != '\0' || value < 0 || value > 1000000) {
-    throw CLI::ValidationError(name, std::string("expected a non-negative integer in the environment, got '") + text + "'");
+    throw CLI::ValidationError(name,
+                               std::string("expected a non-negative integer in the environment, got '") + text + "'");
   }
   return static_cast<int>(value);
 }
@@ -60,36 +61,52 @@ std::pair<std::string, int> parse_master(const std::string& text) {
 void add_distributed_options(CLI::App* command, TrainOptions& options, CommonSettings& settings) {
   const std::string group = "Distributed (data-parallel; see README \"Distributed training\")";
   auto& d = options.distributed;
-  settings.world_size = command->add_option("--world-size", d.world_size,
-                                            "Number of ranks (processes) in the run, on all hosts together "
-                                            "(default: $WORLD_SIZE, else 1 = no distribution)")
-                            ->group(group)->check(CLI::PositiveNumber);
+  settings.world_size = command
+                            ->add_option("--world-size", d.world_size,
+                                         "Number of ranks (processes) in the run, on all hosts together "
+                                         "(default: $WORLD_SIZE, else 1 = no distribution)")
+                            ->group(group)
+                            ->check(CLI::PositiveNumber);
   settings.rank = command->add_option("--rank", d.rank, "This process's rank, 0..world-size-1 (default: $RANK, else 0)")
-                      ->group(group)->check(CLI::NonNegativeNumber);
-  settings.master = command->add_option("--master", settings.master_text,
-                                        "HOST:PORT where rank 0 hosts the rendezvous; every rank names the same "
-                                        "(default: $MASTER_ADDR:$MASTER_PORT, else 127.0.0.1:29500)")
+                      ->group(group)
+                      ->check(CLI::NonNegativeNumber);
+  settings.master = command
+                        ->add_option("--master", settings.master_text,
+                                     "HOST:PORT where rank 0 hosts the rendezvous; every rank names the same "
+                                     "(default: $MASTER_ADDR:$MASTER_PORT, else 127.0.0.1:29500)")
                         ->group(group);
-  settings.nproc_per_node = command->add_option("--nproc-per-node", settings.launch.nproc_per_node,
-                                                "Start this many ranks on this host (with the torchrun variables "
-                                                "set for each) and wait for them; if one fails, stop the others and "
-                                                "exit with its code. On one host without --master or $MASTER_ADDR "
-                                                "the rendezvous takes a free port on 127.0.0.1")
-                                ->group(group)->check(CLI::PositiveNumber);
-  command->add_option("--nnodes", settings.launch.nnodes,
-                      "With --nproc-per-node: number of hosts, each running this command (needs --master)")
-      ->group(group)->capture_default_str()->check(CLI::PositiveNumber);
-  command->add_option("--node-rank", settings.launch.node_rank,
-                      "With --nproc-per-node: this host's index, 0..nnodes-1; its ranks are "
-                      "node-rank*nproc-per-node and up")
-      ->group(group)->capture_default_str()->check(CLI::NonNegativeNumber);
-  command->add_option("--dist-timeout", d.timeout_seconds,
-                      "Seconds a rank waits for a peer (to join, or in a collective) before every rank stops "
-                      "with an error naming the missing rank")
-      ->group(group)->capture_default_str()->check(CLI::PositiveNumber);
-  command->add_flag("--check-replicas", d.check_replicas,
-                    "After every step, check that all ranks hold bit-identical parameters (a digest all-reduce; "
-                    "a diagnostic). It is always checked at the end of each epoch")
+  settings.nproc_per_node = command
+                                ->add_option("--nproc-per-node", settings.launch.nproc_per_node,
+                                             "Start this many ranks on this host (with the torchrun variables "
+                                             "set for each) and wait for them; if one fails, stop the others and "
+                                             "exit with its code. On one host without --master or $MASTER_ADDR "
+                                             "the rendezvous takes a free port on 127.0.0.1")
+                                ->group(group)
+                                ->check(CLI::PositiveNumber);
+  command
+      ->add_option("--nnodes", settings.launch.nnodes,
+                   "With --nproc-per-node: number of hosts, each running this command (needs --master)")
+      ->group(group)
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command
+      ->add_option("--node-rank", settings.launch.node_rank,
+                   "With --nproc-per-node: this host's index, 0..nnodes-1; its ranks are "
+                   "node-rank*nproc-per-node and up")
+      ->group(group)
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  command
+      ->add_option("--dist-timeout", d.timeout_seconds,
+                   "Seconds a rank waits for a peer (to join, or in a collective) before every rank stops "
+                   "with an error naming the missing rank")
+      ->group(group)
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command
+      ->add_flag("--check-replicas", d.check_replicas,
+                 "After every step, check that all ranks hold bit-identical parameters (a digest all-reduce; "
+                 "a diagnostic). It is always checked at the end of each epoch")
       ->group(group);
 }
 
@@ -106,8 +123,9 @@ bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
   const bool master_given = settings.master->count() > 0 || std::getenv("MASTER_ADDR") != nullptr;
   if (settings.nproc_per_node->count() > 0) {
     if (settings.world_size->count() > 0 || settings.rank->count() > 0) {
-      throw CLI::ValidationError("--nproc-per-node", "sets the world size and ranks itself; with several hosts use "
-                                                     "--nnodes and --node-rank instead of --world-size and --rank");
+      throw CLI::ValidationError("--nproc-per-node",
+                                 "sets the world size and ranks itself; with several hosts use "
+                                 "--nnodes and --node-rank instead of --world-size and --rank");
     }
     settings.launch.master_addr = master_given ? d.master_addr : "";
     settings.launch.master_port = d.master_port;
@@ -116,7 +134,8 @@ bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
   if (settings.world_size->count() == 0) d.world_size = environment_int("WORLD_SIZE", 1);
   if (settings.rank->count() == 0) d.rank = environment_int("RANK", 0);
   d.local_rank = environment_int("LOCAL_RANK", 0);
-  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE"); agent != nullptr && std::string(agent) == "True") {
+  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+      agent != nullptr && std::string(agent) == "True") {
     d.launcher_hosts_store = true;
     d.restart_count = environment_int("TORCHELASTIC_RESTART_COUNT", 0);
   }
@@ -130,20 +149,27 @@ bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
 
 // Options both trainings share; `settings` holds what needs parsing after the command line is read.
 void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings& settings) {
-  command->add_option("--out-dir", options.out_dir,
-                      "Directory for checkpoints (<kind>_<epoch>.pth each epoch), training_state.pth, "
-                      "loss.csv (one row per step) and loss.png; created if missing")
+  command
+      ->add_option("--out-dir", options.out_dir,
+                   "Directory for checkpoints (<kind>_<epoch>.pth each epoch), training_state.pth, "
+                   "loss.csv (one row per step) and loss.png; created if missing")
       ->required();
   command->add_option("--epochs", options.epochs, "Epochs to train (in total, counting resumed ones)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   command->add_option("--batch-size", options.batch_size, "Samples per step; the last partial batch is dropped")
-      ->capture_default_str()->check(CLI::PositiveNumber);
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   command->add_option("--lr", options.lr, "Adam learning rate (betas 0.9/0.999, eps 1e-8)")
-      ->capture_default_str()->check(CLI::PositiveNumber);
-  command->add_option("--lr-schedule", settings.schedule,
-                      "constant (the reference), or cosine: decay from --lr to --final-lr over all epochs")
-      ->capture_default_str()->check(CLI::IsMember({"constant", "cosine"}));
-  command->add_option("--final-lr", options.final_lr, "Last learning rate of the cosine schedule")->capture_default_str();
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  command
+      ->add_option("--lr-schedule", settings.schedule,
+                   "constant (the reference), or cosine: decay from --lr to --final-lr over all epochs")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"constant", "cosine"}));
+  command->add_option("--final-lr", options.final_lr, "Last learning rate of the cosine schedule")
+      ->capture_default_str();
   command->add_option("--crop", settings.crop,
                       "Random crops of HxW pixels (e.g. 32x256) instead of full images. Full-width strips "
                       "keep the reference token layout's semantics");
@@ -156,13 +182,15 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
   command->add_flag("--resume", options.resume,
                     "Continue from the newest complete checkpoint in --out-dir; the result equals an "
                     "uninterrupted run. Without it an --out-dir holding a run is refused");
-  command->add_option("--device", options.device,
-                      "cpu, cuda or cuda:N (distributed: cuda means cuda:$LOCAL_RANK)")->capture_default_str();
-  command->add_option("--precision", settings.precision,
-                      "float32, or bf16: the forward pass under bfloat16 autocast (convolutions and matmuls in "
-                      "bfloat16), the loss, weights, Adam's moments and checkpoints in float32; needs a CPU "
-                      "with AVX-512 BF16 or AMX, or --device cuda. See README \"Training\" for its speed")
-      ->capture_default_str()->check(CLI::IsMember({"float32", "bf16"}));
+  command->add_option("--device", options.device, "cpu, cuda or cuda:N (distributed: cuda means cuda:$LOCAL_RANK)")
+      ->capture_default_str();
+  command
+      ->add_option("--precision", settings.precision,
+                   "float32, or bf16: the forward pass under bfloat16 autocast (convolutions and matmuls in "
+                   "bfloat16), the loss, weights, Adam's moments and checkpoints in float32; needs a CPU "
+                   "with AVX-512 BF16 or AMX, or --device cuda. See README \"Training\" for its speed")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"float32", "bf16"}));
   command->add_flag("!--no-progress", options.progress, "No progress bar on stderr");
   add_distributed_options(command, options, settings);
 }
@@ -175,7 +203,8 @@ void apply_common(TrainOptions& options, const CommonSettings& settings) {
     char x = 0, extra = 0;
     if (std::sscanf(settings.crop.c_str(), "%d%c%d%c", &h, &x, &w, &extra) != 3 || (x != 'x' && x != 'X') || h < 11 ||
         w < 11) {
-      throw CLI::ValidationError("--crop", "expected HxW with both sides >= 11 (the SSIM window), got '" + settings.crop + "'");
+      throw CLI::ValidationError("--crop",
+                                 "expected HxW with both sides >= 11 (the SSIM window), got '" + settings.crop + "'");
     }
     options.crop_height = h;
     options.crop_width = w;
@@ -192,8 +221,8 @@ void report(const TrainingSummary& summary, int world_size) {
               summary.last_epoch_loss, summary.last_checkpoint.c_str());
   if (world_size > 1) {
     const double per_step = static_cast<double>(summary.bytes_all_reduced) / static_cast<double>(summary.steps);
-    std::printf("%d ranks; this rank all-reduced %.3g %s per step\n", world_size, per_step >= 1e6 ? per_step / 1e6 : per_step / 1e3,
-                per_step >= 1e6 ? "MB" : "kB");
+    std::printf("%d ranks; this rank all-reduced %.3g %s per step\n", world_size,
+                per_step >= 1e6 ? per_step / 1e6 : per_step / 1e3, per_step >= 1e6 ? "MB" : "kB");
   }
 }
 
@@ -249,19 +278,23 @@ void add_train_command(CLI::App& app) {
   auto settings = std::make_shared<CommonSettings>();
   auto* command = add_torch_subcommand(app, "train");
   command->add_option("--anatomical-dir", options->anatomical_dir, "Directory of anatomical images (MRI, CT)")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   command->add_option("--functional-dir", options->functional_dir, "Directory of functional images (SPECT, PET, CT)")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   command->add_option("--seem-weights", options->seem_weights, weights_lookup_help(kSeemWeights));
-  command->add_option("--init-weights", options->init_weights, "Start from these network weights instead of a random init");
+  command->add_option("--init-weights", options->init_weights,
+                      "Start from these network weights instead of a random init");
   add_common_options(command, *options, *settings);
   command->add_flag("--seem-on-whole-images", options->seem_on_whole_images,
                     "With --crop: run SEEM once on each whole image and cut the crop from its map, as fusion sees "
                     "it, instead of running SEEM on each crop alone (whose zero-padded borders then show as edges "
                     "in the map the network is fed and scored against)");
-  command->add_flag("--sync-bn", options->distributed.sync_bn,
-                    "BatchNorm statistics over every rank's batch (as one process with the global "
-                    "batch), at one small all-reduce per BatchNorm layer in forward and in backward")
+  command
+      ->add_flag("--sync-bn", options->distributed.sync_bn,
+                 "BatchNorm statistics over every rank's batch (as one process with the global "
+                 "batch), at one small all-reduce per BatchNorm layer in forward and in backward")
       ->group("Distributed (data-parallel; see README \"Distributed training\")");
   command->callback([options, settings] {
     apply_common(*options, *settings);
@@ -275,7 +308,8 @@ void add_train_seem_command(CLI::App& app) {
   auto settings = std::make_shared<CommonSettings>();
   auto* command = add_torch_subcommand(app, "train-seem");
   command->add_option("--functional-dir", options->functional_dir, "Directory of functional images")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   add_common_options(command, *options, *settings);
   command->callback([options, settings] {
     apply_common(*options, *settings);
@@ -295,10 +329,11 @@ void add_export_weights_command(CLI::App& app) {
   command->add_flag("--half", settings->options.half,
                     "Store kernels and weight matrices as float16 (half the size); biases and normalisation "
                     "parameters and statistics stay float32");
-  command->add_option("--output-bias-offset", settings->options.output_bias_offset,
-                      "Add this to the network's output bias, the logit before the final sigmoid: positive "
-                      "brightens the fusion (most in the mid-tones), negative darkens it; network weights only "
-                      "(the default weights are calibrated with +0.1, see models/README.md)")
+  command
+      ->add_option("--output-bias-offset", settings->options.output_bias_offset,
+                   "Add this to the network's output bias, the logit before the final sigmoid: positive "
+                   "brightens the fusion (most in the mid-tones), negative darkens it; network weights only "
+                   "(the default weights are calibrated with +0.1, see models/README.md)")
       ->default_val(0.0);
   command->callback([settings] {
     const auto kind = export_weights(settings->input, settings->output, settings->options);

@@ -56,15 +56,13 @@ enum class WriteMode {
 // Writes `bytes` to <dir>/.<name>.tmp-<pid>-<n>, fsyncs it and renames it onto `path`, so readers
 // see either the old file (or none) or the complete new one. On any failure the temporary file is
 // removed and IoError names `path`. A process killed mid-write can leave only the hidden temporary.
-void write_file_atomic(const std::string& path, std::string_view bytes,
-                       WriteMode mode = WriteMode::replace);
+void write_file_atomic(const std::string& path, std::string_view bytes, WriteMode mode = WriteMode::replace);
 void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes,
                        WriteMode mode = WriteMode::replace);
 
 // Encodes with cv::imencode for the path's extension (default parameters, byte-identical to
 // cv::imwrite) and writes atomically. Throws IoError for an unsupported extension.
-void write_image_atomic(const std::string& path, const cv::Mat& image,
-                        WriteMode mode = WriteMode::replace);
+void write_image_atomic(const std::string& path, const cv::Mat& image, WriteMode mode = WriteMode::replace);
 
 // ---- pairing by name ----
 

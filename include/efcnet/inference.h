@@ -31,7 +31,7 @@ struct StageValues {
 };
 
 struct NetworkStage {
-  const char* name;             // as `efcnet bench` reports it
+  const char* name;  // as `efcnet bench` reports it
   double StageValues::*value;
   const char* what;
 };

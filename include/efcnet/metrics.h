@@ -20,8 +20,8 @@
 namespace efcnet::metrics {
 
 // The evaluator's column order; also the order of FusionMetrics' members.
-inline constexpr std::array<const char*, 12> kMetricNames = {
-    "EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "MSE"};
+inline constexpr std::array<const char*, 12> kMetricNames = {"EN",  "SD",   "SF",   "AG",   "MI", "SCD",
+                                                             "VIF", "Qabf", "SSIM", "PSNR", "CC", "MSE"};
 
 // Which way each metric is better, in kMetricNames order: higher for all but MSE.
 enum class Better { higher, lower };
@@ -32,8 +32,7 @@ inline constexpr std::array<Better, kMetricNames.size()> kMetricBetter = {
 // Degenerate inputs give what the evaluator gives: NaN for a correlation with a constant image
 // (SCD, CC), +inf PSNR when F equals both inputs.
 struct FusionMetrics {
-  double EN = 0, SD = 0, SF = 0, AG = 0, MI = 0, SCD = 0, VIF = 0, Qabf = 0, SSIM = 0, PSNR = 0,
-         CC = 0, MSE = 0;
+  double EN = 0, SD = 0, SF = 0, AG = 0, MI = 0, SCD = 0, VIF = 0, Qabf = 0, SSIM = 0, PSNR = 0, CC = 0, MSE = 0;
 
   // i-th metric in kMetricNames order.
   double operator[](std::size_t i) const;
@@ -64,10 +63,10 @@ FusionMetrics evaluate_fusion(const cv::Mat& A, const cv::Mat& B, const cv::Mat&
 FusionMetrics mean_metrics(const std::vector<FusionMetrics>& rows);
 
 // Single-metric entry points (each validates its inputs).
-double entropy(const cv::Mat& F);                  // EN, bits
-double standard_deviation(const cv::Mat& F);       // SD
-double spatial_frequency(const cv::Mat& F);        // SF
-double average_gradient(const cv::Mat& F);         // AG
+double entropy(const cv::Mat& F);                                                 // EN, bits
+double standard_deviation(const cv::Mat& F);                                      // SD
+double spatial_frequency(const cv::Mat& F);                                       // SF
+double average_gradient(const cv::Mat& F);                                        // AG
 double mutual_information(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F);  // MI, nats
 double scd(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F);
 double vif(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F);

@@ -24,10 +24,10 @@
 namespace efcnet {
 
 struct FuserOptions {
-  std::string weights;          // MODEL state dict (.pth)
-  std::string seem_weights;     // SEEM state dict (.pth)
-  std::string device = "cpu";   // "cpu", "cuda", "cuda:N"
-  InferenceOptions inference;   // precision and the CPU kernels of the prepared model
+  std::string weights;         // MODEL state dict (.pth)
+  std::string seem_weights;    // SEEM state dict (.pth)
+  std::string device = "cpu";  // "cpu", "cuda", "cuda:N"
+  InferenceOptions inference;  // precision and the CPU kernels of the prepared model
 };
 
 class FusionError : public Error {
@@ -92,7 +92,7 @@ struct FusionJob {
   std::string name;        // how reports name the pair (e.g. the shared file stem)
   std::string anatomical;  // file paths
   std::string functional;
-  std::string output;      // its extension sets the format
+  std::string output;  // its extension sets the format
 };
 
 struct ImagePairData {

@@ -2,8 +2,8 @@
 // (LibTorch and OpenCV; the Fuser and the bench's eager baseline share these).
 #pragma once
 
-#include <opencv2/core.hpp>
 #include <torch/torch.h>
+#include <opencv2/core.hpp>
 
 namespace efcnet {
 

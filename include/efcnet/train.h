@@ -27,16 +27,16 @@ enum class LrSchedule {
 struct DistributedOptions {
   int world_size = 1;
   int rank = 0;
-  int local_rank = 0;                      // this host's rank index: picks cuda:<local_rank>
-  std::string master_addr = "127.0.0.1";   // rank 0 hosts the rendezvous (a TCPStore) here
+  int local_rank = 0;                     // this host's rank index: picks cuda:<local_rank>
+  std::string master_addr = "127.0.0.1";  // rank 0 hosts the rendezvous (a TCPStore) here
   int master_port = 29500;
-  double timeout_seconds = 300;            // a peer silent this long ends every rank, naming it
+  double timeout_seconds = 300;  // a peer silent this long ends every rank, naming it
   // torchrun's agent may host the TCPStore at the master address itself (it then sets
   // TORCHELASTIC_USE_AGENT_STORE=True): every rank only connects, with keys apart per restart.
   bool launcher_hosts_store = false;
   int restart_count = 0;
-  bool sync_bn = false;                    // BatchNorm statistics over every rank's batch
-  bool check_replicas = false;             // verify bit-identical parameters after every step
+  bool sync_bn = false;         // BatchNorm statistics over every rank's batch
+  bool check_replicas = false;  // verify bit-identical parameters after every step
 };
 
 // Whether this build can train on several ranks (it needs c10d's Gloo headers at build time).
@@ -47,23 +47,23 @@ bool distributed_training_available();
 bool bfloat16_training_supported();
 
 struct TrainOptions {
-  std::string out_dir;          // checkpoints, training state, loss.csv, loss.png
+  std::string out_dir;  // checkpoints, training state, loss.csv, loss.png
   int epochs = 100;
-  int batch_size = 4;           // the last partial batch of an epoch is dropped, as the reference does
-  double lr = 1e-4;             // Adam, betas 0.9/0.999, eps 1e-8, no weight decay
+  int batch_size = 4;  // the last partial batch of an epoch is dropped, as the reference does
+  double lr = 1e-4;    // Adam, betas 0.9/0.999, eps 1e-8, no weight decay
   LrSchedule lr_schedule = LrSchedule::constant;
-  double final_lr = 1e-6;       // for LrSchedule::cosine
-  int crop_height = 0;          // random crops of this size; 0 = the full image
+  double final_lr = 1e-6;  // for LrSchedule::cosine
+  int crop_height = 0;     // random crops of this size; 0 = the full image
   int crop_width = 0;
-  uint64_t seed = 302;          // shuffling, crops and dropout all derive from it
-  int limit = 0;                // use only the first N samples (sorted by name); 0 = all
-  bool resume = false;          // continue from the newest complete checkpoint in out_dir
+  uint64_t seed = 302;  // shuffling, crops and dropout all derive from it
+  int limit = 0;        // use only the first N samples (sorted by name); 0 = all
+  bool resume = false;  // continue from the newest complete checkpoint in out_dir
   std::string device = "cpu";
   // bfloat16: the forward pass under LibTorch's autocast (convolutions and matmuls in bfloat16 on
   // bfloat16 copies of the weights), the loss in float32; weights, gradients, Adam's moments and
   // the checkpoints stay float32. An OptionError on a CPU without bfloat16_training_supported().
   Precision precision = Precision::float32;
-  bool progress = true;         // progress bar on stderr
+  bool progress = true;  // progress bar on stderr
   // batch_size is per rank: a step trains on world_size x batch_size samples. Only rank 0 writes
   // out_dir (checkpoints, loss.csv with losses averaged over the ranks, loss.png, progress bar).
   DistributedOptions distributed;
@@ -74,7 +74,7 @@ struct NetworkTrainOptions : TrainOptions {
   std::string anatomical_dir;
   std::string functional_dir;  // colour images contribute their Y plane, as in fusion
   std::string seem_weights;
-  std::string init_weights;    // optional network weights to start from instead of random init
+  std::string init_weights;  // optional network weights to start from instead of random init
   // With crops, SEEM runs on each crop alone, so the crop's zero-padded borders show as edges in
   // the map the network is fed and scored against. This runs SEEM once on each whole image and
   // cuts the crop from its map instead, what the network sees when fusing whole images (once per
@@ -89,11 +89,11 @@ struct SeemTrainOptions : TrainOptions {
 };
 
 struct TrainingSummary {
-  int first_epoch = 0;          // 1 for a new run, N+1 when resumed after epoch N
+  int first_epoch = 0;  // 1 for a new run, N+1 when resumed after epoch N
   int last_epoch = 0;
-  int64_t steps = 0;            // optimizer steps taken by this invocation
+  int64_t steps = 0;  // optimizer steps taken by this invocation
   double seconds = 0.0;
-  double last_epoch_loss = 0.0; // mean total loss of the last epoch
+  double last_epoch_loss = 0.0;  // mean total loss of the last epoch
   std::string last_checkpoint;
   int64_t bytes_all_reduced = 0;  // by this rank, in all (0 in a single-process run)
 };

@@ -38,9 +38,9 @@ class VolumeError : public Error {
 
 // Where the voxels are: voxel (i, j, k) is at origin + direction * diag(spacing) * (i, j, k) mm.
 struct VolumeGeometry {
-  std::array<int64_t, 3> size{0, 0, 0};      // voxels along i (fastest), j, k
-  std::array<double, 3> spacing{1, 1, 1};    // mm
-  std::array<double, 3> origin{0, 0, 0};     // centre of voxel (0, 0, 0), mm, LPS
+  std::array<int64_t, 3> size{0, 0, 0};                        // voxels along i (fastest), j, k
+  std::array<double, 3> spacing{1, 1, 1};                      // mm
+  std::array<double, 3> origin{0, 0, 0};                       // centre of voxel (0, 0, 0), mm, LPS
   std::array<double, 9> direction{1, 0, 0, 0, 1, 0, 0, 0, 1};  // row-major 3x3; column c: voxel axis c in LPS
 
   int64_t voxel_count() const { return size[0] * size[1] * size[2]; }
@@ -200,9 +200,9 @@ bool slice_has_content(const PreparedVolumes& volumes, int k);
 using SliceFusion = std::function<cv::Mat(const cv::Mat& anatomical, const cv::Mat& functional)>;
 
 struct FusedVolume {
-  ByteVolume fused;       // the anatomical geometry, the functional volume's channels
-  int fused_slices = 0;   // sent through `fuse`
-  int empty_slices = 0;   // both inputs empty: left at 0
+  ByteVolume fused;      // the anatomical geometry, the functional volume's channels
+  int fused_slices = 0;  // sent through `fuse`
+  int empty_slices = 0;  // both inputs empty: left at 0
 };
 
 // Every slice with content through `fuse`, one at a time, in slice order; `progress` (if given)

@@ -92,7 +92,8 @@ cv::Mat metric_image(const py::array& array, const char* role, ChannelOrder orde
   const bool is_uint8 = dtype.equal(py::dtype::of<std::uint8_t>());
   const bool is_float = dtype.equal(py::dtype::of<float>()) || dtype.equal(py::dtype::of<double>());
   if (!is_uint8 && !is_float) {
-    throw py::type_error(std::string(role) + ": expected a uint8 array (or float32/float64 grey levels 0..255), got dtype " +
+    throw py::type_error(std::string(role) +
+                         ": expected a uint8 array (or float32/float64 grey levels 0..255), got dtype " +
                          dtype_text(array) + " (efcnet does not convert images)");
   }
   const bool grey = array.ndim() == 2;
@@ -107,7 +108,7 @@ cv::Mat metric_image(const py::array& array, const char* role, ChannelOrder orde
     return colour ? metrics::to_grey(image) : image;
   }
   return dtype.equal(py::dtype::of<float>()) ? copy_image<float>(array, 0, 0, 1, false, CV_32FC1)
-                                          : copy_image<double>(array, 0, 0, 1, false, CV_64FC1);
+                                             : copy_image<double>(array, 0, 0, 1, false, CV_64FC1);
 }
 
 }  // namespace efcnet::python

@@ -6,9 +6,9 @@
 
 #include <string>
 
-#include <opencv2/core.hpp>
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
+#include <opencv2/core.hpp>
 
 namespace efcnet::python {
 

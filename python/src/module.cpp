@@ -60,10 +60,11 @@ Precision parse_precision(const std::string& precision) {
 
 class PyFuser {
  public:
-  PyFuser(const std::optional<fs::path>& weights, const std::optional<fs::path>& seem_weights, const std::string& device,
-          int threads, const std::string& precision)
+  PyFuser(const std::optional<fs::path>& weights, const std::optional<fs::path>& seem_weights,
+          const std::string& device, int threads, const std::string& precision)
       : device_(device), precision_(precision) {
-    if (threads < 0) throw py::value_error("threads must be 0 (leave LibTorch's setting) or positive, got " + std::to_string(threads));
+    if (threads < 0)
+      throw py::value_error("threads must be 0 (leave LibTorch's setting) or positive, got " + std::to_string(threads));
     FuserOptions options;
     options.inference.precision = parse_precision(precision);
     options.device = device;
@@ -92,7 +93,8 @@ class PyFuser {
     if (!grey && !colour) {
       throw py::value_error(std::string("functional: expected ") +
                             (stack ? "an (N, H, W) or (N, H, W, 3) stack" : "a (H, W) or (H, W, 3) image") +
-                            " to go with anatomical " + shape_text(anatomical) + ", got shape " + shape_text(functional));
+                            " to go with anatomical " + shape_text(anatomical) + ", got shape " +
+                            shape_text(functional));
     }
     const py::ssize_t slices = stack ? anatomical.shape(0) : 1;
     if (stack && functional.shape(0) != slices) {
@@ -171,9 +173,10 @@ using SingleMetric = double (*)(const cv::Mat&);
 using TripleMetric = double (*)(const cv::Mat&, const cv::Mat&, const cv::Mat&);
 
 void def_single(py::module_& m, const char* name, SingleMetric metric, const std::string& summary) {
-  const std::string doc = summary +
-                          "\n\nimage: uint8 (H, W) grey or (H, W, 3) colour in `order` (\"rgb\" or \"bgr\"; turned grey as "
-                          "efcnet.evaluate does), or float32/float64 (H, W) grey levels 0..255; at least 17x17.";
+  const std::string doc =
+      summary +
+      "\n\nimage: uint8 (H, W) grey or (H, W, 3) colour in `order` (\"rgb\" or \"bgr\"; turned grey as "
+      "efcnet.evaluate does), or float32/float64 (H, W) grey levels 0..255; at least 17x17.";
   m.def(
       name,
       [metric](const py::array& image, const std::string& order) {
@@ -184,8 +187,8 @@ void def_single(py::module_& m, const char* name, SingleMetric metric, const std
 }
 
 void def_triple(py::module_& m, const char* name, TripleMetric metric, const std::string& summary) {
-  const std::string doc = summary +
-                          "\n\nanatomical (A), functional (B), fused (F): images of one size as efcnet.evaluate takes them.";
+  const std::string doc =
+      summary + "\n\nanatomical (A), functional (B), fused (F): images of one size as efcnet.evaluate takes them.";
   m.def(
       name,
       [metric](const py::array& anatomical, const py::array& functional, const py::array& fused,
@@ -213,9 +216,9 @@ py::dtype numpy_dtype(const torch::Tensor& tensor) {
 }
 
 std::optional<torch::Dtype> torch_dtype(const py::dtype& dtype) {
-  const std::pair<const char*, torch::Dtype> supported[] = {
-      {"float32", torch::kFloat32}, {"float16", torch::kFloat16}, {"float64", torch::kFloat64},
-      {"int64", torch::kInt64},     {"int32", torch::kInt32},     {"bool", torch::kBool}};
+  const std::pair<const char*, torch::Dtype> supported[] = {{"float32", torch::kFloat32}, {"float16", torch::kFloat16},
+                                                            {"float64", torch::kFloat64}, {"int64", torch::kInt64},
+                                                            {"int32", torch::kInt32},     {"bool", torch::kBool}};
   for (const auto& [name, torch_type] : supported) {
     if (dtype.equal(py::dtype(name))) return torch_type;
   }
@@ -273,7 +276,8 @@ PhantomKind parse_phantom_kind(const std::string& kind) {
   const std::map<std::string, PhantomKind> kinds{
       {"spect", PhantomKind::spect}, {"pet", PhantomKind::pet}, {"ct", PhantomKind::ct}, {"gfp", PhantomKind::gfp}};
   const auto found = kinds.find(kind);
-  if (found == kinds.end()) throw py::value_error("kind must be \"spect\", \"pet\", \"ct\" or \"gfp\", got \"" + kind + "\"");
+  if (found == kinds.end())
+    throw py::value_error("kind must be \"spect\", \"pet\", \"ct\" or \"gfp\", got \"" + kind + "\"");
   return found->second;
 }
 
@@ -295,7 +299,8 @@ PYBIND11_MODULE(_efcnet, m) {
   m.attr("Error") = py::handle(error_type);
   py::register_exception_translator(translate_library_errors);
 
-  py::class_<PyFuser> fuser(m, "Fuser", R"(Fuser(weights=None, seem_weights=None, device="cpu", threads=0, precision="float32")
+  py::class_<PyFuser> fuser(m, "Fuser",
+                            R"(Fuser(weights=None, seem_weights=None, device="cpu", threads=0, precision="float32")
 
 Loads the fusion network and its edge module (SEEM) once, prepared for inference, and fuses
 any number of anatomical/functional pairs with them, exactly as `efcnet fuse` does (byte for byte
@@ -317,7 +322,8 @@ One Fuser fuses one pair at a time; calls from several threads wait for each oth
 released while the networks run. Fusion allocates several GiB of short-lived buffers per pair:
 efcnet.keep_freed_memory_for_reuse() (an opt-in for the whole process) made it 2-3x faster here.)");
   fuser.attr("__module__") = "efcnet";  // before the methods, whose signatures name the class
-  fuser.def(py::init<const std::optional<std::filesystem::path>&, const std::optional<std::filesystem::path>&,
+  fuser
+      .def(py::init<const std::optional<std::filesystem::path>&, const std::optional<std::filesystem::path>&,
                     const std::string&, int, const std::string&>(),
            py::arg("weights") = py::none(), py::arg("seem_weights") = py::none(), py::arg("device") = "cpu",
            py::arg("threads") = 0, py::arg("precision") = "float32")
@@ -341,8 +347,7 @@ working memory than is available raises efcnet.Error.)")
       .def_property_readonly("precision", &PyFuser::precision, "\"float32\" or \"bfloat16\".")
       .def("__repr__", &PyFuser::repr);
 
-  m.def("evaluate", &evaluate, py::arg("anatomical"), py::arg("functional"), py::arg("fused"),
-        py::arg("order") = "rgb",
+  m.def("evaluate", &evaluate, py::arg("anatomical"), py::arg("functional"), py::arg("fused"), py::arg("order") = "rgb",
         R"(The twelve objective fusion metrics of one triple, as `efcnet evaluate` computes them.
 
 Returns {"EN", "SD", "SF", "AG", "MI", "SCD", "VIF", "Qabf", "SSIM", "PSNR", "CC", "MSE"} -> float,

@@ -21,8 +21,8 @@ struct Canvas {
 // Filled (rotated) ellipse as a CV_32F mask in [0, 1], anti-aliased by drawing at 8 bits.
 cv::Mat ellipse_mask(const Canvas& c, cv::Point2d centre, double ax, double ay, double angle_deg = 0) {
   cv::Mat mask(c.size, c.size, CV_8UC1, cv::Scalar(0));
-  cv::ellipse(mask, cv::RotatedRect(centre, cv::Size2f(c.px(2 * ax), c.px(2 * ay)), angle_deg),
-              cv::Scalar(255), cv::FILLED, cv::LINE_AA);
+  cv::ellipse(mask, cv::RotatedRect(centre, cv::Size2f(c.px(2 * ax), c.px(2 * ay)), angle_deg), cv::Scalar(255),
+              cv::FILLED, cv::LINE_AA);
   cv::Mat out;
   mask.convertTo(out, CV_32F, 1.0 / 255);
   return out;
@@ -34,8 +34,8 @@ cv::Mat wavy_mask(const Canvas& c, double rx, double ry) {
   for (int i = 0; i < 360; ++i) {
     const double t = i * kPi / 180;
     const double ripple = 1 + 0.07 * std::sin(9 * t) + 0.04 * std::sin(17 * t + 1.3) + 0.03 * std::cos(5 * t);
-    outline.emplace_back(cv::Point2d(c.centre().x + c.px(rx) * ripple * std::cos(t),
-                                     c.centre().y + c.px(ry) * ripple * std::sin(t)));
+    outline.emplace_back(
+        cv::Point2d(c.centre().x + c.px(rx) * ripple * std::cos(t), c.centre().y + c.px(ry) * ripple * std::sin(t)));
   }
   cv::Mat mask(c.size, c.size, CV_8UC1, cv::Scalar(0));
   cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{outline}, cv::Scalar(255), cv::LINE_AA);
@@ -132,8 +132,8 @@ cv::Mat pseudo_colour(const cv::Mat& activity01, cv::ColormapTypes map, double b
 // CT: bone bright, soft tissue dim with little grey/white contrast, CSF darker.
 cv::Mat ct_slice(const Canvas& c, const Brain& b, cv::RNG& rng) {
   const cv::Mat skull = b.skull_outer - b.brain;
-  cv::Mat image = 70 * (b.head - b.skull_outer) + 245 * skull + 82 * b.brain +
-                  6 * cv::min(b.white, b.brain) - 50 * b.ventricles.mul(b.brain);
+  cv::Mat image = 70 * (b.head - b.skull_outer) + 245 * skull + 82 * b.brain + 6 * cv::min(b.white, b.brain) -
+                  50 * b.ventricles.mul(b.brain);
   image += 4 * texture(c, rng, c.px(0.004)).mul(b.head);
   return to_u8(image);
 }
@@ -183,11 +183,8 @@ Phantom make_phantom(int size, PhantomKind kind) {
     case PhantomKind::pet:
       p.functional = pseudo_colour(activity(canvas, brain, rng, true), cv::COLORMAP_HOT, 0.0);
       break;
-    case PhantomKind::ct:
-      p.functional = ct_slice(canvas, brain, rng);
-      break;
-    case PhantomKind::gfp:
-      break;  // returned above
+    case PhantomKind::ct: p.functional = ct_slice(canvas, brain, rng); break;
+    case PhantomKind::gfp: break;  // returned above
   }
   return p;
 }

@@ -25,8 +25,7 @@ constexpr auto kPlainLineInterval = std::chrono::seconds(10);
 
 }  // namespace
 
-ProgressBar::ProgressBar(std::size_t total, std::FILE* out)
-    : ProgressBar(total, out, ::isatty(::fileno(out)) == 1) {}
+ProgressBar::ProgressBar(std::size_t total, std::FILE* out) : ProgressBar(total, out, ::isatty(::fileno(out)) == 1) {}
 
 ProgressBar::ProgressBar(std::size_t total, std::FILE* out, bool terminal)
     : out_(out), terminal_(terminal), total_(total) {

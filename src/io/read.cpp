@@ -20,9 +20,7 @@ std::string size_text(const cv::Mat& image) { return std::to_string(image.cols) 
 
 namespace {
 
-[[noreturn]] void fail(const std::string& path, const std::string& problem) {
-  throw IoError(path + ": " + problem);
-}
+[[noreturn]] void fail(const std::string& path, const std::string& problem) { throw IoError(path + ": " + problem); }
 
 std::vector<unsigned char> read_bytes(const std::string& path) {
   std::error_code ec;
@@ -59,8 +57,7 @@ std::vector<unsigned char> read_bytes(const std::string& path) {
 // an empty image; walking the chunk structure first gives one clean, named error instead.
 void check_png_structure(const std::string& path, const std::vector<unsigned char>& bytes) {
   static constexpr std::array<unsigned char, 8> kSignature{0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (bytes.size() < kSignature.size() ||
-      !std::equal(kSignature.begin(), kSignature.end(), bytes.begin())) {
+  if (bytes.size() < kSignature.size() || !std::equal(kSignature.begin(), kSignature.end(), bytes.begin())) {
     return;  // not a PNG: the decoder that claims it judges it
   }
   std::size_t pos = kSignature.size();

@@ -78,8 +78,8 @@ void write_file_atomic(const std::string& path, std::string_view bytes, WriteMod
   const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
 
   static std::atomic<unsigned> counter{0};
-  std::string temp_path = dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" +
-                          std::to_string(counter.fetch_add(1));
+  std::string temp_path =
+      dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
   const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
   if (fd < 0) fail(path, "cannot write", errno);
   TempFile temp(std::move(temp_path), fd);
@@ -107,15 +107,13 @@ void write_file_atomic(const std::string& path, std::string_view bytes, WriteMod
 }
 
 void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes, WriteMode mode) {
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
-                    mode);
+  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), mode);
 }
 
 void write_image_atomic(const std::string& path, const cv::Mat& image, WriteMode mode) {
   const std::string extension = std::filesystem::path(path).extension().string();
   if (extension.empty() || !cv::haveImageWriter(path)) {
-    throw IoError(path + ": no image format for the extension '" + extension +
-                  "' (use .png, .jpg, .tif or .bmp)");
+    throw IoError(path + ": no image format for the extension '" + extension + "' (use .png, .jpg, .tif or .bmp)");
   }
   std::vector<unsigned char> encoded;
   try {

@@ -24,8 +24,7 @@ inline constexpr int kMinSide = 17;
 // image in the error message.
 cv::Mat to_grey8(const cv::Mat& image, const char* role);
 // Validates and converts a triple; all three the same size, at least kMinSide on each side.
-void to_grey8_triple(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F, cv::Mat& a, cv::Mat& b,
-                     cv::Mat& f);
+void to_grey8_triple(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F, cv::Mat& a, cv::Mat& b, cv::Mat& f);
 void check_single(const cv::Mat& f8);
 
 // Exact integer sums over the triple: everything SCD, CC, MSE and PSNR need.

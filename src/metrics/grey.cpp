@@ -13,10 +13,9 @@ namespace efcnet::metrics {
 namespace {
 
 constexpr std::array<double FusionMetrics::*, kMetricNames.size()> kMembers = {
-    &FusionMetrics::EN,   &FusionMetrics::SD,  &FusionMetrics::SF,   &FusionMetrics::AG,
-    &FusionMetrics::MI,   &FusionMetrics::SCD, &FusionMetrics::VIF,  &FusionMetrics::Qabf,
+    &FusionMetrics::EN,   &FusionMetrics::SD,   &FusionMetrics::SF,  &FusionMetrics::AG,
+    &FusionMetrics::MI,   &FusionMetrics::SCD,  &FusionMetrics::VIF, &FusionMetrics::Qabf,
     &FusionMetrics::SSIM, &FusionMetrics::PSNR, &FusionMetrics::CC,  &FusionMetrics::MSE};
-
 
 template <typename T>
 bool whole_grey_levels(const cv::Mat& image) {
@@ -50,8 +49,7 @@ cv::Mat read_grey(const std::string& path) {
 
 cv::Mat to_grey(const cv::Mat& image) {
   if (image.type() == CV_8UC1) return image;
-  if (image.type() != CV_8UC3)
-    throw MetricsError("expected an 8-bit grey or 3-channel BGR image");
+  if (image.type() != CV_8UC3) throw MetricsError("expected an 8-bit grey or 3-channel BGR image");
   // The evaluator converts in float (cv2 on a float32 array) and rounds with np.round, i.e. half
   // to even; OpenCV's float->8U conversion rounds the same way. Converting the 8-bit image
   // directly would use OpenCV's fixed-point weights, which differ from these on some colours.
@@ -70,38 +68,32 @@ cv::Mat to_grey8(const cv::Mat& image, const char* role) {
     throw MetricsError(std::string(role) + ": expected a single-channel grey image, got " +
                        std::to_string(image.channels()) + " channels");
   switch (image.depth()) {
-    case CV_8U:
-      return image;
+    case CV_8U: return image;
     case CV_32F:
     case CV_64F: {
-      const bool ok = image.depth() == CV_32F ? whole_grey_levels<float>(image)
-                                              : whole_grey_levels<double>(image);
-      if (!ok)
-        throw MetricsError(std::string(role) +
-                           ": float image values must be whole grey levels in 0..255");
+      const bool ok = image.depth() == CV_32F ? whole_grey_levels<float>(image) : whole_grey_levels<double>(image);
+      if (!ok) throw MetricsError(std::string(role) + ": float image values must be whole grey levels in 0..255");
       cv::Mat grey;
       image.convertTo(grey, CV_8U);
       return grey;
     }
-    default:
-      throw MetricsError(std::string(role) + ": unsupported pixel type (use 8-bit or float)");
+    default: throw MetricsError(std::string(role) + ": unsupported pixel type (use 8-bit or float)");
   }
 }
 
 void check_single(const cv::Mat& f8) {
   if (f8.rows < kMinSide || f8.cols < kMinSide)
-    throw MetricsError("image is " + size_text(f8) + "; the metrics need at least " +
-                       std::to_string(kMinSide) + "x" + std::to_string(kMinSide));
+    throw MetricsError("image is " + size_text(f8) + "; the metrics need at least " + std::to_string(kMinSide) + "x" +
+                       std::to_string(kMinSide));
 }
 
-void to_grey8_triple(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F, cv::Mat& a, cv::Mat& b,
-                     cv::Mat& f) {
+void to_grey8_triple(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F, cv::Mat& a, cv::Mat& b, cv::Mat& f) {
   a = to_grey8(A, "anatomical");
   b = to_grey8(B, "functional");
   f = to_grey8(F, "fused");
   if (a.size() != b.size() || a.size() != f.size())
-    throw MetricsError("image sizes differ: anatomical " + size_text(a) + ", functional " +
-                       size_text(b) + ", fused " + size_text(f));
+    throw MetricsError("image sizes differ: anatomical " + size_text(a) + ", functional " + size_text(b) + ", fused " +
+                       size_text(f));
   check_single(f);
 }
 

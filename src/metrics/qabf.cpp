@@ -36,8 +36,7 @@ inline float atan_float(float t) {
   const float x = above_3pi_8 ? beyond_3pi_8 : (above_pi_8 ? beyond_pi_8 : a);
   const float offset = above_3pi_8 ? kHalfPi : (above_pi_8 ? kQuarterPi : 0.0f);
   const float z = x * x;
-  const float poly =
-      ((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z - 3.33329491539e-1f;
+  const float poly = ((8.05374449538e-2f * z - 1.38776856032e-1f) * z + 1.99777106478e-1f) * z - 3.33329491539e-1f;
   return std::copysign(offset + (poly * z * x + x), t);
 }
 
@@ -47,9 +46,8 @@ struct EdgeMap {
 };
 
 // Sobel responses of one row (the padded rows above, at and below it).
-EFCNET_METRICS_HOT void edge_row(const std::uint8_t* up, const std::uint8_t* mid,
-                                 const std::uint8_t* down, int cols, float* strength,
-                                 float* angle) {
+EFCNET_METRICS_HOT void edge_row(const std::uint8_t* up, const std::uint8_t* mid, const std::uint8_t* down, int cols,
+                                 float* strength, float* angle) {
   for (int x = 0; x < cols; ++x) {
     // Column x of the padded rows is the left neighbour of image column x.
     const int sx = (up[x] + 2 * mid[x] + down[x]) - (up[x + 2] + 2 * mid[x + 2] + down[x + 2]);
@@ -70,9 +68,8 @@ EdgeMap edge_map(const cv::Mat& img) {
   map.angle.resize(map.strength.size());
   for (int y = 0; y < rows; ++y) {
     const std::size_t offset = static_cast<std::size_t>(y) * cols;
-    edge_row(padded.ptr<std::uint8_t>(y), padded.ptr<std::uint8_t>(y + 1),
-             padded.ptr<std::uint8_t>(y + 2), cols, map.strength.data() + offset,
-             map.angle.data() + offset);
+    edge_row(padded.ptr<std::uint8_t>(y), padded.ptr<std::uint8_t>(y + 1), padded.ptr<std::uint8_t>(y + 2), cols,
+             map.strength.data() + offset, map.angle.data() + offset);
   }
   return map;
 }

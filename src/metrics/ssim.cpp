@@ -62,8 +62,8 @@ struct Filtered {
 };
 
 // One row of the SSIM map of x = F and y = a source, from the filtered moments.
-EFCNET_METRICS_HOT void ssim_row(const float* ux, const float* uy, const float* uxx,
-                                 const float* uyy, const float* uxy, int n, float* s) {
+EFCNET_METRICS_HOT void ssim_row(const float* ux, const float* uy, const float* uxx, const float* uyy, const float* uxy,
+                                 int n, float* s) {
   const float cov_norm = static_cast<float>(49.0 / 48.0);
   const double k1r = 0.01 * 2, k2r = 0.03 * 2;  // K * data range
   const float c1 = static_cast<float>(k1r * k1r), c2 = static_cast<float>(k2r * k2r);
@@ -86,9 +86,8 @@ double mean_ssim(const Filtered& x, const Filtered& y, const cv::Mat& mean_xy) {
   std::vector<float> s(n);
   double total = 0;
   for (int r = kRadius; r < rows - kRadius; ++r) {
-    ssim_row(x.mean.ptr<float>(r) + kRadius, y.mean.ptr<float>(r) + kRadius,
-             x.mean_square.ptr<float>(r) + kRadius, y.mean_square.ptr<float>(r) + kRadius,
-             mean_xy.ptr<float>(r) + kRadius, n, s.data());
+    ssim_row(x.mean.ptr<float>(r) + kRadius, y.mean.ptr<float>(r) + kRadius, x.mean_square.ptr<float>(r) + kRadius,
+             y.mean_square.ptr<float>(r) + kRadius, mean_xy.ptr<float>(r) + kRadius, n, s.data());
     double row_total = 0;
     for (const float v : s) row_total += v;
     total += row_total;

@@ -16,13 +16,12 @@ namespace {
 using Wide = __int128;  // n * sum(x*y) overflows int64 from about 4096x4096 pixels
 
 // Pearson correlation from sums; 0/0 = NaN for a constant image, as in the evaluator.
-double correlation(std::int64_t n, std::int64_t sx, std::int64_t sy, std::int64_t sxx,
-                   std::int64_t syy, std::int64_t sxy) {
+double correlation(std::int64_t n, std::int64_t sx, std::int64_t sy, std::int64_t sxx, std::int64_t syy,
+                   std::int64_t sxy) {
   const Wide cov = Wide{n} * sxy - Wide{sx} * sy;
   const Wide var_x = Wide{n} * sxx - Wide{sx} * sx;
   const Wide var_y = Wide{n} * syy - Wide{sy} * sy;
-  return static_cast<double>(cov) /
-         std::sqrt(static_cast<double>(var_x) * static_cast<double>(var_y));
+  return static_cast<double>(cov) / std::sqrt(static_cast<double>(var_x) * static_cast<double>(var_y));
 }
 
 // sklearn.metrics.mutual_info_score of two label images whose labels are grey levels: every
@@ -56,8 +55,7 @@ double mutual_information_pair(const cv::Mat& x, const cv::Mat& y) {
       const std::int32_t count = joint[i * 256 + j];
       if (count == 0) continue;
       const double p = count / n;
-      const double log_outer =
-          -std::log(static_cast<double>(rows_sum[i] * cols_sum[j])) + log_n + log_n;
+      const double log_outer = -std::log(static_cast<double>(rows_sum[i] * cols_sum[j])) + log_n + log_n;
       const double term = p * (std::log(static_cast<double>(count)) - log_n) + p * log_outer;
       if (std::abs(term) >= DBL_EPSILON) mi += term;
     }
@@ -107,23 +105,18 @@ TripleMoments triple_moments(const cv::Mat& a, const cv::Mat& b, const cv::Mat& 
 
 // corr(A, F - B) + corr(B, F - A).
 double scd_from(const TripleMoments& m) {
-  const double a_vs_f_minus_b = correlation(m.n, m.sa, m.sf - m.sb, m.saa,
-                                            m.sff - 2 * m.sbf + m.sbb, m.saf - m.sab);
-  const double b_vs_f_minus_a = correlation(m.n, m.sb, m.sf - m.sa, m.sbb,
-                                            m.sff - 2 * m.saf + m.saa, m.sbf - m.sab);
+  const double a_vs_f_minus_b = correlation(m.n, m.sa, m.sf - m.sb, m.saa, m.sff - 2 * m.sbf + m.sbb, m.saf - m.sab);
+  const double b_vs_f_minus_a = correlation(m.n, m.sb, m.sf - m.sa, m.sbb, m.sff - 2 * m.saf + m.saa, m.sbf - m.sab);
   return a_vs_f_minus_b + b_vs_f_minus_a;
 }
 
 double cc_from(const TripleMoments& m) {
-  return (correlation(m.n, m.sa, m.sf, m.saa, m.sff, m.saf) +
-          correlation(m.n, m.sb, m.sf, m.sbb, m.sff, m.sbf)) /
-         2;
+  return (correlation(m.n, m.sa, m.sf, m.saa, m.sff, m.saf) + correlation(m.n, m.sb, m.sf, m.sbb, m.sff, m.sbf)) / 2;
 }
 
 // (mean((A-F)^2) + mean((B-F)^2)) / 2.
 double mse_from(const TripleMoments& m) {
-  const std::int64_t squared_errors =
-      (m.saa - 2 * m.saf + m.sff) + (m.sbb - 2 * m.sbf + m.sff);
+  const std::int64_t squared_errors = (m.saa - 2 * m.saf + m.sff) + (m.sbb - 2 * m.sbf + m.sff);
   return static_cast<double>(squared_errors) / (2.0 * static_cast<double>(m.n));
 }
 
@@ -155,17 +148,11 @@ double mutual_information(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) 
   return detail::mutual_information8(a, b, f);
 }
 
-double scd(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) {
-  return detail::scd_from(checked_moments(A, B, F));
-}
+double scd(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) { return detail::scd_from(checked_moments(A, B, F)); }
 
-double cc(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) {
-  return detail::cc_from(checked_moments(A, B, F));
-}
+double cc(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) { return detail::cc_from(checked_moments(A, B, F)); }
 
-double mse(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) {
-  return detail::mse_from(checked_moments(A, B, F));
-}
+double mse(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) { return detail::mse_from(checked_moments(A, B, F)); }
 
 double psnr(const cv::Mat& A, const cv::Mat& B, const cv::Mat& F) {
   return detail::psnr_from(checked_moments(A, B, F));

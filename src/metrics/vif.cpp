@@ -103,8 +103,7 @@ EFCNET_METRICS_HOT cv::Mat filter_rows(const cv::Mat& src, const std::vector<dou
       for (int i = 0; i < cols; ++i) {
         const int m = n - 1 + i * step;
         double acc = 0;
-        for (int k = std::max(0, m - taps + 1); k <= std::min(n - 1, m); ++k)
-          acc += in[k] * g[m - k];
+        for (int k = std::max(0, m - taps + 1); k <= std::min(n - 1, m); ++k) acc += in[k] * g[m - k];
         out[i] = acc;
       }
     }
@@ -151,9 +150,8 @@ class Log10Sum {
 
 // Per pixel of one row, the two factors whose log10 VIF sums, for reference r and distorted d,
 // given the filtered moments; the evaluator's clamping of g and sv^2, in its order.
-EFCNET_METRICS_HOT void vif_factors(const double* mr, const double* md, const double* rr,
-                                    const double* dd, const double* rd, int n, double* num,
-                                    double* den) {
+EFCNET_METRICS_HOT void vif_factors(const double* mr, const double* md, const double* rr, const double* dd,
+                                    const double* rd, int n, double* num, double* den) {
   for (int x = 0; x < n; ++x) {
     const double s1_raw = std::max(rr[x] - mr[x] * mr[x], 0.0);
     const double s2 = std::max(dd[x] - md[x] * md[x], 0.0);
@@ -177,15 +175,14 @@ EFCNET_METRICS_HOT void vif_factors(const double* mr, const double* md, const do
 }
 
 // One scale's contribution for reference r and distorted d.
-void accumulate(const cv::Mat& mu_r, const cv::Mat& mu_d, const cv::Mat& e_rr,
-                const cv::Mat& e_dd, const cv::Mat& e_rd, VifSums& sums) {
+void accumulate(const cv::Mat& mu_r, const cv::Mat& mu_d, const cv::Mat& e_rr, const cv::Mat& e_dd, const cv::Mat& e_rd,
+                VifSums& sums) {
   const int n = mu_r.cols;
   std::vector<double> num_factors(n), den_factors(n);
   Log10Sum num, den;
   for (int y = 0; y < mu_r.rows; ++y) {
-    vif_factors(mu_r.ptr<double>(y), mu_d.ptr<double>(y), e_rr.ptr<double>(y),
-                e_dd.ptr<double>(y), e_rd.ptr<double>(y), n, num_factors.data(),
-                den_factors.data());
+    vif_factors(mu_r.ptr<double>(y), mu_d.ptr<double>(y), e_rr.ptr<double>(y), e_dd.ptr<double>(y), e_rd.ptr<double>(y),
+                n, num_factors.data(), den_factors.data());
     for (int x = 0; x < n; ++x) {
       num.add(num_factors[x]);
       den.add(den_factors[x]);
@@ -210,8 +207,7 @@ double vif8(const cv::Mat& a, const cv::Mat& b, const cv::Mat& f) {
       ref_b = valid_filter(ref_b, g, 2);
       dist = valid_filter(dist, g, 2);
     }
-    const cv::Mat mu_a = valid_filter(ref_a, g), mu_b = valid_filter(ref_b, g),
-                  mu_d = valid_filter(dist, g);
+    const cv::Mat mu_a = valid_filter(ref_a, g), mu_b = valid_filter(ref_b, g), mu_d = valid_filter(dist, g);
     const cv::Mat e_aa = valid_filter(ref_a.mul(ref_a), g), e_bb = valid_filter(ref_b.mul(ref_b), g),
                   e_dd = valid_filter(dist.mul(dist), g), e_ad = valid_filter(ref_a.mul(dist), g),
                   e_bd = valid_filter(ref_b.mul(dist), g);

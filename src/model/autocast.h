@@ -65,7 +65,9 @@ inline std::optional<torch::ScalarType> autocast_dtype(const torch::Tensor& tens
 class Bfloat16Autocast {
  public:
   explicit Bfloat16Autocast(torch::DeviceType device)
-      : device_(device), was_enabled_(autocast_detail::enabled(device)), previous_dtype_(autocast_detail::dtype(device)) {
+      : device_(device),
+        was_enabled_(autocast_detail::enabled(device)),
+        previous_dtype_(autocast_detail::dtype(device)) {
     autocast_detail::set_dtype(device_, torch::kBFloat16);
     autocast_detail::set_enabled(device_, true);
     at::autocast::increment_nesting();

@@ -90,8 +90,8 @@ torch::Tensor CoordinateAttentionImpl::forward(const torch::Tensor& x) {
 
 // ---------------------------------------------------------------------------------------------
 ResidualBlockImpl::ResidualBlockImpl(int64_t channels) {
-  conv = register_module("conv", nn::Sequential(conv2d(channels, channels, 3, true), nn::ReLU(),
-                                                conv2d(channels, channels, 3, true)));
+  conv = register_module(
+      "conv", nn::Sequential(conv2d(channels, channels, 3, true), nn::ReLU(), conv2d(channels, channels, 3, true)));
 }
 
 torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x) { return conv->forward(x) + x; }

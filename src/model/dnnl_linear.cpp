@@ -58,9 +58,8 @@ struct DnnlLinear::Impl {
 std::shared_ptr<const DnnlLinear> DnnlLinear::create(const torch::Tensor& weight, const torch::Tensor& bias,
                                                      Epilogue epilogue) {
   if (!dnnl_support::runtime_matches_headers()) return nullptr;
-  if (!weight.device().is_cpu() || weight.scalar_type() != torch::kFloat32 || weight.dim() != 2 ||
-      !bias.defined() || !bias.device().is_cpu() || bias.scalar_type() != torch::kFloat32 ||
-      bias.numel() != weight.size(0)) {
+  if (!weight.device().is_cpu() || weight.scalar_type() != torch::kFloat32 || weight.dim() != 2 || !bias.defined() ||
+      !bias.device().is_cpu() || bias.scalar_type() != torch::kFloat32 || bias.numel() != weight.size(0)) {
     return nullptr;
   }
   auto impl = std::make_unique<Impl>();

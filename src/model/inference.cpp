@@ -37,8 +37,8 @@ struct Backend {
   torch::Device device{torch::kCPU};
   torch::MemoryFormat format = torch::MemoryFormat::Contiguous;
   torch::ScalarType dtype = torch::kFloat32;  // of convolutions, linear layers and feature maps
-  bool winograd = false;                       // 3x3 convolutions through WinogradConvolution
-  bool dnnl_linear = false;                    // token-mixer linear layers through DnnlLinear
+  bool winograd = false;                      // 3x3 convolutions through WinogradConvolution
+  bool dnnl_linear = false;                   // token-mixer linear layers through DnnlLinear
 };
 
 // A convolution with the following BatchNorm (if any) folded in: y = conv(x, W') + b'.
@@ -84,14 +84,15 @@ FoldedConv fold(const torch::nn::Conv2dImpl& conv, const torch::nn::BatchNorm2dI
   folded.padding = weight.size(2) / 2;
   // Winograd pays from 64 channels in and out (SU2..SU4); narrower layers (SEEM, conv3_3, SU1,
   // convolutional_out1) were as fast or slower with it.
-  if (backend.winograd && weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) >= 64 &&
-      weight.size(1) >= 64) {
+  if (backend.winograd && weight.size(2) == 3 && weight.size(3) == 3 && weight.size(0) >= 64 && weight.size(1) >= 64) {
     folded.winograd = WinogradConvolution::create(folded.weight, folded.bias);
   }
   return folded;
 }
 
-FoldedConv fold(const ConvBlockImpl& block, const Backend& backend) { return fold(*block.conv, block.bn.get(), backend); }
+FoldedConv fold(const ConvBlockImpl& block, const Backend& backend) {
+  return fold(*block.conv, block.bn.get(), backend);
+}
 
 // Conv2d at index i of a SEEM Sequential, BatchNorm at i + 1.
 FoldedConv fold_unit(const torch::nn::Sequential& seq, size_t i, const Backend& backend) {
@@ -202,7 +203,8 @@ PreparedTokenMixer prepare_token_mixer(const TokenMixerImpl& mixer, const Backen
     using Epilogue = PreparedLinear::Epilogue;
     b.attention = PreparedLinear::make(w_proj.matmul(w_v), w_proj.matmul(b_v) + double_copy(attn.proj->bias),
                                        Epilogue::accumulate, backend);
-    b.fc1 = PreparedLinear::make(block.mlp->fc1->weight.detach(), block.mlp->fc1->bias.detach(), Epilogue::gelu, backend);
+    b.fc1 =
+        PreparedLinear::make(block.mlp->fc1->weight.detach(), block.mlp->fc1->bias.detach(), Epilogue::gelu, backend);
     b.fc2 = PreparedLinear::make(block.mlp->fc2->weight.detach(), block.mlp->fc2->bias.detach(), Epilogue::accumulate,
                                  backend);
     prepared.blocks.push_back(std::move(b));
@@ -335,13 +337,14 @@ struct PreparedCoordinateAttention {
 };
 
 PreparedCoordinateAttention prepare_coordinate_attention(const CoordinateAttentionImpl& ca, const Backend& backend) {
-  return {fold(*ca.conv1, ca.bn1.get(), backend), fold(*ca.conv_h, nullptr, backend), fold(*ca.conv_w, nullptr, backend)};
+  return {fold(*ca.conv1, ca.bn1.get(), backend), fold(*ca.conv_h, nullptr, backend),
+          fold(*ca.conv_w, nullptr, backend)};
 }
 
 // ---------------------------------------------------------------------------------------------
 struct PreparedSeem {
   FoldedConv up;
-  FoldedConv split;              // conv_efg.0 (8->2) and conv_1X1.0 (8->1) on the same input: 8->3
+  FoldedConv split;               // conv_efg.0 (8->2) and conv_1X1.0 (8->1) on the same input: 8->3
   std::array<FoldedConv, 3> efg;  // conv_efg.3, .6, .9
   FoldedConv revert, down;
 
@@ -406,7 +409,8 @@ struct InferenceModel::Impl {
 
   // `keep_features`: also return the anatomical encoder features (v1, v2, v3), which otherwise
   // are released as soon as the coordinate attention has read them.
-  FusionOutput forward(const Tensor& functional, const Tensor& anatomical, bool keep_features, StageClock& clock) const {
+  FusionOutput forward(const Tensor& functional, const Tensor& anatomical, bool keep_features,
+                       StageClock& clock) const {
     const int64_t n = functional.size(0), h = functional.size(2), w = functional.size(3);
     const auto options = functional.options().dtype(backend.dtype).memory_format(backend.format);
     // Both inputs through the shared encoder as one batch; eval-mode BatchNorm is per sample.
@@ -472,8 +476,9 @@ InferenceModel::InferenceModel(const SmoothEdgeExtractorImpl& seem, const Fusion
   if (options.precision == Precision::bfloat16) {
     if (!backend.device.is_cpu()) throw OptionError("bfloat16 precision is implemented for the CPU only");
     if (!bfloat16_supported()) {
-      throw OptionError("bfloat16 precision needs a CPU with AVX-512 (BW, VL and DQ), which this one lacks; "
-                                  "use float32");
+      throw OptionError(
+          "bfloat16 precision needs a CPU with AVX-512 (BW, VL and DQ), which this one lacks; "
+          "use float32");
     }
     backend.dtype = torch::kBFloat16;
   }

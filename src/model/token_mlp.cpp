@@ -47,8 +47,8 @@ class RecomputedMlp : public torch::autograd::Function<RecomputedMlp> {
       grad_activated = grad_activated * keep * scale;
     }
     const auto grad_hidden = torch::gelu_backward(grad_activated, hidden);
-    return {grad_hidden.mm(w1), grad_hidden.t().mm(x), grad_hidden.sum(0), grad.t().mm(activated), grad.sum(0),
-            torch::Tensor()};
+    return {grad_hidden.mm(w1),     grad_hidden.t().mm(x), grad_hidden.sum(0),
+            grad.t().mm(activated), grad.sum(0),           torch::Tensor()};
   }
 };
 
@@ -70,9 +70,9 @@ torch::Tensor TokenMlpImpl::forward(const torch::Tensor& tokens) {
     // float32 gradients to the weights.
     const auto lower = autocast_dtype(tokens);
     const auto cast = [&lower](const torch::Tensor& t) { return lower ? t.to(*lower) : t; };
-    const auto out = RecomputedMlp::apply(cast(tokens.reshape({rows, tokens.size(-1)})), cast(fc1->weight),
-                                          cast(fc1->bias), cast(fc2->weight), cast(fc2->bias),
-                                          is_training() ? dropout : 0.0);
+    const auto out =
+        RecomputedMlp::apply(cast(tokens.reshape({rows, tokens.size(-1)})), cast(fc1->weight), cast(fc1->bias),
+                             cast(fc2->weight), cast(fc2->bias), is_training() ? dropout : 0.0);
     return F::dropout(out.view(tokens.sizes()), options);
   }
   const auto hidden = F::dropout(torch::gelu(fc1->forward(tokens)), options);

@@ -32,7 +32,9 @@ using dnnl_support::strided_desc;
 memory::desc blocked_desc(int64_t n, int64_t c, int64_t h, int64_t w) {
   return memory::desc({n, c, h, w}, memory::data_type::f32, memory::format_tag::nChw16c);
 }
-memory::desc blocked_desc(const torch::Tensor& b) { return blocked_desc(b.size(0), b.size(1) * 16, b.size(2), b.size(3)); }
+memory::desc blocked_desc(const torch::Tensor& b) {
+  return blocked_desc(b.size(0), b.size(1) * 16, b.size(2), b.size(3));
+}
 
 void reorder(const memory::desc& from, void* from_data, const memory::desc& to, void* to_data) {
   const dnnl::engine& engine = cpu_engine();
@@ -141,7 +143,7 @@ struct WinogradConvolution::Impl {
 };
 
 std::shared_ptr<const WinogradConvolution> WinogradConvolution::create(const torch::Tensor& weight,
-                                                                         const torch::Tensor& bias) {
+                                                                       const torch::Tensor& bias) {
   if (!dnnl_support::runtime_matches_headers()) return nullptr;
   if (!weight.device().is_cpu() || weight.scalar_type() != torch::kFloat32 || weight.dim() != 4 ||
       weight.size(2) != 3 || weight.size(3) != 3 || weight.size(0) % 16 != 0 || weight.size(1) % 16 != 0) {

@@ -21,11 +21,12 @@ void check_fusion_inputs(const cv::Mat& anatomical, const cv::Mat& functional) {
     throw FusionError("the functional image must be 8-bit grey or BGR");
   }
   if (anatomical.size() != functional.size()) {
-    throw FusionError("image sizes differ: anatomical " + size_text(anatomical) + ", functional " + size_text(functional));
+    throw FusionError("image sizes differ: anatomical " + size_text(anatomical) + ", functional " +
+                      size_text(functional));
   }
   if (std::min(anatomical.rows, anatomical.cols) < kMinSide) {
-    throw FusionError("images must be at least " + std::to_string(kMinSide) + "x" + std::to_string(kMinSide) + ", got " +
-                      size_text(anatomical));
+    throw FusionError("images must be at least " + std::to_string(kMinSide) + "x" + std::to_string(kMinSide) +
+                      ", got " + size_text(anatomical));
   }
 }
 

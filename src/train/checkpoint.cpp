@@ -19,9 +19,12 @@ constexpr int64_t kStateFormat = 1;
 // Entries of the training state that must agree for a resumed run to replay the same randomness.
 std::vector<std::pair<std::string, int64_t>> run_identity(const CheckpointedRun& run, const TrainOptions& options,
                                                           size_t samples) {
-  return {{"meta.format", kStateFormat},       {"meta.kind", run.kind},
-          {"meta.seed", static_cast<int64_t>(options.seed)}, {"meta.batch_size", options.batch_size},
-          {"meta.samples", static_cast<int64_t>(samples)},  {"meta.crop_height", options.crop_height},
+  return {{"meta.format", kStateFormat},
+          {"meta.kind", run.kind},
+          {"meta.seed", static_cast<int64_t>(options.seed)},
+          {"meta.batch_size", options.batch_size},
+          {"meta.samples", static_cast<int64_t>(samples)},
+          {"meta.crop_height", options.crop_height},
           {"meta.crop_width", options.crop_width}};
 }
 

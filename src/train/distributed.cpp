@@ -87,8 +87,9 @@ std::string address_towards(const std::string& host, int port) {
     char text[INET6_ADDRSTRLEN] = {};
     if (::connect(fd, a->ai_addr, a->ai_addrlen) == 0 &&
         ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &length) == 0) {
-      const void* raw = local.ss_family == AF_INET6 ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
-                                                    : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
+      const void* raw = local.ss_family == AF_INET6
+                            ? static_cast<const void*>(&reinterpret_cast<sockaddr_in6*>(&local)->sin6_addr)
+                            : static_cast<const void*>(&reinterpret_cast<sockaddr_in*>(&local)->sin_addr);
       if (::inet_ntop(local.ss_family, raw, text, sizeof text) != nullptr) address = text;
     }
     ::close(fd);
@@ -98,7 +99,7 @@ std::string address_towards(const std::string& host, int port) {
   return address;
 }
 
-std::shared_ptr<::gloo::transport::Device> gloo_device(const DistributedOptions& options) {
+std::shared_ptr< ::gloo::transport::Device> gloo_device(const DistributedOptions& options) {
   // The variable PyTorch users already set on hosts with several interfaces.
   if (const char* interface = std::getenv("GLOO_SOCKET_IFNAME"); interface != nullptr && *interface != '\0') {
     return ::c10d::ProcessGroupGloo::createDeviceForInterface(interface);
@@ -109,13 +110,13 @@ std::shared_ptr<::gloo::transport::Device> gloo_device(const DistributedOptions&
 }  // namespace
 
 struct DistributedGroup::Backend {
-  c10::intrusive_ptr<::c10d::Store> store;
+  c10::intrusive_ptr< ::c10d::Store> store;
   c10::intrusive_ptr<c10d_compat::Backend> collectives;
   bool failed = false;
 };
 
 struct DistributedGroup::Pending::Work {
-  c10::intrusive_ptr<::c10d::Work> work;
+  c10::intrusive_ptr< ::c10d::Work> work;
 };
 
 DistributedGroup::DistributedGroup(const DistributedOptions& options, const torch::Device& device)
@@ -146,16 +147,18 @@ DistributedGroup::DistributedGroup(const DistributedOptions& options, const torc
   store_options.timeout = timeout_;
   store_host_ = options.launcher_hosts_store ? "the launcher" : "rank 0";
   try {
-    auto tcp = c10::make_intrusive<::c10d::TCPStore>(options.master_addr, store_options);
+    auto tcp = c10::make_intrusive< ::c10d::TCPStore>(options.master_addr, store_options);
     // The prefix torch.distributed uses on an agent's store, so that a restarted attempt starts afresh.
     backend_->store = tcp;
     if (options.launcher_hosts_store) {
-      backend_->store = c10::make_intrusive<::c10d::PrefixStore>("/worker/attempt_" + std::to_string(options.restart_count), tcp);
+      backend_->store =
+          c10::make_intrusive< ::c10d::PrefixStore>("/worker/attempt_" + std::to_string(options.restart_count), tcp);
     }
   } catch (const std::exception& e) {
-    if (store_options.isServer) throw TrainingError("rank 0 cannot host the rendezvous at " + master_ + ": " + e.what());
-    throw TrainingError("rank " + std::to_string(rank_) + ": " + store_host_ + " did not come up at " + master_ + " within " +
-                        seconds_text(timeout_) + " (" + e.what() + ")");
+    if (store_options.isServer)
+      throw TrainingError("rank 0 cannot host the rendezvous at " + master_ + ": " + e.what());
+    throw TrainingError("rank " + std::to_string(rank_) + ": " + store_host_ + " did not come up at " + master_ +
+                        " within " + seconds_text(timeout_) + " (" + e.what() + ")");
   }
 
   auto& store = *backend_->store;
@@ -178,7 +181,8 @@ DistributedGroup::DistributedGroup(const DistributedOptions& options, const torc
   if (!missing.empty()) {
     throw TrainingError(rank_list(missing) + " did not join the rendezvous at " + master_ + " within " +
                         seconds_text(timeout_) + " (this is rank " + std::to_string(rank_) + " of " +
-                        std::to_string(world_size_) + "); start every rank with the same master address and world size");
+                        std::to_string(world_size_) +
+                        "); start every rank with the same master address and world size");
   }
   for (int r = 0; r < world_size_; ++r) {
     const std::string theirs = from_bytes(store.get(store_key("joined", r)));
@@ -188,19 +192,20 @@ DistributedGroup::DistributedGroup(const DistributedOptions& options, const torc
     }
   }
 
-  auto prefixed = c10::make_intrusive<::c10d::PrefixStore>("efcnet/c10d", backend_->store);
+  auto prefixed = c10::make_intrusive< ::c10d::PrefixStore>("efcnet/c10d", backend_->store);
   guarded([&] {
 #ifdef USE_C10D_NCCL
     if (device_.is_cuda()) {
       auto nccl_options = ::c10d::ProcessGroupNCCL::Options::create();
       nccl_options->timeout = timeout_ - grace_;
-      backend_->collectives = c10::make_intrusive<::c10d::ProcessGroupNCCL>(prefixed, rank_, world_size_, nccl_options);
+      backend_->collectives =
+          c10::make_intrusive< ::c10d::ProcessGroupNCCL>(prefixed, rank_, world_size_, nccl_options);
       return;
     }
 #endif
     auto gloo_options = ::c10d::ProcessGroupGloo::Options::create(timeout_ - grace_);
     gloo_options->devices.push_back(gloo_device(options));
-    backend_->collectives = c10::make_intrusive<::c10d::ProcessGroupGloo>(prefixed, rank_, world_size_, gloo_options);
+    backend_->collectives = c10::make_intrusive< ::c10d::ProcessGroupGloo>(prefixed, rank_, world_size_, gloo_options);
   });
 }
 
@@ -282,8 +287,8 @@ void DistributedGroup::agree(const std::string& local_error) {
   guarded([&] {
     for (int r = 0; r < world_size_; ++r) {
       if (failed[r].item<int64_t>() == 0) continue;
-      message += (message.empty() ? "" : "\n") + std::string("rank ") + std::to_string(r) + " cannot go on: " +
-                 from_bytes(backend_->store->get(store_key(round, r)));
+      message += (message.empty() ? "" : "\n") + std::string("rank ") + std::to_string(r) +
+                 " cannot go on: " + from_bytes(backend_->store->get(store_key(round, r)));
     }
   });
   throw TrainingError(message);
@@ -339,15 +344,17 @@ void DistributedGroup::fail(const std::string& cause) {
   } catch (const std::exception& e) {
     // The store lives in rank 0's process (or the launcher's): when it no longer answers, that is gone.
     missing = store_host_ == "rank 0" ? std::vector<int>{0} : std::vector<int>{};
-    reasons = "\n(the rendezvous store that " + store_host_ + " hosts at " + master_ + " no longer answers: " + e.what() + ")";
+    reasons = "\n(the rendezvous store that " + store_host_ + " hosts at " + master_ +
+              " no longer answers: " + e.what() + ")";
   }
-  const std::string where = "distributed training stopped on rank " + std::to_string(rank_) + " of " +
-                            std::to_string(world_size_) + ": ";
+  const std::string where =
+      "distributed training stopped on rank " + std::to_string(rank_) + " of " + std::to_string(world_size_) + ": ";
   if (missing.empty()) {
-    throw DistributedFault(where + "a collective failed" + (answered ? " although every rank answered a roll call" : "") +
-                           ": " + cause + reasons);
+    throw DistributedFault(where + "a collective failed" +
+                           (answered ? " although every rank answered a roll call" : "") + ": " + cause + reasons);
   }
-  throw DistributedFault(where + rank_list(missing) + " did not answer (died, hangs, or cannot be reached; the timeout is " +
+  throw DistributedFault(where + rank_list(missing) +
+                         " did not answer (died, hangs, or cannot be reached; the timeout is " +
                          seconds_text(timeout_) + ")" + reasons + "\nthe collective that failed: " + cause);
 }
 
@@ -376,7 +383,8 @@ GradientAverager::GradientAverager(DistributedGroup& group, std::vector<torch::T
     bucket_used += bytes;
   }
   for (size_t b = 0; b < buckets_.size(); ++b) {
-    buckets_[b].flat = torch::zeros({bucket_numel[b]}, parameters_[buckets_[b].members.front()].options().requires_grad(false));
+    buckets_[b].flat =
+        torch::zeros({bucket_numel[b]}, parameters_[buckets_[b].members.front()].options().requires_grad(false));
   }
   for (size_t k = 0; k < parameters_.size(); ++k) {
     slots_[k].hook = parameters_[k].register_hook([this, k](const torch::Tensor& grad) { on_gradient(k, grad); });
@@ -410,7 +418,8 @@ void GradientAverager::on_gradient(size_t index, const torch::Tensor& grad) {
   auto place = bucket.flat.narrow(0, slot.offset, grad.numel());
   if (slot.received) {
     // A second backward pass in the same step; its bucket must not have left yet.
-    if (bucket.started) throw TrainingError("a gradient arrived after its bucket was all-reduced; run one backward per step");
+    if (bucket.started)
+      throw TrainingError("a gradient arrived after its bucket was all-reduced; run one backward per step");
     place.add_(grad.reshape({-1}));
     return;
   }

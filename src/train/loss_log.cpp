@@ -127,9 +127,11 @@ void LossLog::write_plot() const {
     std::snprintf(label, sizeof label, "%.4g", hi);
     cv::putText(canvas, label, {5, top + 10}, cv::FONT_HERSHEY_SIMPLEX, 0.4, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
     std::snprintf(label, sizeof label, "%.4g", lo);
-    cv::putText(canvas, label, {5, top + area.height}, cv::FONT_HERSHEY_SIMPLEX, 0.4, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    cv::putText(canvas, label, {5, top + area.height}, cv::FONT_HERSHEY_SIMPLEX, 0.4, cv::Scalar(0, 0, 0), 1,
+                cv::LINE_AA);
     std::snprintf(label, sizeof label, "step %d .. %d", rows_.front().step, rows_.back().step);
-    cv::putText(canvas, label, {left, height - 20}, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    cv::putText(canvas, label, {left, height - 20}, cv::FONT_HERSHEY_SIMPLEX, 0.45, cv::Scalar(0, 0, 0), 1,
+                cv::LINE_AA);
   }
   write_image_atomic(directory_ + "/loss.png", canvas);
 }

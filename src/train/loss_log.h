@@ -9,9 +9,9 @@ namespace efcnet {
 
 struct LossRow {
   int epoch = 0;
-  int step = 0;                // global optimizer step, 1-based
-  std::vector<double> terms;   // one value per term column
-  double seconds = 0.0;        // wall time of the step
+  int step = 0;               // global optimizer step, 1-based
+  std::vector<double> terms;  // one value per term column
+  double seconds = 0.0;       // wall time of the step
 };
 
 class LossLog {

@@ -75,8 +75,6 @@ FusionLoss fusion_loss(const torch::Tensor& fused, const torch::Tensor& function
   return loss;
 }
 
-torch::Tensor seem_edge_target(const torch::Tensor& functional) {
-  return sobel_magnitude(functional).clamp(0.0, 1.0);
-}
+torch::Tensor seem_edge_target(const torch::Tensor& functional) { return sobel_magnitude(functional).clamp(0.0, 1.0); }
 
 }  // namespace efcnet

@@ -200,14 +200,15 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   });
   std::optional<BatchNormOverride> synchronised_batch_norm;
   if (group && options.distributed.sync_bn) {
-    synchronised_batch_norm.emplace([&group](torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
-      return sync_batch_norm(*group, bn, x);
-    });
+    synchronised_batch_norm.emplace(
+        [&group](torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) { return sync_batch_norm(*group, bn, x); });
   }
 
   TrainingTask task;
   // States written before seem_on_whole_images existed come from runs that ran SEEM on their crops.
-  task.checkpoints = {"model", 1, network.get(),
+  task.checkpoints = {"model",
+                      1,
+                      network.get(),
                       {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0}, precision_setting(options)}};
   task.term_names = {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical", "total"};
   task.step = [&](const Batch& batch) {
@@ -238,7 +239,8 @@ TrainingSummary seem_training(const SeemTrainOptions& options) {
   const torch::Device device = training_device(options);
   check_precision(options, device);
   if (options.distributed.sync_bn) {
-    throw TrainingError("distributed.sync_bn is for the network's training: SEEM's BatchNorm layers have no synchronised variant");
+    throw TrainingError(
+        "distributed.sync_bn is for the network's training: SEEM's BatchNorm layers have no synchronised variant");
   }
   const auto group = join_group(options, device);
   std::vector<Sample> samples;

@@ -31,8 +31,9 @@ void check_sizes(const std::vector<Sample>& samples, const TrainOptions& options
                            std::to_string(options.crop_height));
       }
     } else if (size != first) {
-      problems.push_back(s.name + ": " + std::to_string(size.width) + "x" + std::to_string(size.height) + " differs from " +
-                         samples.front().name + " (" + std::to_string(first.width) + "x" + std::to_string(first.height) +
+      problems.push_back(s.name + ": " + std::to_string(size.width) + "x" + std::to_string(size.height) +
+                         " differs from " + samples.front().name + " (" + std::to_string(first.width) + "x" +
+                         std::to_string(first.height) +
                          "); full-image batches need one size, or crops (crop_height and crop_width)");
     }
   }
@@ -62,7 +63,8 @@ std::vector<Sample> load_pairs(const NetworkTrainOptions& options) {
       problems.push_back(e.what());
     }
   }
-  if (pairing.pairs.empty()) problems.push_back("no image pairs in " + options.anatomical_dir + " and " + options.functional_dir);
+  if (pairing.pairs.empty())
+    problems.push_back("no image pairs in " + options.anatomical_dir + " and " + options.functional_dir);
   check_sizes(samples, options, problems);
   if (!problems.empty()) refuse_data(problems);
   return samples;
@@ -92,7 +94,6 @@ std::vector<Sample> load_functional(const SeemTrainOptions& options) {
   return samples;
 }
 
-
 torch::Tensor to_unit(const torch::Tensor& bytes, const torch::Device& device) {
   return bytes.to(device).to(torch::kFloat32) / 255.0f;
 }
@@ -115,7 +116,8 @@ Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& 
     cv::Mat(s.functional(window)).copyTo(cv::Mat(h, w, CV_8UC1, functional[b].data_ptr<uint8_t>()));
     if (paired) cv::Mat(s.anatomical(window)).copyTo(cv::Mat(h, w, CV_8UC1, anatomical[b].data_ptr<uint8_t>()));
   }
-  return {to_unit(functional, device), paired ? to_unit(anatomical, device) : torch::Tensor(), indices, std::move(windows)};
+  return {to_unit(functional, device), paired ? to_unit(anatomical, device) : torch::Tensor(), indices,
+          std::move(windows)};
 }
 
 }  // namespace efcnet::training

@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include <opencv2/core.hpp>
 #include <torch/torch.h>
+#include <opencv2/core.hpp>
 
 #include "efcnet/train.h"
 

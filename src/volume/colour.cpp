@@ -16,6 +16,8 @@ using Table = std::array<uint8_t, 768>;
 // Color Palette SOP Instances (first mapped value 0). The SPRING/SUMMER/FALL/WINTER palettes are
 // not offered: they are not meant for uptake. tests/volume/palette_test.cpp checks every entry
 // against the palette files that pydicom ships (python3-pydicom).
+// Sixteen entries a row, as the standard prints them.
+// clang-format off
 // Hot Iron (PS3.6 B.1.1, SOP Instance 1.2.840.10008.1.5.1): R, G, B of entries 0..255.
 constexpr Table kHotIron = {{
     // R
@@ -232,6 +234,7 @@ constexpr Table kPet20Step = {{
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255, 255,
 }};
+// clang-format on
 
 std::array<std::array<uint8_t, 3>, 256> rgb_entries(const Table& table) {
   std::array<std::array<uint8_t, 3>, 256> rgb{};

@@ -52,13 +52,15 @@ std::array<double, 3> VolumeGeometry::physical_point(double i, double j, double 
 
 std::string VolumeGeometry::text() const {
   return std::to_string(size[0]) + "x" + std::to_string(size[1]) + "x" + std::to_string(size[2]) + " voxels of " +
-         number_text(spacing[0], "%g") + "x" + number_text(spacing[1], "%g") + "x" + number_text(spacing[2], "%g") + " mm";
+         number_text(spacing[0], "%g") + "x" + number_text(spacing[1], "%g") + "x" + number_text(spacing[2], "%g") +
+         " mm";
 }
 
 bool same_geometry(const VolumeGeometry& a, const VolumeGeometry& b, double tolerance) {
   if (a.size != b.size) return false;
   for (int i = 0; i < 3; ++i) {
-    if (std::abs(a.spacing[i] - b.spacing[i]) > tolerance || std::abs(a.origin[i] - b.origin[i]) > tolerance) return false;
+    if (std::abs(a.spacing[i] - b.spacing[i]) > tolerance || std::abs(a.origin[i] - b.origin[i]) > tolerance)
+      return false;
   }
   for (int i = 0; i < 9; ++i) {
     if (std::abs(a.direction[i] - b.direction[i]) > tolerance) return false;

@@ -3,8 +3,8 @@
 
 #include <string>
 
-#include <itkMacro.h>
 #include <itkImage.h>
+#include <itkMacro.h>
 #include <itkRGBPixel.h>
 
 #include "efcnet/volume.h"

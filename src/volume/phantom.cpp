@@ -27,14 +27,15 @@ double ellipsoid(const Point& p, Point centre, Point radii, double edge, double 
 }
 
 double gaussian(const Point& p, Point centre, double sigma) {
-  const double d2 = (p.x - centre.x) * (p.x - centre.x) + (p.y - centre.y) * (p.y - centre.y) +
-                    (p.z - centre.z) * (p.z - centre.z);
+  const double d2 =
+      (p.x - centre.x) * (p.x - centre.x) + (p.y - centre.y) * (p.y - centre.y) + (p.z - centre.z) * (p.z - centre.z);
   return std::exp(-d2 / (2 * sigma * sigma));
 }
 
 // Fine texture of tissue, deterministic.
 double texture(const Point& p) {
-  return std::sin(p.x * 0.9 + 0.3 * p.z) * std::sin(p.y * 0.8 - 0.2 * p.x) * 0.6 + std::sin(p.z * 1.1 + p.y * 0.5) * 0.4;
+  return std::sin(p.x * 0.9 + 0.3 * p.z) * std::sin(p.y * 0.8 - 0.2 * p.x) * 0.6 +
+         std::sin(p.z * 1.1 + p.y * 0.5) * 0.4;
 }
 
 const Point kCentre{0, 0, 20};
@@ -109,8 +110,8 @@ VolumePhantom make_volume_phantom(int size, int slices) {
   f.size = {fs, fk, fs};
   f.spacing = {240.0 / fs, 160.0 / fk, 240.0 / fs};
   f.direction = {-1, 0, 0,  //
-                 0, 0, 1,   //
-                 0, 1, 0};
+                 0,  0, 1,  //
+                 0,  1, 0};
   f.origin = {120 - f.spacing[0] / 2 + 3, -120 + f.spacing[2] / 2 - 2, 20 - 80 + f.spacing[1] / 2 + 1.5};
 
   VolumePhantom phantom;

@@ -27,7 +27,8 @@ using detail::itk_message;
 using Float4Image = itk::Image<float, 4>;
 
 std::string lower(std::string text) {
-  std::transform(text.begin(), text.end(), text.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return text;
 }
 
@@ -63,8 +64,7 @@ std::string series_description(const std::string& file) {
   try {
     io->ReadImageInformation();
     io->GetValueFromTag("0008|103e", description);
-  } catch (const itk::ExceptionObject&) {
-  }
+  } catch (const itk::ExceptionObject&) {}
   while (!description.empty() && description.back() == ' ') description.pop_back();
   return description.empty() ? "no description" : description;
 }
@@ -85,8 +85,9 @@ std::vector<std::string> dicom_series_files(const std::string& dir) {
     std::string list;
     for (const std::string& uid : uids) {
       const auto files = names->GetFileNames(uid);
-      list += (list.empty() ? "" : "; ") + uid + " (" + (files.empty() ? "no files" : series_description(files.front())) +
-              ", " + std::to_string(files.size()) + " files)";
+      list += (list.empty() ? "" : "; ") + uid + " (" +
+              (files.empty() ? "no files" : series_description(files.front())) + ", " + std::to_string(files.size()) +
+              " files)";
     }
     throw VolumeError(dir + ": holds " + std::to_string(uids.size()) +
                       " DICOM series, give a directory with one: " + list);
@@ -104,7 +105,8 @@ VolumeInfo file_info(const std::string& path, Source source) {
   auto io = file_io(source);
   io->SetFileName(path);
   try {
-    if (!io->CanReadFile(path.c_str())) throw IoError(path + ": not a readable " + (source == Source::nifti ? "NIfTI" : "DICOM") + " file");
+    if (!io->CanReadFile(path.c_str()))
+      throw IoError(path + ": not a readable " + (source == Source::nifti ? "NIfTI" : "DICOM") + " file");
     io->ReadImageInformation();
   } catch (const itk::ExceptionObject& e) {
     throw IoError(path + ": cannot read: " + itk_message(e));
@@ -112,7 +114,8 @@ VolumeInfo file_info(const std::string& path, Source source) {
   VolumeInfo info;
   info.dimensions = static_cast<int>(io->GetNumberOfDimensions());
   info.components = static_cast<int>(io->GetNumberOfComponents());
-  if (info.dimensions > 4) throw VolumeError(path + ": has " + std::to_string(info.dimensions) + " dimensions (at most 4)");
+  if (info.dimensions > 4)
+    throw VolumeError(path + ": has " + std::to_string(info.dimensions) + " dimensions (at most 4)");
   const int spatial = std::min(info.dimensions, 3);
   for (int a = 0; a < spatial; ++a) {
     info.geometry.size[a] = static_cast<int64_t>(io->GetDimensions(a));
@@ -244,7 +247,8 @@ FrameChoice parse_frame(const std::string& text) {
     choice.kind = FrameChoice::Kind::mean;
     return choice;
   }
-  if (!text.empty() && text.size() < 9 && std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
+  if (!text.empty() && text.size() < 9 &&
+      std::all_of(text.begin(), text.end(), [](unsigned char c) { return std::isdigit(c); })) {
     choice.kind = FrameChoice::Kind::index;
     choice.index = std::stoi(text);
     return choice;
@@ -275,7 +279,8 @@ Volume read_volume(const std::string& path, const FrameChoice& frame) {
   if (source == Source::dicom_series) return read_series(path);
   const VolumeInfo info = file_info(path, source);
   if (info.components != 1) {
-    throw VolumeError(path + ": holds " + std::to_string(info.components) + " values per voxel (colour?), not one intensity");
+    throw VolumeError(path + ": holds " + std::to_string(info.components) +
+                      " values per voxel (colour?), not one intensity");
   }
   if (info.dimensions == 4 && info.frames > 1) return read_frames(path, info, frame);
   if (source == Source::nifti) check_complete_nifti(path);
@@ -315,7 +320,8 @@ ByteVolume read_byte_volume(const std::string& path) {
   volume.voxels.resize(scalar.voxels.size());
   for (std::size_t v = 0; v < scalar.voxels.size(); ++v) {
     const float x = scalar.voxels[v];
-    if (!(x >= 0 && x <= 255 && x == std::floor(x))) throw VolumeError(path + ": is not an 8-bit volume (a value " + std::to_string(x) + ")");
+    if (!(x >= 0 && x <= 255 && x == std::floor(x)))
+      throw VolumeError(path + ": is not an 8-bit volume (a value " + std::to_string(x) + ")");
     volume.voxels[v] = static_cast<uint8_t>(x);
   }
   return volume;

@@ -82,8 +82,8 @@ cv::Mat make_montage(const PreparedVolumes& volumes, const ByteVolume& fused, in
   std::vector<int> chosen;
   for (int c = 0; c < columns; ++c) {
     // Evenly spaced, the first and last slices with content included.
-    const double position = columns == 1 ? (candidates.size() - 1) / 2.0
-                                          : c * (candidates.size() - 1) / static_cast<double>(columns - 1);
+    const double position =
+        columns == 1 ? (candidates.size() - 1) / 2.0 : c * (candidates.size() - 1) / static_cast<double>(columns - 1);
     chosen.push_back(candidates[static_cast<std::size_t>(std::lround(position))]);
   }
   // Tiles keep the slices' physical aspect ratio.

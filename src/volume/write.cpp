@@ -45,7 +45,8 @@ std::string scratch_name(const std::string& path) {
   const std::string stem = volume_stem(path);
   const std::string extension = name.substr(stem.size());
   const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  return dir + "/." + stem + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) + extension;
+  return dir + "/." + stem + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1)) +
+         extension;
 }
 
 template <typename Image>
@@ -74,7 +75,8 @@ void write_itk(const std::string& path, const Image* image, WriteMode mode) {
 
 void write_volume_atomic(const std::string& path, const ByteVolume& volume, WriteMode mode) {
   const auto n = static_cast<std::size_t>(volume.geometry.voxel_count());
-  if (volume.voxels.size() != n * static_cast<std::size_t>(volume.channels) || (volume.channels != 1 && volume.channels != 3)) {
+  if (volume.voxels.size() != n * static_cast<std::size_t>(volume.channels) ||
+      (volume.channels != 1 && volume.channels != 3)) {
     throw VolumeError(path + ": a volume of " + std::to_string(volume.channels) + " channel(s) does not match its " +
                       volume.geometry.text());
   }

@@ -16,8 +16,7 @@
 #include "pickle_detail.h"
 
 // Storage records hold raw little-endian elements, copied as they are.
-static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__,
-              "weights I/O assumes a little-endian host");
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "weights I/O assumes a little-endian host");
 
 namespace efcnet {
 namespace {
@@ -26,9 +25,7 @@ using caffe2::serialize::PyTorchStreamReader;
 using caffe2::serialize::PyTorchStreamWriter;
 using pickle_detail::printable_quoted;
 
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw WeightsError(path + ": " + what);
-}
+[[noreturn]] void fail(const std::string& path, const std::string& what) { throw WeightsError(path + ": " + what); }
 
 // c10::Error messages carry a C++ backtrace; the first line is what a user needs.
 std::string first_line(const c10::Error& e) {
@@ -73,20 +70,19 @@ void require_zip_signature(const std::string& path) {
 }
 
 // The whole storage `record` names, as a 1-D CPU tensor.
-torch::Tensor load_storage(PyTorchStreamReader& reader, const std::string& path,
-                           const std::string& key, const TensorRecord& record) {
+torch::Tensor load_storage(PyTorchStreamReader& reader, const std::string& path, const std::string& key,
+                           const TensorRecord& record) {
   const std::string name = "data/" + record.storage_key;
   if (!reader.hasRecord(name))
     fail(path, "storage record " + name + " of entry " + printable_quoted(key) + " is missing");
   const auto [data, size] = reader.getRecord(name);
   const auto needed = static_cast<std::size_t>(record.storage_numel) * itemsize(record.dtype);
   if (size < needed) {
-    fail(path, "storage record " + name + " of entry " + printable_quoted(key) + " holds " +
-                   std::to_string(size) + " bytes but " + std::to_string(record.storage_numel) +
-                   " " + dtype_name(record.dtype) + " elements need " + std::to_string(needed));
+    fail(path, "storage record " + name + " of entry " + printable_quoted(key) + " holds " + std::to_string(size) +
+                   " bytes but " + std::to_string(record.storage_numel) + " " + dtype_name(record.dtype) +
+                   " elements need " + std::to_string(needed));
   }
-  torch::Tensor storage =
-      torch::empty({record.storage_numel}, torch::dtype(to_torch(record.dtype)));
+  torch::Tensor storage = torch::empty({record.storage_numel}, torch::dtype(to_torch(record.dtype)));
   if (needed > 0) std::memcpy(storage.data_ptr(), data.get(), needed);
   return storage;
 }
@@ -100,8 +96,8 @@ StateDict read_records(PyTorchStreamReader& reader, const std::string& path) {
   }
   if (!reader.hasRecord("data.pkl")) fail(path, "archive has no data.pkl record");
   const auto [pickle, pickle_size] = reader.getRecord("data.pkl");
-  const StateDictRecord records = read_state_dict_pickle(
-      std::string_view(static_cast<const char*>(pickle.get()), pickle_size), path);
+  const StateDictRecord records =
+      read_state_dict_pickle(std::string_view(static_cast<const char*>(pickle.get()), pickle_size), path);
 
   // Entries that share a storage in the file share it here too, as with torch.load.
   std::unordered_map<std::string, torch::Tensor> storages;
@@ -143,8 +139,7 @@ void save_state_dict(const StateDict& dict, const std::string& path) {
   StateDictRecord records;
   std::vector<torch::Tensor> storages;
   for (const auto& [key, value] : dict) {
-    if (!value.defined())
-      fail(path, "cannot save entry " + printable_quoted(key) + ": undefined tensor");
+    if (!value.defined()) fail(path, "cannot save entry " + printable_quoted(key) + ": undefined tensor");
     torch::Tensor tensor = value.detach().to(torch::kCPU);
     const std::optional<DType> dtype = from_torch(tensor.scalar_type());
     if (!dtype) {

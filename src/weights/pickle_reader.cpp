@@ -33,20 +33,7 @@ constexpr std::size_t kMaxTensors = 1 << 17;  // tensors created, and entries of
 constexpr std::size_t kMaxGlobalLineBytes = 256;
 constexpr int kHighestProtocol = 5;
 
-enum class Kind : uint8_t {
-  None,
-  Bool,
-  Int,
-  Float,
-  String,
-  Tuple,
-  List,
-  Dict,
-  Global,
-  StorageClass,
-  Storage,
-  Tensor
-};
+enum class Kind : uint8_t { None, Bool, Int, Float, String, Tuple, List, Dict, Global, StorageClass, Storage, Tensor };
 
 // The kind with its article, for messages ("an int", "a tuple").
 const char* described(Kind kind) {
@@ -88,7 +75,7 @@ struct Value {
 };
 
 struct DictObject {
-  bool ordered = false;  // an OrderedDict: the only object BUILD may set state on
+  bool ordered = false;                                // an OrderedDict: the only object BUILD may set state on
   std::vector<std::pair<uint32_t, Value>> items;       // (interned key, value) in insertion order
   std::unordered_map<uint32_t, std::size_t> position;  // interned key -> index in items
 };
@@ -125,8 +112,7 @@ class Unpickler {
 
   std::string_view read_bytes(uint64_t n) {
     if (n > remaining()) {
-      fail("truncated pickle: " + std::to_string(n) + " bytes announced, " +
-           std::to_string(remaining()) + " left");
+      fail("truncated pickle: " + std::to_string(n) + " bytes announced, " + std::to_string(remaining()) + " left");
     }
     const std::string_view bytes = input_.substr(pos_, static_cast<std::size_t>(n));
     pos_ += static_cast<std::size_t>(n);
@@ -209,8 +195,7 @@ class Unpickler {
   }
 
   Value make_tensor(TensorRecord tensor) {
-    if (tensors_.size() >= kMaxTensors)
-      fail("more than " + std::to_string(kMaxTensors) + " tensors");
+    if (tensors_.size() >= kMaxTensors) fail("more than " + std::to_string(kMaxTensors) + " tensors");
     tensors_.push_back(std::move(tensor));
     return Value{Kind::Tensor, 0, static_cast<uint32_t>(tensors_.size() - 1)};
   }
@@ -255,8 +240,7 @@ class Unpickler {
 
   void memo_get(uint64_t key) {
     const auto found = memo_.find(key);
-    if (found == memo_.end())
-      fail("BINGET of memo key " + std::to_string(key) + " that was never put");
+    if (found == memo_.end()) fail("BINGET of memo key " + std::to_string(key) + " that was never put");
     push(found->second);
   }
 
@@ -266,8 +250,7 @@ class Unpickler {
       fail("global name longer than " + std::to_string(kMaxGlobalLineBytes) + " bytes");
     }
     const std::string dotted = std::string(module) + "." + std::string(name);
-    if (dotted == "collections.OrderedDict")
-      return Value{Kind::Global, int64_t(Global::OrderedDict), 0};
+    if (dotted == "collections.OrderedDict") return Value{Kind::Global, int64_t(Global::OrderedDict), 0};
     if (dotted == "torch._utils._rebuild_tensor_v2") {
       return Value{Kind::Global, int64_t(Global::RebuildTensorV2), 0};
     }
@@ -275,8 +258,7 @@ class Unpickler {
       return Value{Kind::Global, int64_t(Global::RebuildParameter), 0};
     }
     if (module == "torch") {
-      for (DType dtype : {DType::Float32, DType::Float16, DType::Float64, DType::Int64,
-                          DType::Int32, DType::Bool}) {
+      for (DType dtype : {DType::Float32, DType::Float16, DType::Float64, DType::Int64, DType::Int32, DType::Bool}) {
         if (name == storage_class_name(dtype)) return Value{Kind::StorageClass, int64_t(dtype), 0};
       }
       constexpr std::string_view kStorage = "Storage";
@@ -285,20 +267,16 @@ class Unpickler {
              " (float32, float16, float64, int64, int32 and bool are supported)");
       }
     }
-    fail("refused global " + printable_quoted(dotted) +
-         ": a state dict may reference only tensors and dicts");
+    fail("refused global " + printable_quoted(dotted) + ": a state dict may reference only tensors and dicts");
   }
 
   // ---- calls ----
   // The empty OrderedDict of _rebuild_tensor_v2's backward_hooks (and of its optional metadata).
-  bool is_empty_dict(const Value& v) const {
-    return v.kind == Kind::Dict && dicts_[v.index].items.empty();
-  }
+  bool is_empty_dict(const Value& v) const { return v.kind == Kind::Dict && dicts_[v.index].items.empty(); }
 
   std::vector<int64_t> int_tuple(const Value& v, const char* what) {
     if (v.kind != Kind::Tuple)
-      fail(std::string("_rebuild_tensor_v2: ") + what + " is " + described(v.kind) +
-           ", not a tuple");
+      fail(std::string("_rebuild_tensor_v2: ") + what + " is " + described(v.kind) + ", not a tuple");
     const std::vector<Value>& items = sequence_of(v);
     if (items.size() > pickle_detail::kMaxDims) {
       fail(std::string("_rebuild_tensor_v2: ") + what + " has " + std::to_string(items.size()) +
@@ -307,8 +285,7 @@ class Unpickler {
     std::vector<int64_t> ints;
     ints.reserve(items.size());
     for (const Value& item : items) {
-      if (item.kind != Kind::Int)
-        fail(std::string("_rebuild_tensor_v2: ") + what + " holds " + described(item.kind));
+      if (item.kind != Kind::Int) fail(std::string("_rebuild_tensor_v2: ") + what + " holds " + described(item.kind));
       ints.push_back(item.integer);
     }
     return ints;
@@ -317,8 +294,7 @@ class Unpickler {
   // _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, backward_hooks[, metadata])
   Value rebuild_tensor(const std::vector<Value>& args) {
     if (args.size() != 6 && args.size() != 7) {
-      fail("_rebuild_tensor_v2 called with " + std::to_string(args.size()) +
-           " arguments, expected 6 or 7");
+      fail("_rebuild_tensor_v2 called with " + std::to_string(args.size()) + " arguments, expected 6 or 7");
     }
     if (args[0].kind != Kind::Storage) {
       fail(std::string("_rebuild_tensor_v2: storage argument is ") + described(args[0].kind) +
@@ -348,8 +324,7 @@ class Unpickler {
   // _rebuild_parameter(data, requires_grad, backward_hooks)
   Value rebuild_parameter(const std::vector<Value>& args) {
     if (args.size() != 3) {
-      fail("_rebuild_parameter called with " + std::to_string(args.size()) +
-           " arguments, expected 3");
+      fail("_rebuild_parameter called with " + std::to_string(args.size()) + " arguments, expected 3");
     }
     if (args[0].kind != Kind::Tensor) fail("_rebuild_parameter: data is not a tensor");
     if (args[1].kind != Kind::Bool) fail("_rebuild_parameter: requires_grad is not a bool");
@@ -366,8 +341,7 @@ class Unpickler {
            " is not allowed (storages come only from persistent ids)");
     }
     if (callable.kind != Kind::Global) {
-      fail(std::string("REDUCE of ") + described(callable.kind) +
-           ", which is not an allowed callable");
+      fail(std::string("REDUCE of ") + described(callable.kind) + ", which is not an allowed callable");
     }
     if (args.kind != Kind::Tuple) {
       fail(std::string("REDUCE: arguments are ") + described(args.kind) + ", not a tuple");
@@ -387,8 +361,7 @@ class Unpickler {
   Value new_object(const Value& cls, const Value& args) {
     if (cls.kind != Kind::Global || Global(cls.integer) != Global::OrderedDict) {
       fail(std::string("NEWOBJ of ") +
-           (cls.kind == Kind::Global ? global_name(Global(cls.integer)) : described(cls.kind)) +
-           " is not allowed");
+           (cls.kind == Kind::Global ? global_name(Global(cls.integer)) : described(cls.kind)) + " is not allowed");
     }
     if (args.kind != Kind::Tuple || !sequence_of(args).empty()) {
       fail("NEWOBJ of collections.OrderedDict with arguments");
@@ -398,36 +371,31 @@ class Unpickler {
 
   // BINPERSID: ('storage', torch.<Type>Storage, key, location, numel)
   Value persistent_load(const Value& pid) {
-    if (pid.kind != Kind::Tuple)
-      fail(std::string("persistent id is ") + described(pid.kind) + ", not a tuple");
+    if (pid.kind != Kind::Tuple) fail(std::string("persistent id is ") + described(pid.kind) + ", not a tuple");
     const std::vector<Value>& f = sequence_of(pid);
     if (f.size() != 5 || f[0].kind != Kind::String || string_of(f[0]) != "storage") {
       fail("persistent id is not ('storage', type, key, location, numel)");
     }
-    if (f[1].kind != Kind::StorageClass)
-      fail("persistent id: storage type is not a torch storage class");
+    if (f[1].kind != Kind::StorageClass) fail("persistent id: storage type is not a torch storage class");
     if (f[2].kind != Kind::String || !is_storage_key(string_of(f[2]))) {
-      fail("persistent id: storage key is not 1-" +
-           std::to_string(pickle_detail::kMaxStorageKeyBytes) + " letters, digits or underscores");
+      fail("persistent id: storage key is not 1-" + std::to_string(pickle_detail::kMaxStorageKeyBytes) +
+           " letters, digits or underscores");
     }
     if (f[3].kind != Kind::String || !is_storage_location(string_of(f[3]))) {
       fail("persistent id: storage location is not 'cpu' or 'cuda:N'" +
            (f[3].kind == Kind::String ? ": " + printable_quoted(string_of(f[3])) : std::string()));
     }
-    if (f[4].kind != Kind::Int || f[4].integer < 0)
-      fail("persistent id: numel is not a non-negative int");
+    if (f[4].kind != Kind::Int || f[4].integer < 0) fail("persistent id: numel is not a non-negative int");
     StorageObject storage{f[2].index, f[3].index, DType(f[1].integer), f[4].integer};
     int64_t bytes = 0;
     if (__builtin_mul_overflow(storage.numel, int64_t(itemsize(storage.dtype)), &bytes)) {
-      fail("persistent id: storage of " + std::to_string(storage.numel) +
-           " elements overflows int64 bytes");
+      fail("persistent id: storage of " + std::to_string(storage.numel) + " elements overflows int64 bytes");
     }
     // Tensors sharing a storage must agree on what it is.
     const auto [first, inserted] = storage_by_key_.emplace(storage.key, storages_.size());
     if (!inserted) {
       const StorageObject& seen = storages_[first->second];
-      if (seen.dtype != storage.dtype || seen.numel != storage.numel ||
-          seen.location != storage.location) {
+      if (seen.dtype != storage.dtype || seen.numel != storage.numel || seen.location != storage.location) {
         fail("storage " + printable_quoted(string_of(f[2])) +
              " is described twice with different type, size or location");
       }
@@ -440,15 +408,12 @@ class Unpickler {
   // version numbers), which tensors do not need.
   void build(const Value& state, const Value& target) {
     if (target.kind != Kind::Dict || !dicts_[target.index].ordered) {
-      fail(std::string("BUILD on ") + described(target.kind) +
-           " (only an OrderedDict's _metadata is accepted)");
+      fail(std::string("BUILD on ") + described(target.kind) + " (only an OrderedDict's _metadata is accepted)");
     }
-    if (state.kind != Kind::Dict)
-      fail(std::string("BUILD state is ") + described(state.kind) + ", not a dict");
+    if (state.kind != Kind::Dict) fail(std::string("BUILD state is ") + described(state.kind) + ", not a dict");
     for (const auto& [key, value] : dicts_[state.index].items) {
       if (strings_[key] != "_metadata")
-        fail("BUILD sets attribute " + printable_quoted(strings_[key]) +
-             " (only _metadata is accepted)");
+        fail("BUILD sets attribute " + printable_quoted(strings_[key]) + " (only _metadata is accepted)");
     }
   }
 
@@ -457,26 +422,23 @@ class Unpickler {
     switch (op) {
       case 0x80: {  // PROTO
         const int protocol = read_u8();
-        if (protocol > kHighestProtocol)
-          fail("unsupported pickle protocol " + std::to_string(protocol));
+        if (protocol > kHighestProtocol) fail("unsupported pickle protocol " + std::to_string(protocol));
         return;
       }
       case 0x95:  // FRAME: a length prefix for buffering; the content is ordinary opcodes
         if (read_le(8) > remaining()) fail("truncated pickle: FRAME longer than the input");
         return;
       case '(':  // MARK
-        if (marks_.size() >= kMaxMarkDepth)
-          fail("MARKs nested deeper than " + std::to_string(kMaxMarkDepth));
+        if (marks_.size() >= kMaxMarkDepth) fail("MARKs nested deeper than " + std::to_string(kMaxMarkDepth));
         marks_.push_back(stack_.size());
         return;
-      case 'N': return push(Value{});                                     // NONE
-      case 0x88: return push(make_bool(true));                            // NEWTRUE
-      case 0x89: return push(make_bool(false));                           // NEWFALSE
-      case 'K': return push(make_int(read_u8()));                         // BININT1
-      case 'M': return push(make_int(static_cast<int64_t>(read_le(2))));  // BININT2
-      case 'J':
-        return push(make_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4)))));  // BININT
-      case 0x8a: return push(make_int(read_long1()));                                    // LONG1
+      case 'N': return push(Value{});                                                            // NONE
+      case 0x88: return push(make_bool(true));                                                   // NEWTRUE
+      case 0x89: return push(make_bool(false));                                                  // NEWFALSE
+      case 'K': return push(make_int(read_u8()));                                                // BININT1
+      case 'M': return push(make_int(static_cast<int64_t>(read_le(2))));                         // BININT2
+      case 'J': return push(make_int(static_cast<int32_t>(static_cast<uint32_t>(read_le(4)))));  // BININT
+      case 0x8a: return push(make_int(read_long1()));                                            // LONG1
       case 'G':  // BINFLOAT: nothing in a state dict consumes a float, so its value is not kept
         read_bytes(8);
         return push(Value{Kind::Float});
@@ -513,8 +475,7 @@ class Unpickler {
         const std::vector<Value> items = pop_mark("SETITEMS");
         if (items.size() % 2 != 0) fail("SETITEMS with an odd number of keys and values");
         DictObject& dict = dict_for(top("SETITEMS"), "SETITEMS");
-        for (std::size_t i = 0; i < items.size(); i += 2)
-          set_item(dict, items[i], items[i + 1], "SETITEMS");
+        for (std::size_t i = 0; i < items.size(); i += 2) set_item(dict, items[i], items[i + 1], "SETITEMS");
         return;
       }
       case 'q': return memo_put(read_u8(), "BINPUT");
@@ -530,8 +491,7 @@ class Unpickler {
       case 0x93: {  // STACK_GLOBAL
         const Value name = pop("STACK_GLOBAL");
         const Value module = pop("STACK_GLOBAL");
-        if (module.kind != Kind::String || name.kind != Kind::String)
-          fail("STACK_GLOBAL of a non-string name");
+        if (module.kind != Kind::String || name.kind != Kind::String) fail("STACK_GLOBAL of a non-string name");
         return push(resolve_global(string_of(module), string_of(name)));
       }
       case 'R': {  // REDUCE
@@ -572,11 +532,9 @@ class Unpickler {
 
   StateDictRecord finish() {
     if (!marks_.empty()) fail("STOP inside an unclosed MARK");
-    if (stack_.size() != 1)
-      fail("STOP with " + std::to_string(stack_.size()) + " objects on the stack, expected 1");
+    if (stack_.size() != 1) fail("STOP with " + std::to_string(stack_.size()) + " objects on the stack, expected 1");
     const Value& root = stack_.back();
-    if (root.kind != Kind::Dict)
-      fail(std::string("the pickle holds ") + described(root.kind) + ", not a state dict");
+    if (root.kind != Kind::Dict) fail(std::string("the pickle holds ") + described(root.kind) + ", not a state dict");
     if (dicts_[root.index].items.size() > kMaxTensors) {
       fail("state dict of more than " + std::to_string(kMaxTensors) + " entries");
     }
@@ -584,8 +542,7 @@ class Unpickler {
     dict.entries.reserve(dicts_[root.index].items.size());
     for (const auto& [key, value] : dicts_[root.index].items) {
       if (value.kind != Kind::Tensor) {
-        fail("entry " + printable_quoted(strings_[key]) + " is " + described(value.kind) +
-             ", not a tensor");
+        fail("entry " + printable_quoted(strings_[key]) + " is " + described(value.kind) + ", not a tensor");
       }
       dict.entries.emplace_back(strings_[key], tensors_[value.index]);
     }

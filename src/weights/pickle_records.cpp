@@ -10,9 +10,7 @@ namespace efcnet {
 namespace {
 
 // a * b, or false when it does not fit in int64.
-bool checked_mul(int64_t a, int64_t b, int64_t& product) {
-  return !__builtin_mul_overflow(a, b, &product);
-}
+bool checked_mul(int64_t a, int64_t b, int64_t& product) { return !__builtin_mul_overflow(a, b, &product); }
 
 bool checked_add(int64_t a, int64_t b, int64_t& sum) { return !__builtin_add_overflow(a, b, &sum); }
 
@@ -83,8 +81,7 @@ const char* storage_class_name(DType dtype) {
 
 int64_t TensorRecord::numel() const {
   int64_t numel = 0;
-  if (!checked_numel(sizes, numel))
-    throw PickleError("tensor sizes are negative or overflow int64");
+  if (!checked_numel(sizes, numel)) throw PickleError("tensor sizes are negative or overflow int64");
   return numel;
 }
 
@@ -104,8 +101,7 @@ std::string tensor_record_problem(const TensorRecord& t) {
            std::to_string(t.strides.size());
   }
   if (t.sizes.size() > kMaxDims) {
-    return std::to_string(t.sizes.size()) + " dimensions (at most " + std::to_string(kMaxDims) +
-           " supported)";
+    return std::to_string(t.sizes.size()) + " dimensions (at most " + std::to_string(kMaxDims) + " supported)";
   }
   for (std::size_t d = 0; d < t.sizes.size(); ++d) {
     if (t.sizes[d] < 0) return "negative size " + std::to_string(t.sizes[d]);
@@ -113,22 +109,20 @@ std::string tensor_record_problem(const TensorRecord& t) {
   }
   if (t.storage_offset < 0) return "negative storage offset " + std::to_string(t.storage_offset);
   int64_t storage_bytes = 0;
-  if (t.storage_numel < 0 ||
-      !checked_mul(t.storage_numel, static_cast<int64_t>(itemsize(t.dtype)), storage_bytes)) {
+  if (t.storage_numel < 0 || !checked_mul(t.storage_numel, static_cast<int64_t>(itemsize(t.dtype)), storage_bytes)) {
     return "storage of " + std::to_string(t.storage_numel) + " " + dtype_name(t.dtype) +
            " elements is negative or overflows int64 bytes";
   }
   int64_t numel = 0;
   int64_t bytes = 0;
-  if (!checked_numel(t.sizes, numel) ||
-      !checked_mul(numel, static_cast<int64_t>(itemsize(t.dtype)), bytes)) {
+  if (!checked_numel(t.sizes, numel) || !checked_mul(numel, static_cast<int64_t>(itemsize(t.dtype)), bytes)) {
     return "element count overflows int64 bytes";
   }
   int64_t extent = 0;
   if (!checked_extent(t, extent)) return "view extent (offset + sizes x strides) overflows int64";
   if (extent > t.storage_numel) {
-    return "view needs " + std::to_string(extent) + " elements but storage " +
-           printable_quoted(t.storage_key) + " holds " + std::to_string(t.storage_numel);
+    return "view needs " + std::to_string(extent) + " elements but storage " + printable_quoted(t.storage_key) +
+           " holds " + std::to_string(t.storage_numel);
   }
   return "";
 }
@@ -136,8 +130,7 @@ std::string tensor_record_problem(const TensorRecord& t) {
 bool is_storage_key(std::string_view key) {
   if (key.empty() || key.size() > kMaxStorageKeyBytes) return false;
   for (char c : key) {
-    const bool ok =
-        (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
+    const bool ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_';
     if (!ok) return false;
   }
   return true;

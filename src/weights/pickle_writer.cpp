@@ -167,14 +167,11 @@ void check_writable(const StateDictRecord& dict) {
   std::unordered_set<std::string> keys;
   std::unordered_map<std::string, std::tuple<DType, int64_t, std::string>> storages;
   for (const auto& [key, tensor] : dict.entries) {
-    const std::string where =
-        "cannot write state dict entry " + pickle_detail::printable_quoted(key) + ": ";
+    const std::string where = "cannot write state dict entry " + pickle_detail::printable_quoted(key) + ": ";
     if (!keys.insert(key).second) throw PickleError(where + "duplicate key");
     if (!pickle_detail::is_storage_key(tensor.storage_key)) {
-      throw PickleError(where + "storage key " +
-                        pickle_detail::printable_quoted(tensor.storage_key) + " is not 1-" +
-                        std::to_string(pickle_detail::kMaxStorageKeyBytes) +
-                        " letters, digits or underscores");
+      throw PickleError(where + "storage key " + pickle_detail::printable_quoted(tensor.storage_key) + " is not 1-" +
+                        std::to_string(pickle_detail::kMaxStorageKeyBytes) + " letters, digits or underscores");
     }
     if (!pickle_detail::is_storage_location(tensor.device)) {
       throw PickleError(where + "device " + pickle_detail::printable_quoted(tensor.device) +

@@ -15,8 +15,7 @@ namespace {
 // registered as an undefined tensor) are left out, as PyTorch leaves out None.
 void append_state(const torch::nn::Module& module, const std::string& prefix, StateDict& out) {
   for (const auto& parameter : module.named_parameters(/*recurse=*/false)) {
-    if (parameter.value().defined())
-      out.emplace_back(prefix + parameter.key(), parameter.value().detach());
+    if (parameter.value().defined()) out.emplace_back(prefix + parameter.key(), parameter.value().detach());
   }
   for (const auto& buffer : module.named_buffers(/*recurse=*/false)) {
     if (buffer.value().defined()) out.emplace_back(prefix + buffer.key(), buffer.value().detach());
@@ -65,8 +64,8 @@ void load_state_dict(torch::nn::Module& module, const StateDict& dict, const std
     if (found == values.end()) {
       missing.push_back(key);
     } else if (found->second->defined() && found->second->sizes() != target.sizes()) {
-      mismatched.push_back(pickle_detail::printable_quoted(key) + " (file " +
-                           shape(*found->second) + ", module " + shape(target) + ")");
+      mismatched.push_back(pickle_detail::printable_quoted(key) + " (file " + shape(*found->second) + ", module " +
+                           shape(target) + ")");
     }
   }
   for (const auto& [key, value] : dict) {
@@ -87,8 +86,7 @@ void load_state_dict(torch::nn::Module& module, const StateDict& dict, const std
   }
 
   torch::NoGradGuard no_grad;
-  for (const auto& [key, target] : targets)
-    target.copy_(*values.at(key));  // converts dtype and device
+  for (const auto& [key, target] : targets) target.copy_(*values.at(key));  // converts dtype and device
 }
 
 void load_weights(torch::nn::Module& module, const std::string& path) {

@@ -54,8 +54,9 @@ void BM_Prepared(benchmark::State& state) {
   Models models(state.range(0));
   models.fast();  // oneDNN kernel generation
   for (auto _ : state) benchmark::DoNotOptimize(models.fast().data_ptr());
-  state.counters["gflops_per_second"] = benchmark::Counter(
-      efcnet::counted_flops(state.range(0), state.range(0), false).total() / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["gflops_per_second"] =
+      benchmark::Counter(efcnet::counted_flops(state.range(0), state.range(0), false).total() / 1e9,
+                         benchmark::Counter::kIsIterationInvariantRate);
   state.counters["peak_rss_gib"] = peak_rss_gib();
 }
 
@@ -63,8 +64,9 @@ void BM_Eager(benchmark::State& state) {
   Models models(state.range(0));
   models.eager();
   for (auto _ : state) benchmark::DoNotOptimize(models.eager().data_ptr());
-  state.counters["gflops_per_second"] = benchmark::Counter(
-      efcnet::counted_flops(state.range(0), state.range(0), true).total() / 1e9, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["gflops_per_second"] =
+      benchmark::Counter(efcnet::counted_flops(state.range(0), state.range(0), true).total() / 1e9,
+                         benchmark::Counter::kIsIterationInvariantRate);
   state.counters["peak_rss_gib"] = peak_rss_gib();
 }
 

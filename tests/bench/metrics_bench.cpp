@@ -36,8 +36,7 @@ Triple make_triple(int side) {
       const double r = std::hypot(u - 0.5, v - 0.5);
       anatomy.at<float>(y, x) = static_cast<float>(
           r < 0.45 ? 90 + 60 * std::sin(40 * u) * std::cos(33 * v) + rng.gaussian(12) : rng.gaussian(2));
-      function.at<float>(y, x) =
-          static_cast<float>(220 * std::exp(-40 * std::pow(r - 0.2, 2)) * (r < 0.45));
+      function.at<float>(y, x) = static_cast<float>(220 * std::exp(-40 * std::pow(r - 0.2, 2)) * (r < 0.45));
     }
   Triple t;
   anatomy.convertTo(t.a, CV_8U);
@@ -54,18 +53,17 @@ const Triple& triple(int side) {
 using SingleImageMetric = double (*)(const cv::Mat&);
 using TripleMetric = double (*)(const cv::Mat&, const cv::Mat&, const cv::Mat&);
 
-const std::array<SingleImageMetric, 4> kSingleImage = {m::entropy, m::standard_deviation,
-                                                       m::spatial_frequency, m::average_gradient};
-const std::array<TripleMetric, 8> kTriple = {m::mutual_information, m::scd, m::vif, m::qabf,
-                                             m::ssim, m::psnr, m::cc, m::mse};
+const std::array<SingleImageMetric, 4> kSingleImage = {m::entropy, m::standard_deviation, m::spatial_frequency,
+                                                       m::average_gradient};
+const std::array<TripleMetric, 8> kTriple = {
+    m::mutual_information, m::scd, m::vif, m::qabf, m::ssim, m::psnr, m::cc, m::mse};
 
 void BM_Metric(benchmark::State& state) {
   const std::size_t index = static_cast<std::size_t>(state.range(0));
   const Triple& t = triple(static_cast<int>(state.range(1)));
   for (auto _ : state) {
-    const double value = index < kSingleImage.size()
-                             ? kSingleImage[index](t.f)
-                             : kTriple[index - kSingleImage.size()](t.a, t.b, t.f);
+    const double value =
+        index < kSingleImage.size() ? kSingleImage[index](t.f) : kTriple[index - kSingleImage.size()](t.a, t.b, t.f);
     benchmark::DoNotOptimize(value);
   }
   state.SetLabel(m::kMetricNames[index]);

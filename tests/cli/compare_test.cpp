@@ -63,7 +63,8 @@ class CompareCli : public ::testing::Test {
     for (const char* sub : {"A", "F", "clean", "partial"}) fs::create_directories(d / sub);
     for (const auto& [kind, size, name] : kPhantoms) {
       const Result r = efcnet::testing::run_command(
-          quoted(kBinary) + " phantom --kind " + kind + " --size " + size + " --out-dir " + quoted(d / ("ph/" + name)), d);
+          quoted(kBinary) + " phantom --kind " + kind + " --size " + size + " --out-dir " + quoted(d / ("ph/" + name)),
+          d);
       ASSERT_EQ(r.status, 0) << r.err;
       fs::rename(d / ("ph/" + name + "/anatomical.png"), d / ("A/" + name + ".png"));
       fs::rename(d / ("ph/" + name + "/functional.png"), d / ("F/" + name + ".png"));
@@ -79,7 +80,8 @@ class CompareCli : public ::testing::Test {
       } else if (name == "ct48") {
         std::vector<unsigned char> png;
         ASSERT_TRUE(cv::imencode(".png", blend, png));
-        std::ofstream(d / "partial/ct48.png", std::ios::binary).write(reinterpret_cast<const char*>(png.data()), png.size() / 2);
+        std::ofstream(d / "partial/ct48.png", std::ios::binary)
+            .write(reinterpret_cast<const char*>(png.data()), png.size() / 2);
       } else if (name != "pet64") {
         ASSERT_TRUE(cv::imwrite(d / ("partial/" + name + ".png"), blend));
       }
@@ -89,9 +91,9 @@ class CompareCli : public ::testing::Test {
 
     run_ = new Result(efcnet::testing::run_command(
         quoted(kBinary) + " compare --anatomical-dir " + quoted(d / "A") + " --functional-dir " + quoted(d / "F") +
-            " --output-dir " + quoted(d / "R") + " --method clean=" + quoted(d / "clean") + " --method partial=" +
-            quoted(d / "partial") + " --weights " + quoted(kWeights) + " --seem-weights " + quoted(kSeemWeights) +
-            " --threads 2",
+            " --output-dir " + quoted(d / "R") + " --method clean=" + quoted(d / "clean") +
+            " --method partial=" + quoted(d / "partial") + " --weights " + quoted(kWeights) + " --seem-weights " +
+            quoted(kSeemWeights) + " --threads 2",
         d));
   }
   static void TearDownTestSuite() {
@@ -132,7 +134,8 @@ TEST_F(CompareCli, MissingAndCorruptResultsAreNamedAndTheRestIsReported) {
   EXPECT_TRUE(contains(run().err, "missing: partial: pet64")) << run().err;
   EXPECT_TRUE(contains(run().err, "failed: partial: ct48: " + (dir() / "partial/ct48.png"))) << run().err;
   EXPECT_TRUE(contains(run().err, "ignored: " + (dir() / "partial/stray.png"))) << run().err;
-  EXPECT_TRUE(contains(run().err, "failed: partial: gfp64: " + (dir() / "partial/gfp64.png") + " (32x32) differs in size"))
+  EXPECT_TRUE(
+      contains(run().err, "failed: partial: gfp64: " + (dir() / "partial/gfp64.png") + " (32x32) differs in size"))
       << run().err;
   EXPECT_TRUE(contains(run().err, "3 problems")) << run().err;
 
@@ -151,7 +154,8 @@ TEST_F(CompareCli, MissingAndCorruptResultsAreNamedAndTheRestIsReported) {
   EXPECT_TRUE(files.at("spect64").contains("SSIM")) << "a TIFF result is scored";
 
   const std::string html = slurp(dir() / "R/report.html");
-  EXPECT_TRUE(contains(html, "missing: no image named pet64 in " + (dir() / "partial"))) << "the gallery shows it missing";
+  EXPECT_TRUE(contains(html, "missing: no image named pet64 in " + (dir() / "partial")))
+      << "the gallery shows it missing";
   EXPECT_TRUE(contains(html, "failed: " + (dir() / "partial/ct48.png"))) << "the gallery names the corrupt file";
 
   for (const std::string& method : kRunMethods) {
@@ -199,7 +203,8 @@ TEST_F(CompareCli, MeansEqualEvaluates) {
     const std::string row_html = means_table.substr(row, means_table.find("</tr>", row) - row);
     std::vector<std::string> cells;
     const std::regex cell("<td[^>]*>(-?[0-9]+\\.[0-9]+)</td>");
-    for (std::sregex_iterator it(row_html.begin(), row_html.end(), cell), end; it != end; ++it) cells.push_back((*it)[1]);
+    for (std::sregex_iterator it(row_html.begin(), row_html.end(), cell), end; it != end; ++it)
+      cells.push_back((*it)[1]);
     ASSERT_GE(cells.size(), m::kMetricNames.size()) << row_html;
     for (std::size_t i = 0; i < m::kMetricNames.size(); ++i) {
       char expected[32];
@@ -283,13 +288,14 @@ std::string chromium_command(const std::string& chromium, const TempDir& profile
 
 TEST_F(CompareCli, BrowserShowsEveryMethodAndEveryPicture) {
   const auto chromium = find_chromium();
-  if (!chromium) EFCNET_SKIP_UNLESS_CI() << "chromium is not installed (scripts/install-deps installs it); browser test";
+  if (!chromium)
+    EFCNET_SKIP_UNLESS_CI() << "chromium is not installed (scripts/install-deps installs it); browser test";
   const std::string page = dir() / "R/report.html";
   TempDir profile;
 
   const std::string shot = profile / "shot.png";
-  const Result screenshot = efcnet::testing::run_command(
-      chromium_command(*chromium, profile, "--screenshot=" + quoted(shot), page), profile);
+  const Result screenshot =
+      efcnet::testing::run_command(chromium_command(*chromium, profile, "--screenshot=" + quoted(shot), page), profile);
   ASSERT_EQ(screenshot.status, 0) << screenshot.err;
   const cv::Mat image = cv::imread(shot, cv::IMREAD_COLOR);
   ASSERT_FALSE(image.empty()) << shot;
@@ -339,10 +345,11 @@ class CompareOptions : public ::testing::Test {
 TEST_F(CompareOptions, HelpExplainsEveryOption) {
   const Result r = efcnet::testing::run_command(quoted(kBinary) + " compare --help", dir_);
   EXPECT_EQ(r.status, 0);
-  for (const char* text : {"--anatomical-dir", "--functional-dir", "--output-dir", "--method", "NAME=DIR", "--no-efcnet",
-                           "--no-baselines", "--weights", "--seem-weights", "--threads", "--overwrite", "report.html",
-                           "scores.csv", "scores.json", "y-average", "y-max", "stem", "missing", "atomically",
-                           "efcnet evaluate", "exit status is 1"}) {
+  for (const char* text :
+       {"--anatomical-dir", "--functional-dir", "--output-dir",    "--method",  "NAME=DIR",    "--no-efcnet",
+        "--no-baselines",   "--weights",        "--seem-weights",  "--threads", "--overwrite", "report.html",
+        "scores.csv",       "scores.json",      "y-average",       "y-max",     "stem",        "missing",
+        "atomically",       "efcnet evaluate",  "exit status is 1"}) {
     EXPECT_TRUE(contains(r.out, text)) << "compare --help lacks '" << text << "'";
   }
 }
@@ -372,7 +379,8 @@ TEST_F(CompareOptions, UnusableMethodsAreRefusedBeforeAnyWork) {
     EXPECT_TRUE(contains(r.err, message)) << args << ": " << r.err;
   }
   EXPECT_FALSE(fs::exists(dir_ / "refused"));
-  const Result same = compare("--no-efcnet --output-dir " + quoted(dir_ / "results") + " --method r=" + quoted(dir_ / "results"));
+  const Result same =
+      compare("--no-efcnet --output-dir " + quoted(dir_ / "results") + " --method r=" + quoted(dir_ / "results"));
   EXPECT_EQ(same.status, 1);
   EXPECT_TRUE(contains(same.err, "is an input directory")) << same.err;
 }

@@ -14,8 +14,8 @@
 #include <opencv2/imgcodecs.hpp>
 
 #include "efcnet/metrics.h"
-#include "support/required.h"
 #include "support/command.h"
+#include "support/required.h"
 #include "support/temp_dir.h"
 
 namespace {

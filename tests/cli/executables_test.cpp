@@ -171,7 +171,8 @@ TEST_F(TwoExecutables, FindsEfcnetTorchBesideItselfAndNamesItWhenMissing) {
 // efcnet chooses OpenBLAS's kernels before it runs efcnet-torch (which loads LibTorch and OpenBLAS),
 // so the LibTorch commands run with them: what OpenBLAS reports in `efcnet bench` is that choice.
 TEST_F(TwoExecutables, LibTorchCommandsRunWithTheBlasKernelsChosenForThisCpu) {
-  const Result r = run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json", "env -u OPENBLAS_CORETYPE");
+  const Result r =
+      run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json", "env -u OPENBLAS_CORETYPE");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto reported = nlohmann::json::parse(r.out)["blas_kernels"];
   if (reported.is_null()) GTEST_SKIP() << "the system BLAS is not OpenBLAS";
@@ -182,8 +183,8 @@ TEST_F(TwoExecutables, LibTorchCommandsRunWithTheBlasKernelsChosenForThisCpu) {
 }
 
 TEST_F(TwoExecutables, AnOpenBlasCoreTypeGivenByTheUserIsKept) {
-  const Result r = run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json",
-                       "OPENBLAS_CORETYPE=Prescott");
+  const Result r =
+      run("bench --size 32 --pairs 1 --warmup 0 --no-eager --threads 1 --format json", "OPENBLAS_CORETYPE=Prescott");
   ASSERT_EQ(r.status, 0) << r.err;
   const auto reported = nlohmann::json::parse(r.out)["blas_kernels"];
   if (reported.is_null()) GTEST_SKIP() << "the system BLAS is not OpenBLAS";

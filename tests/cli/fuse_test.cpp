@@ -19,8 +19,8 @@
 
 #include "efcnet/image.h"
 #include "efcnet/inference.h"
-#include "support/required.h"
 #include "support/command.h"
+#include "support/required.h"
 #include "support/temp_dir.h"
 
 namespace efcnet {
@@ -37,10 +37,9 @@ const std::string kBinary = EFCNET_BINARY;
 const std::string kWeights = std::string(EFCNET_SHARED_DIR) + "/golden/efcnet_random.pth";
 const std::string kSeemWeights = std::string(EFCNET_SHARED_DIR) + "/golden/seem_authors.pth";
 
-
-
-std::size_t count_lines(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
-
+std::size_t count_lines(const std::string& text) {
+  return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
 
 // Small images keep a CPU fuse well under a second; 32x48 also checks a non-square size.
 Phantom small_pair(PhantomKind kind, cv::Size size = {48, 32}) {
@@ -65,7 +64,9 @@ class FuseCli : public ::testing::Test {
   }
 
   static bool have_weights() { return std::filesystem::exists(kWeights) && std::filesystem::exists(kSeemWeights); }
-  static std::string weights_args() { return "--weights " + quoted(kWeights) + " --seem-weights " + quoted(kSeemWeights); }
+  static std::string weights_args() {
+    return "--weights " + quoted(kWeights) + " --seem-weights " + quoted(kSeemWeights);
+  }
 
   std::string write(const std::string& name, const cv::Mat& image) {
     const std::string path = dir_ / name;
@@ -75,7 +76,8 @@ class FuseCli : public ::testing::Test {
   }
 
   std::string single_args(const std::string& a, const std::string& f, const std::string& o) {
-    return "fuse --anatomical " + quoted(a) + " --functional " + quoted(f) + " --output " + quoted(o) + " " + weights_args();
+    return "fuse --anatomical " + quoted(a) + " --functional " + quoted(f) + " --output " + quoted(o) + " " +
+           weights_args();
   }
 
   void SetUp() override { ASSERT_TRUE(std::filesystem::exists(kBinary)) << kBinary; }
@@ -83,17 +85,38 @@ class FuseCli : public ::testing::Test {
   TempDir dir_;
 };
 
-#define REQUIRE_WEIGHTS()                                                                              \
-  if (!have_weights()) EFCNET_SKIP_UNLESS_CI() << "needs " << kWeights << " and " << kSeemWeights                 \
-                                    << " (../shared/golden is absent); the fusing CLI tests are skipped"
+#define REQUIRE_WEIGHTS()                                                    \
+  if (!have_weights())                                                       \
+  EFCNET_SKIP_UNLESS_CI() << "needs " << kWeights << " and " << kSeemWeights \
+                          << " (../shared/golden is absent); the fusing CLI tests are skipped"
 
 TEST_F(FuseCli, HelpDocumentsEveryOptionThePairingRuleAndColours) {
   const Result r = run("fuse --help");
   EXPECT_EQ(r.status, 0);
-  for (const char* text : {"--anatomical ", "--functional ", "--output ", "--anatomical-dir", "--functional-dir",
-                           "--output-dir", "--format", "--weights", "--seem-weights", "--threads", "--device",
-                           "--overwrite", "stem", "letter case", "unpaired", "YUV", "grey", "GFP", "EFCNET_WEIGHTS",
-                           "EFCNET_SEEM_WEIGHTS", "share/efcnet/models", "16-bit", "alpha", "atomically"}) {
+  for (const char* text : {"--anatomical ",
+                           "--functional ",
+                           "--output ",
+                           "--anatomical-dir",
+                           "--functional-dir",
+                           "--output-dir",
+                           "--format",
+                           "--weights",
+                           "--seem-weights",
+                           "--threads",
+                           "--device",
+                           "--overwrite",
+                           "stem",
+                           "letter case",
+                           "unpaired",
+                           "YUV",
+                           "grey",
+                           "GFP",
+                           "EFCNET_WEIGHTS",
+                           "EFCNET_SEEM_WEIGHTS",
+                           "share/efcnet/models",
+                           "16-bit",
+                           "alpha",
+                           "atomically"}) {
     EXPECT_TRUE(contains(r.out, text)) << "fuse --help lacks '" << text << "'";
   }
 }
@@ -320,7 +343,8 @@ TEST_F(FuseCli, FuseKilledAtAnyMomentLeavesNothingOrTheWholeOutput) {
   const std::string a = write("a.png", p.anatomical), f = write("f.png", p.functional);
   const auto start = std::chrono::steady_clock::now();
   const Result complete = run(single_args(a, f, dir_ / "complete.png"));
-  const auto whole_run = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
+  const auto whole_run =
+      std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start);
   ASSERT_EQ(complete.status, 0) << complete.err;
   const std::string expected = slurp(dir_ / "complete.png");
 
@@ -335,7 +359,8 @@ TEST_F(FuseCli, FuseKilledAtAnyMomentLeavesNothingOrTheWholeOutput) {
   }
   for (int attempt = 0; attempt < 3 && (killed_before == 0 || killed_after == 0); ++attempt) {
     if (attempt > 0) {
-      for (int& delay : delays) delay = killed_after == 0 ? delay * 2 : delay / 2;  // all too early: later; all too late: earlier
+      for (int& delay : delays)
+        delay = killed_after == 0 ? delay * 2 : delay / 2;  // all too early: later; all too late: earlier
     }
     for (const int delay_ms : delays) {
       const std::string out = dir_ / ("killed" + std::to_string(attempt) + "_" + std::to_string(delay_ms) + ".png");
@@ -367,8 +392,8 @@ TEST_F(FuseCli, FuseKilledAtAnyMomentLeavesNothingOrTheWholeOutput) {
 const std::string kShippedWeights = std::string(EFCNET_SOURCE_DIR) + "/models/efcnet_default.pth";
 const std::string kShippedSeemWeights = std::string(EFCNET_SOURCE_DIR) + "/models/seem_default.pth";
 
-#define REQUIRE_SHIPPED_WEIGHTS()                                                                                      \
-  if (!std::filesystem::exists(kShippedWeights) || !std::filesystem::exists(kShippedSeemWeights))                     \
+#define REQUIRE_SHIPPED_WEIGHTS()                                                                 \
+  if (!std::filesystem::exists(kShippedWeights) || !std::filesystem::exists(kShippedSeemWeights)) \
   EFCNET_SKIP_UNLESS_CI() << "no shipped weights in " << EFCNET_SOURCE_DIR << "/models"
 
 TEST_F(FuseCli, WithoutWeightsGivenTheShippedDefaultsAreUsed) {

@@ -87,7 +87,10 @@ TEST(DefaultWeights, ShippedFilesAreFoundInTheSourceTreeLast) {
   ScopedEnv env(kSpec.env.c_str(), nullptr);
   const std::string message = io_error(kSpec, "", "--weights");
   EXPECT_EQ(message.rfind("no test network weights: name a .pth file with --weights or set EFCNET_TEST_WEIGHTS "
-                          "(no shipped test_default.pth in ", 0), 0u) << message;
+                          "(no shipped test_default.pth in ",
+                          0),
+            0u)
+      << message;
   for (const auto& dir : dirs) EXPECT_NE(message.find(dir), std::string::npos) << dir;
   ScopedEnv no_network_env(kNetworkWeights.env.c_str(), nullptr);
   const std::string shipped = source_models + "/efcnet_default.pth";

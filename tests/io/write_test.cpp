@@ -108,8 +108,8 @@ TEST(WriteFileAtomic, ReadOnlyDirectoryIsNamedAndLeavesNothing) {
   fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
   const std::string locked = dir / "locked", path = locked + "/f";
   fs::create_directory(locked);
-  fs::permissions(locked, fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read |
-                              fs::perms::others_exec);
+  fs::permissions(locked,
+                  fs::perms::owner_read | fs::perms::owner_exec | fs::perms::others_read | fs::perms::others_exec);
   auto attempt = [&] {  // 0: IoError naming the file, 1: no error, 2: error without the name
     try {
       write_file_atomic(path, std::string_view("x"));

@@ -29,10 +29,10 @@ TEST(GoldenMetrics, MatchTheReferenceEvaluator) {
   for (const auto& triple : triples) {
     const std::string fused = triple.at("fused");
     SCOPED_TRACE(fused);
-    const m::FusionMetrics got = m::evaluate_fusion(
-        m::read_grey((kGoldenDir / triple.at("anatomical").get<std::string>()).string()),
-        m::read_grey((kGoldenDir / triple.at("functional").get<std::string>()).string()),
-        m::read_grey((kGoldenDir / fused).string()));
+    const m::FusionMetrics got =
+        m::evaluate_fusion(m::read_grey((kGoldenDir / triple.at("anatomical").get<std::string>()).string()),
+                           m::read_grey((kGoldenDir / triple.at("functional").get<std::string>()).string()),
+                           m::read_grey((kGoldenDir / fused).string()));
     const auto& expected = triple.at("metrics");
     ASSERT_EQ(expected.size(), m::kMetricNames.size());
     for (std::size_t i = 0; i < m::kMetricNames.size(); ++i) {

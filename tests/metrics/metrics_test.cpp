@@ -113,9 +113,7 @@ TEST(Vif, IdentityIsOnePerSource) {
   EXPECT_NEAR(m::vif(t, t, t), 2.0, 1e-9);
 }
 
-TEST(Vif, FlatFusionKeepsNoInformation) {
-  EXPECT_DOUBLE_EQ(m::vif(texture(), texture(), constant(128, 64)), 0.0);
-}
+TEST(Vif, FlatFusionKeepsNoInformation) { EXPECT_DOUBLE_EQ(m::vif(texture(), texture(), constant(128, 64)), 0.0); }
 
 TEST(Vif, ConstantReferenceCountsAsOne) {
   // The evaluator turns 0/0 into 1 for a reference without variance.
@@ -130,9 +128,7 @@ TEST(Qabf, IdentityUsesTheFusedStrengthWhereStrengthsAreEqual) {
   EXPECT_NEAR(m::qabf(step(), step(), step()), expected, 1e-6);
 }
 
-TEST(Qabf, FlatSourcesHaveNoEdgesToPreserve) {
-  EXPECT_TRUE(std::isnan(m::qabf(constant(0), constant(0), step())));
-}
+TEST(Qabf, FlatSourcesHaveNoEdgesToPreserve) { EXPECT_TRUE(std::isnan(m::qabf(constant(0), constant(0), step()))); }
 
 TEST(Ssim, IdentityIsOnePerSource) {
   const cv::Mat t = texture();
@@ -142,8 +138,8 @@ TEST(Ssim, IdentityIsOnePerSource) {
 TEST(Ssim, ConstantImagesCompareTheirMeans) {
   // Variances vanish, so each map value is (2 mu_F mu_X + C1) / (mu_F^2 + mu_X^2 + C1).
   const double c1 = 0.0004;
-  EXPECT_NEAR(m::ssim(constant(50), constant(50), constant(100)),
-              2 * (2 * 100 * 50 + c1) / (100 * 100 + 50 * 50 + c1), 1e-6);
+  EXPECT_NEAR(m::ssim(constant(50), constant(50), constant(100)), 2 * (2 * 100 * 50 + c1) / (100 * 100 + 50 * 50 + c1),
+              1e-6);
 }
 
 TEST(Ssim, DataRangeIsTwo) {
@@ -157,13 +153,20 @@ TEST(Ssim, DataRangeIsTwo) {
 TEST(EvaluateFusion, AgreesWithTheSingleMetricsInColumnOrder) {
   const cv::Mat a = texture(), b = texture().t(), f = (texture() + texture().t()) / 2;
   const m::FusionMetrics all = m::evaluate_fusion(a, b, f);
-  const double singles[] = {m::entropy(f),  m::standard_deviation(f), m::spatial_frequency(f),
-                            m::average_gradient(f), m::mutual_information(a, b, f), m::scd(a, b, f),
-                            m::vif(a, b, f), m::qabf(a, b, f), m::ssim(a, b, f), m::psnr(a, b, f),
-                            m::cc(a, b, f), m::mse(a, b, f)};
+  const double singles[] = {m::entropy(f),
+                            m::standard_deviation(f),
+                            m::spatial_frequency(f),
+                            m::average_gradient(f),
+                            m::mutual_information(a, b, f),
+                            m::scd(a, b, f),
+                            m::vif(a, b, f),
+                            m::qabf(a, b, f),
+                            m::ssim(a, b, f),
+                            m::psnr(a, b, f),
+                            m::cc(a, b, f),
+                            m::mse(a, b, f)};
   ASSERT_EQ(m::kMetricNames.size(), std::size(singles));
-  for (std::size_t i = 0; i < m::kMetricNames.size(); ++i)
-    EXPECT_DOUBLE_EQ(all[i], singles[i]) << m::kMetricNames[i];
+  for (std::size_t i = 0; i < m::kMetricNames.size(); ++i) EXPECT_DOUBLE_EQ(all[i], singles[i]) << m::kMetricNames[i];
   EXPECT_EQ(all[6], all.VIF);
   EXPECT_EQ(std::string(m::kMetricNames[7]), "Qabf");
 }

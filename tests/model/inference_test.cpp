@@ -57,9 +57,7 @@ struct Shape {
   int64_t batch, height, width;
 };
 
-void PrintTo(const Shape& s, std::ostream* os) {
-  *os << s.batch << "x" << s.height << "x" << s.width;
-}
+void PrintTo(const Shape& s, std::ostream* os) { *os << s.batch << "x" << s.height << "x" << s.width; }
 
 class InferenceMatchesEager : public ::testing::TestWithParam<Shape> {};
 
@@ -92,7 +90,8 @@ INSTANTIATE_TEST_SUITE_P(RandomWeights, InferenceMatchesEager,
                          ::testing::Values(Shape{1, 16, 16}, Shape{2, 24, 40}, Shape{1, 37, 23}, Shape{2, 20, 33}),
                          [](const auto& info) {
                            const Shape& s = info.param;
-                           return std::to_string(s.batch) + "x" + std::to_string(s.height) + "x" + std::to_string(s.width);
+                           return std::to_string(s.batch) + "x" + std::to_string(s.height) + "x" +
+                                  std::to_string(s.width);
                          });
 
 bool cpu_has_flag(const std::string& flag) {
@@ -113,7 +112,9 @@ struct WithAndWithout {
   }
 
   WithAndWithout(uint64_t seed, bool InferenceOptions::*option)
-      : models(seed), with(*models.seem, *models.network), without(*models.seem, *models.network, without_option(option)) {}
+      : models(seed),
+        with(*models.seem, *models.network),
+        without(*models.seem, *models.network, without_option(option)) {}
 
   // Max |difference| between the two fusions of a random H x W pair.
   double fusion_difference(int64_t h, int64_t w) const {
@@ -208,10 +209,12 @@ class FuserOnRandomWeights : public ::testing::Test {
   cv::Mat eager_fuse(const cv::Mat& anatomical, const cv::Mat& functional) {
     torch::NoGradGuard no_grad;
     const auto unit = [](const cv::Mat& plane) {
-      return torch::from_blob(plane.clone().data, {1, 1, plane.rows, plane.cols}, torch::kUInt8).to(torch::kFloat32) / 255.0f;
+      return torch::from_blob(plane.clone().data, {1, 1, plane.rows, plane.cols}, torch::kUInt8).to(torch::kFloat32) /
+             255.0f;
     };
     models_.network->use_textbook_attention(true);
-    const auto fused = models_.network->forward(models_.seem->forward(unit(functional_y_plane(functional))), unit(anatomical)).fused;
+    const auto fused =
+        models_.network->forward(models_.seem->forward(unit(functional_y_plane(functional))), unit(anatomical)).fused;
     const auto bytes = (fused * 255.0f).to(torch::kUInt8).contiguous();
     const cv::Mat y(anatomical.rows, anatomical.cols, CV_8UC1, bytes.data_ptr<uint8_t>());
     return replace_y_plane(functional, y.clone());
@@ -286,7 +289,9 @@ TEST(InferenceCost, FlopCountMatchesTheSpecification) {
   EXPECT_EQ(folded.encoder, reference.encoder);
   // Cost and memory grow with the pixels.
   EXPECT_NEAR(counted_flops(512, 512, false).total() / folded.total(), 4.0, 0.01);
-  const auto growth = [](int side) { return estimated_working_bytes(2 * side, 2 * side) - estimated_working_bytes(side, side); };
+  const auto growth = [](int side) {
+    return estimated_working_bytes(2 * side, 2 * side) - estimated_working_bytes(side, side);
+  };
   EXPECT_EQ(growth(512), 4 * growth(256));
 }
 

@@ -40,9 +40,10 @@ TEST(ModelStructure, NetworkHasTheReferenceParameters) {
   FusionNetwork network;
   EXPECT_EQ(parameter_count(*network), 7459145);
   EXPECT_EQ(entry_names(*network).size(), 231u);
-  for (const char* key : {"SU3.GlobalFeature.transformer.0.mlp.fc1.weight", "SU4.FFN.weight",
-                          "SU1.LocalFeature.Extraction.0.conv.0.weight", "ca3.conv1.weight",
-                          "convolutional_out2.conv.bias", "SU2.GlobalFeature.pos_embed", "conv4.bn.num_batches_tracked"}) {
+  for (const char* key :
+       {"SU3.GlobalFeature.transformer.0.mlp.fc1.weight", "SU4.FFN.weight",
+        "SU1.LocalFeature.Extraction.0.conv.0.weight", "ca3.conv1.weight", "convolutional_out2.conv.bias",
+        "SU2.GlobalFeature.pos_embed", "conv4.bn.num_batches_tracked"}) {
     EXPECT_TRUE(entry_names(*network).count(key)) << key;
   }
 }
@@ -70,7 +71,7 @@ TEST(ModelBehaviour, TrainingModeIsStochasticAndEvalIsNot) {
   network->train();
   const auto before = network->conv3_3->bn->running_mean.clone();
   EXPECT_FALSE(torch::equal(network->forward(s, a).fused, network->forward(s, a).fused));  // dropout, DropPath
-  EXPECT_FALSE(torch::equal(before, network->conv3_3->bn->running_mean));                 // batch statistics
+  EXPECT_FALSE(torch::equal(before, network->conv3_3->bn->running_mean));                  // batch statistics
 }
 
 TEST(ModelBehaviour, ShortcutAttentionEqualsTextbookAttention) {
@@ -149,7 +150,8 @@ TEST(ModelBehaviour, TokensAreRunsOfTheNchwBufferNotPixels) {
   const auto x = torch::rand({b, c, h, w});
   const auto mix = [&](const torch::Tensor& tokens) { return mixer->transformer->forward(tokens + mixer->pos_embed); };
   const auto runs = mix(x.reshape({b * h * w, 1, c})).reshape({b, c, h, w});
-  const auto pixels = mix(x.permute({0, 2, 3, 1}).reshape({b * h * w, 1, c})).reshape({b, h, w, c}).permute({0, 3, 1, 2});
+  const auto pixels =
+      mix(x.permute({0, 2, 3, 1}).reshape({b * h * w, 1, c})).reshape({b, h, w, c}).permute({0, 3, 1, 2});
   const auto mixed = mixer->forward(x);
   EXPECT_LE(max_abs_diff(mixed, runs), 1e-6);
   EXPECT_GT(max_abs_diff(mixed, pixels), 1e-3);

@@ -63,9 +63,9 @@ TEST(WinogradConvolution, LeavesOtherInputsToTheCaller) {
   const auto winograd = WinogradConvolution::create(torch::randn({64, 64, 3, 3}), torch::randn({64}));
   if (winograd == nullptr) GTEST_SKIP() << "no oneDNN Winograd kernels in this build or for this CPU (AVX-512)";
   const auto dst = empty_blocked(1, 64, 8, 8).zero_();
-  EXPECT_FALSE((*winograd)(empty_blocked(1, 32, 8, 8), dst, Epilogue::none));   // other channel count
-  EXPECT_FALSE((*winograd)(empty_blocked(1, 64, 8, 9), dst, Epilogue::none));   // other size than dst
-  EXPECT_FALSE((*winograd)(torch::rand({1, 64, 8, 8}), dst, Epilogue::none));   // not blocked
+  EXPECT_FALSE((*winograd)(empty_blocked(1, 32, 8, 8), dst, Epilogue::none));  // other channel count
+  EXPECT_FALSE((*winograd)(empty_blocked(1, 64, 8, 9), dst, Epilogue::none));  // other size than dst
+  EXPECT_FALSE((*winograd)(torch::rand({1, 64, 8, 8}), dst, Epilogue::none));  // not blocked
   EXPECT_TRUE(torch::equal(dst, torch::zeros_like(dst)));
 }
 

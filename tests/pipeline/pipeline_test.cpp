@@ -61,7 +61,8 @@ TEST(PipelineColour, ReplacingYKeepsTheChroma) {
 TEST(PipelineBaselines, AverageAndMaxOfTheYPlane) {
   const cv::Mat anatomical(12, 12, CV_8UC1, cv::Scalar(100));
   const cv::Mat functional(12, 12, CV_8UC1, cv::Scalar(51));
-  EXPECT_EQ(fuse_baseline(anatomical, functional, BaselineMethod::y_average).at<uint8_t>(3, 3), 76);  // 75.5 rounds to even
+  EXPECT_EQ(fuse_baseline(anatomical, functional, BaselineMethod::y_average).at<uint8_t>(3, 3),
+            76);  // 75.5 rounds to even
   EXPECT_EQ(fuse_baseline(anatomical, functional, BaselineMethod::y_max).at<uint8_t>(3, 3), 100);
   const cv::Mat colour(12, 12, CV_8UC3, cv::Scalar(60, 80, 120));  // Y = 90, unsaturated
   const cv::Mat fused = fuse_baseline(anatomical, colour, BaselineMethod::y_max);
@@ -88,12 +89,11 @@ TEST(PipelineFiles, EveryJobEndsFusedOrFailedWithItsReason) {
   cv::resize(phantom.functional, smaller, {16, 16});
   write_image_atomic(at("small.png"), smaller);
 
-  const std::vector<FusionJob> jobs{
-      {"good", anatomical, functional, at("good.png")},
-      {"missing", at("none.png"), functional, at("missing.png")},
-      {"sizes", anatomical, at("small.png"), at("sizes.png")},
-      {"unwritable", anatomical, functional, at("no-such-dir/out.png")},
-      {"again", anatomical, functional, at("again.png")}};
+  const std::vector<FusionJob> jobs{{"good", anatomical, functional, at("good.png")},
+                                    {"missing", at("none.png"), functional, at("missing.png")},
+                                    {"sizes", anatomical, at("small.png"), at("sizes.png")},
+                                    {"unwritable", anatomical, functional, at("no-such-dir/out.png")},
+                                    {"again", anatomical, functional, at("again.png")}};
   std::vector<std::pair<std::string, std::string>> reports;
   int fusions_made = 0;
   const BatchOutcome outcome = fuse_files(
@@ -127,8 +127,7 @@ TEST(PipelineFiles, AnErrorMakingTheFusionEndsTheBatchAndWritesNothing) {
   write_image_atomic(at("f.png"), phantom.functional);
   std::vector<FusionJob> jobs;
   for (int i = 0; i < 6; ++i) {
-    jobs.push_back({std::to_string(i), at("a.png"), at("f.png"),
-                    at("out") + std::to_string(i) + ".png"});
+    jobs.push_back({std::to_string(i), at("a.png"), at("f.png"), at("out") + std::to_string(i) + ".png"});
   }
   int reports = 0;
   EXPECT_THROW(fuse_files(

@@ -25,14 +25,16 @@ inline NpyArray read_npy_float32(const std::string& path) {
   const int major = static_cast<unsigned char>(bytes[6]);
   const size_t header_len_size = major == 1 ? 2 : 4;
   size_t header_len = 0;
-  for (size_t i = 0; i < header_len_size; ++i) header_len |= size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
+  for (size_t i = 0; i < header_len_size; ++i)
+    header_len |= size_t(static_cast<unsigned char>(bytes[8 + i])) << (8 * i);
   const size_t data_start = 8 + header_len_size + header_len;
   const std::string header = bytes.substr(8 + header_len_size, header_len);
   if (header.find("'<f4'") == std::string::npos || header.find("'fortran_order': False") == std::string::npos) {
     throw std::runtime_error(path + ": expected C-order little-endian float32");
   }
   std::smatch match;
-  if (!std::regex_search(header, match, std::regex("'shape': \\(([^)]*)\\)"))) throw std::runtime_error(path + ": no shape");
+  if (!std::regex_search(header, match, std::regex("'shape': \\(([^)]*)\\)")))
+    throw std::runtime_error(path + ": no shape");
   NpyArray array;
   const std::string dims = match[1];
   const std::regex number("\\d+");

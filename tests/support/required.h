@@ -18,7 +18,7 @@ inline bool running_in_ci() {
 
 // Use as GTEST_SKIP() is used: EFCNET_SKIP_UNLESS_CI() << "what is missing";
 // A fatal failure under CI=true, a skip elsewhere (gtest's own GTEST_SKIP/GTEST_FAIL mechanism).
-#define EFCNET_SKIP_UNLESS_CI()                                                                      \
+#define EFCNET_SKIP_UNLESS_CI()                                                                          \
   return GTEST_MESSAGE_(::efcnet::testing::running_in_ci() ? "required under CI=true, but missing" : "", \
-                        ::efcnet::testing::running_in_ci() ? ::testing::TestPartResult::kFatalFailure  \
+                        ::efcnet::testing::running_in_ci() ? ::testing::TestPartResult::kFatalFailure    \
                                                            : ::testing::TestPartResult::kSkip)

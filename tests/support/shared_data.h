@@ -18,9 +18,10 @@ inline bool have_golden() { return std::filesystem::is_directory(std::string(EFC
 }  // namespace efcnet::testing
 
 // Skips the current test when ../shared/golden is not beside the checkout (fails it under CI=true).
-#define EFCNET_REQUIRE_GOLDEN()                                                                   \
-  do {                                                                                           \
-    if (!::efcnet::testing::have_golden())                                                          \
-      EFCNET_SKIP_UNLESS_CI() << "golden data not found at " EFCNET_SHARED_DIR "/golden (../shared beside " \
-                      "the checkout); parity test skipped";                                      \
+#define EFCNET_REQUIRE_GOLDEN()                                                \
+  do {                                                                         \
+    if (!::efcnet::testing::have_golden())                                     \
+      EFCNET_SKIP_UNLESS_CI() << "golden data not found at " EFCNET_SHARED_DIR \
+                                 "/golden (../shared beside "                  \
+                                 "the checkout); parity test skipped";         \
   } while (0)

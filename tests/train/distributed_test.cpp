@@ -43,9 +43,9 @@ namespace fs = std::filesystem;
 using efcnet::testing::TempDir;
 using Clock = std::chrono::steady_clock;
 
-#define SKIP_WITHOUT_GLOO()                                                                        \
-  if (!distributed_training_available()) {                                                          \
-    EFCNET_SKIP_UNLESS_CI() << "this build has no c10d Gloo backend (libgloo-dev missing at build time)";     \
+#define SKIP_WITHOUT_GLOO()                                                                               \
+  if (!distributed_training_available()) {                                                                \
+    EFCNET_SKIP_UNLESS_CI() << "this build has no c10d Gloo backend (libgloo-dev missing at build time)"; \
   }
 
 int free_port() {
@@ -105,9 +105,7 @@ void without_dropout(FusionNetwork& network) {
 // A batch of smooth images in [0, 1]: (functional, anatomical), each (n, 1, 16, 24).
 std::pair<torch::Tensor, torch::Tensor> images(int64_t n, uint64_t seed, torch::Dtype dtype = torch::kFloat32) {
   torch::manual_seed(seed);
-  const auto smooth = [&] {
-    return torch::avg_pool2d(torch::rand({n, 1, 18, 26}), 3, 1).clamp(0.0, 1.0).to(dtype);
-  };
+  const auto smooth = [&] { return torch::avg_pool2d(torch::rand({n, 1, 18, 26}), 3, 1).clamp(0.0, 1.0).to(dtype); };
   auto f = smooth();
   auto a = smooth();
   return {f, a};
@@ -119,7 +117,8 @@ torch::Tensor loss_of(FusionNetwork& network, const std::pair<torch::Tensor, tor
 
 std::vector<torch::Tensor> grads_of(FusionNetwork& network) {
   std::vector<torch::Tensor> grads;
-  for (const auto& p : network->parameters()) grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
+  for (const auto& p : network->parameters())
+    grads.push_back(p.grad().defined() ? p.grad().clone() : torch::zeros_like(p));
   return grads;
 }
 
@@ -252,15 +251,15 @@ std::vector<torch::Tensor> weights_and_buffers(FusionNetwork& network) {
   return all;
 }
 
-SyncStep sync_bn_step_on_two_ranks(uint64_t seed, const std::pair<torch::Tensor, torch::Tensor>& whole, torch::Dtype dtype) {
+SyncStep sync_bn_step_on_two_ranks(uint64_t seed, const std::pair<torch::Tensor, torch::Tensor>& whole,
+                                   torch::Dtype dtype) {
   std::vector<FusionNetwork> replicas{make_network(seed, dtype), make_network(seed, dtype)};
   for (auto& n : replicas) without_dropout(n);
   SyncStep result{std::vector<double>(2), std::vector<std::vector<torch::Tensor>>(2),
                   std::vector<std::vector<torch::Tensor>>(2)};
   run_ranks(2, [&](int rank, DistributedGroup& group) {
-    BatchNormOverride synchronised([&group](torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) {
-      return sync_batch_norm(group, bn, x);
-    });
+    BatchNormOverride synchronised(
+        [&group](torch::nn::BatchNorm2dImpl& bn, const torch::Tensor& x) { return sync_batch_norm(group, bn, x); });
     auto& network = replicas[rank];
     GradientAverager averager(group, network->parameters(), 1 << 20);
     torch::optim::SGD sgd(network->parameters(), torch::optim::SGDOptions(kSgdLr));
@@ -366,11 +365,14 @@ TEST(Distributed, RanksJoinTheStoreOfALauncherThatHostsIt) {
   options.launcher_hosts_store = true;
   options.restart_count = 3;
   std::vector<double> sums(2);
-  run_ranks(2, [&](int rank, DistributedGroup& group) {
-    auto t = torch::full({4}, static_cast<double>(rank + 1), torch::kDouble);
-    group.all_reduce_sum(t);
-    sums[rank] = t[0].item<double>();
-  }, options);
+  run_ranks(
+      2,
+      [&](int rank, DistributedGroup& group) {
+        auto t = torch::full({4}, static_cast<double>(rank + 1), torch::kDouble);
+        group.all_reduce_sum(t);
+        sums[rank] = t[0].item<double>();
+      },
+      options);
   EXPECT_EQ(sums, (std::vector<double>{3.0, 3.0}));
   EXPECT_TRUE(agent->check({"/worker/attempt_3/efcnet/joined/1"}));
 }
@@ -399,9 +401,15 @@ struct PairsOnDisk {
 
   // `efcnet train` on these pairs, one thread, no progress bar, writing to `out`.
   std::vector<std::string> train_command(const std::string& out, int epochs) const {
-    return {EFCNET_BINARY, "train", "--anatomical-dir", dir / "anatomical", "--functional-dir", dir / "functional",
-            "--seem-weights", dir / "seem.pth", "--out-dir", out, "--epochs", std::to_string(epochs),
-            "--batch-size", "1", "--threads", "1", "--no-progress"};
+    return {EFCNET_BINARY,      "train",
+            "--anatomical-dir", dir / "anatomical",
+            "--functional-dir", dir / "functional",
+            "--seem-weights",   dir / "seem.pth",
+            "--out-dir",        out,
+            "--epochs",         std::to_string(epochs),
+            "--batch-size",     "1",
+            "--threads",        "1",
+            "--no-progress"};
   }
   TempDir dir;
 };
@@ -502,7 +510,8 @@ TEST(DistributedCli, TwoRanksTrainResumeWithTorchrunVariablesAndRefuseAnotherWor
   TempDir out;
   const std::string run = out / "run";
   {
-    Process launcher(with(data.train_command(run, 1), {"--nproc-per-node", "2", "--check-replicas"}), {}, out / "launch.log");
+    Process launcher(with(data.train_command(run, 1), {"--nproc-per-node", "2", "--check-replicas"}), {},
+                     out / "launch.log");
     ASSERT_EQ(launcher.wait(std::chrono::seconds(300)), 0) << launcher.output();
     EXPECT_NE(launcher.output().find("2 ranks"), std::string::npos) << launcher.output();
   }
@@ -612,7 +621,8 @@ TEST(DistributedCli, LauncherStopsTheOtherRanksAndForwardsTheExitCode) {
   wait_for_file(run + "/loss.csv", std::chrono::seconds(300));
   // The launcher's children are the ranks; rank 1 is the one with RANK=1 in its environment.
   int rank0 = -1, rank1 = -1;
-  std::ifstream children("/proc/" + std::to_string(launcher.pid()) + "/task/" + std::to_string(launcher.pid()) + "/children");
+  std::ifstream children("/proc/" + std::to_string(launcher.pid()) + "/task/" + std::to_string(launcher.pid()) +
+                         "/children");
   for (int child; children >> child;) {
     std::ifstream environment("/proc/" + std::to_string(child) + "/environ");
     const std::string text((std::istreambuf_iterator<char>(environment)), std::istreambuf_iterator<char>());
@@ -624,7 +634,8 @@ TEST(DistributedCli, LauncherStopsTheOtherRanksAndForwardsTheExitCode) {
   ::kill(rank1, SIGKILL);
   const int code = launcher.wait(std::chrono::seconds(60));
   EXPECT_EQ(code, 128 + SIGKILL) << launcher.output();
-  EXPECT_NE(launcher.output().find("rank 1 (pid " + std::to_string(rank1) + ") was killed by signal 9"), std::string::npos)
+  EXPECT_NE(launcher.output().find("rank 1 (pid " + std::to_string(rank1) + ") was killed by signal 9"),
+            std::string::npos)
       << launcher.output();
   EXPECT_EQ(::kill(rank0, 0), -1) << "rank 0 outlived its launcher";
 }
@@ -650,18 +661,17 @@ class TwoHosts {
     const std::string id = std::to_string(::getpid());
     names_ = {"efcnet-a" + id, "efcnet-b" + id};
     const std::string veth_a = "efa" + id, veth_b = "efb" + id;
-    const std::vector<std::string> setup{
-        "ip netns add " + names_[0],
-        "ip netns add " + names_[1],
-        "ip link add " + veth_a + " type veth peer name " + veth_b,
-        "ip link set " + veth_a + " netns " + names_[0],
-        "ip link set " + veth_b + " netns " + names_[1],
-        "ip -n " + names_[0] + " addr add " + address(0) + "/24 dev " + veth_a,
-        "ip -n " + names_[1] + " addr add " + address(1) + "/24 dev " + veth_b,
-        "ip -n " + names_[0] + " link set " + veth_a + " up",
-        "ip -n " + names_[1] + " link set " + veth_b + " up",
-        "ip -n " + names_[0] + " link set lo up",
-        "ip -n " + names_[1] + " link set lo up"};
+    const std::vector<std::string> setup{"ip netns add " + names_[0],
+                                         "ip netns add " + names_[1],
+                                         "ip link add " + veth_a + " type veth peer name " + veth_b,
+                                         "ip link set " + veth_a + " netns " + names_[0],
+                                         "ip link set " + veth_b + " netns " + names_[1],
+                                         "ip -n " + names_[0] + " addr add " + address(0) + "/24 dev " + veth_a,
+                                         "ip -n " + names_[1] + " addr add " + address(1) + "/24 dev " + veth_b,
+                                         "ip -n " + names_[0] + " link set " + veth_a + " up",
+                                         "ip -n " + names_[1] + " link set " + veth_b + " up",
+                                         "ip -n " + names_[0] + " link set lo up",
+                                         "ip -n " + names_[1] + " link set lo up"};
     for (const auto& command : setup) {
       if (std::system((command + " >/dev/null 2>&1").c_str()) != 0) {
         problem_ = "'" + command + "' failed";

@@ -67,7 +67,9 @@ struct SyntheticData {
 
 // std::max(a, NaN) is a: a NaN anywhere must make the whole difference NaN, which fails every
 // EXPECT_LE against a tolerance.
-double nan_or_max(double worst, double value) { return std::isnan(worst) || std::isnan(value) ? NAN : std::max(worst, value); }
+double nan_or_max(double worst, double value) {
+  return std::isnan(worst) || std::isnan(value) ? NAN : std::max(worst, value);
+}
 
 double max_state_diff(const std::string& a, const std::string& b) {
   const auto x = read_state_dict(a);
@@ -76,7 +78,8 @@ double max_state_diff(const std::string& a, const std::string& b) {
   double diff = 0.0;
   for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) {
     EXPECT_EQ(x[i].first, y[i].first);
-    diff = nan_or_max(diff, (x[i].second.to(torch::kDouble) - y[i].second.to(torch::kDouble)).abs().max().item<double>());
+    diff =
+        nan_or_max(diff, (x[i].second.to(torch::kDouble) - y[i].second.to(torch::kDouble)).abs().max().item<double>());
   }
   return diff;
 }
@@ -125,7 +128,11 @@ TEST(Trainer, ResumedRunEqualsUninterruptedRun) {
   EXPECT_GT(max_state_diff(out / "straight/model_1.pth", out / "straight/model_2.pth"), 0.0);  // it did learn
   // Both logs hold the same steps; the resumed one kept epoch 1's rows.
   std::ifstream a(out / "straight/loss.csv"), b(out / "split/loss.csv");
-  const auto lines = [](std::ifstream& in) { int n = 0; for (std::string l; std::getline(in, l);) ++n; return n; };
+  const auto lines = [](std::ifstream& in) {
+    int n = 0;
+    for (std::string l; std::getline(in, l);) ++n;
+    return n;
+  };
   EXPECT_EQ(lines(a), 5);
   EXPECT_EQ(lines(b), 5);
   EXPECT_TRUE(fs::exists(out / "split/loss.png"));
@@ -312,7 +319,7 @@ TEST(Trainer, NamesBadDataBeforeStarting) {
   SyntheticData data(3);
   cv::imwrite(data.dir / "anatomical/lonely.png", cv::Mat(16, 24, CV_8UC1, cv::Scalar(3)));
   cv::imwrite(data.dir / "anatomical/slice1.png", cv::Mat(20, 24, CV_8UC1, cv::Scalar(3)));  // size mismatch
-  std::ofstream(data.dir / "functional/slice2.png", std::ios::trunc) << "\x89PNG\r\n";         // truncated
+  std::ofstream(data.dir / "functional/slice2.png", std::ios::trunc) << "\x89PNG\r\n";       // truncated
   TempDir out;
   const auto message = error_of([&] { train_network(data.options(out / "run", 1)); });
   EXPECT_NE(message.find("unpaired: " + (data.dir / "anatomical/lonely.png")), std::string::npos) << message;

@@ -3,12 +3,12 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <map>
 #include <set>
-#include <vector>
-#include <filesystem>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
@@ -84,7 +84,8 @@ std::vector<double> luminance(Colormap colormap) {
 TEST(VolumePalettes, HotIronsLuminanceRisesWithUptakeMostEvenly) {
   std::map<Colormap, int> distinct;
   std::map<Colormap, double> straightness;
-  for (const Colormap colormap : {Colormap::grey, Colormap::hot_iron, Colormap::pet, Colormap::hot_metal_blue, Colormap::pet_20_step}) {
+  for (const Colormap colormap :
+       {Colormap::grey, Colormap::hot_iron, Colormap::pet, Colormap::hot_metal_blue, Colormap::pet_20_step}) {
     const auto y = luminance(colormap);
     int falls = 0;
     for (int v = 1; v < 256; ++v) falls += y[v] < y[v - 1] - 1e-9;
@@ -97,8 +98,8 @@ TEST(VolumePalettes, HotIronsLuminanceRisesWithUptakeMostEvenly) {
     distinct[colormap] = static_cast<int>(levels.size());
     straightness[colormap] = (svy / 256 - sv / 256 * sy / 256) /
                              std::sqrt((svv / 256 - sv / 256 * sv / 256) * (syy / 256 - sy / 256 * sy / 256));
-    std::printf("%-15s Y falls at %3d entries, %3d distinct 8-bit levels, corr(entry, Y) %.4f\n", colormap_name(colormap),
-                falls, distinct[colormap], straightness[colormap]);
+    std::printf("%-15s Y falls at %3d entries, %3d distinct 8-bit levels, corr(entry, Y) %.4f\n",
+                colormap_name(colormap), falls, distinct[colormap], straightness[colormap]);
     EXPECT_EQ(y[0], 0) << colormap_name(colormap);
     EXPECT_NEAR(y[255], 255, 1e-9) << colormap_name(colormap);
     if (colormap == Colormap::pet || colormap == Colormap::pet_20_step) {

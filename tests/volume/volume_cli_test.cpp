@@ -31,7 +31,8 @@ class VolumeCli : public ::testing::Test {
 
   // A small phantom pair written by `efcnet phantom --volume` into dir_/in.
   void make_phantom(int slices = 6) {
-    const Result r = run("phantom --volume --size 48 --slices " + std::to_string(slices) + " --out-dir " + quoted(dir_ / "in"));
+    const Result r =
+        run("phantom --volume --size 48 --slices " + std::to_string(slices) + " --out-dir " + quoted(dir_ / "in"));
     ASSERT_EQ(r.status, 0) << r.err;
   }
   std::string fuse_args(const std::string& a, const std::string& f, const std::string& o) {
@@ -44,8 +45,9 @@ class VolumeCli : public ::testing::Test {
 TEST_F(VolumeCli, FusesAPhantomPairOntoTheAnatomicalGridWithPictures) {
   make_phantom();
   std::filesystem::create_directory(dir_ / "out");
-  const Result r = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "out/fused.nii.gz") +
-                       " --slices-dir " + quoted(dir_ / "slices") + " --montage " + quoted(dir_ / "out/montage.png"));
+  const Result r =
+      run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "out/fused.nii.gz") +
+          " --slices-dir " + quoted(dir_ / "slices") + " --montage " + quoted(dir_ / "out/montage.png"));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_TRUE(contains(r.err, "6 axial slices")) << r.err;
   const VolumeInfo anatomical = read_volume_info(dir_ / "in/anatomical.nii.gz");
@@ -60,22 +62,25 @@ TEST_F(VolumeCli, FusesAPhantomPairOntoTheAnatomicalGridWithPictures) {
   EXPECT_EQ(montage.rows, 3 * 160 + 4);
 
   // evaluate: one row per slice with content, then the mean.
-  const Result scores = run("evaluate --format csv --anatomical " + quoted(dir_ / "in/anatomical.nii.gz") + " --functional " +
-                            quoted(dir_ / "in/functional.nii.gz") + " --fused " + quoted(dir_ / "out/fused.nii.gz"));
+  const Result scores =
+      run("evaluate --format csv --anatomical " + quoted(dir_ / "in/anatomical.nii.gz") + " --functional " +
+          quoted(dir_ / "in/functional.nii.gz") + " --fused " + quoted(dir_ / "out/fused.nii.gz"));
   ASSERT_EQ(scores.status, 0) << scores.err;
   EXPECT_TRUE(contains(scores.out, "file,EN,SD,SF,AG,MI,SCD,VIF,Qabf,SSIM,PSNR,CC,MSE\naxial_0,")) << scores.out;
   EXPECT_TRUE(contains(scores.out, "\nmean,")) << scores.out;
 
   // An existing output is kept without --overwrite.
-  const Result again = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "out/fused.nii.gz"));
+  const Result again =
+      run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "out/fused.nii.gz"));
   EXPECT_EQ(again.status, 1);
   EXPECT_TRUE(contains(again.err, "already exists")) << again.err;
 }
 
 TEST_F(VolumeCli, GreyColormapGivesAGreyVolume) {
   make_phantom(12);  // coronal slices 48x12
-  const Result sagittal = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "sagittal.nii") +
-                              " --plane sagittal --slices-dir " + quoted(dir_ / "sagittal"));
+  const Result sagittal =
+      run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "sagittal.nii") +
+          " --plane sagittal --slices-dir " + quoted(dir_ / "sagittal"));
   EXPECT_EQ(sagittal.status, 0) << sagittal.err;  // 48x12 slices, 48 of them
   EXPECT_EQ(list_dir(dir_ / "sagittal").size(), 48u);
   const Result r = run(fuse_args(dir_ / "in/anatomical.nii.gz", dir_ / "in/functional.nii.gz", dir_ / "grey.nii") +
@@ -109,12 +114,14 @@ TEST_F(VolumeCli, RefusalsNameTheProblemAndLeaveNothingBehind) {
   Volume far = read_volume(f);
   far.geometry.origin[0] += 1000;
   write_volume_atomic(dir_ / "in/far.nii.gz", far);
-  refused(fuse_args(a, dir_ / "in/far.nii.gz", dir_ / "out/o.nii.gz"), {"far.nii.gz (x ", "do not overlap", " mm (LPS)"});
+  refused(fuse_args(a, dir_ / "in/far.nii.gz", dir_ / "out/o.nii.gz"),
+          {"far.nii.gz (x ", "do not overlap", " mm (LPS)"});
   // A truncated .nii.gz.
   {
     std::ifstream in(a, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    std::ofstream(dir_ / "in/cut.nii.gz", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+    std::ofstream(dir_ / "in/cut.nii.gz", std::ios::binary)
+        .write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
   }
   refused(fuse_args(dir_ / "in/cut.nii.gz", f, dir_ / "out/o.nii.gz"), {"cut.nii.gz"});
   // A DICOM directory without images.
@@ -138,8 +145,8 @@ TEST_F(VolumeCli, DirectoryModePairsVolumesByName) {
   std::filesystem::copy_file(dir_ / "in/anatomical.nii.gz", dir_ / "a/s2.nii.gz");
   std::ofstream(dir_ / "f/s2.nii.gz") << "corrupt";
   std::filesystem::copy_file(dir_ / "in/anatomical.nii.gz", dir_ / "a/lonely.nii.gz");
-  const Result r = run("fuse --threads 2 --anatomical-dir " + quoted(dir_ / "a") + " --functional-dir " + quoted(dir_ / "f") +
-                       " --output-dir " + quoted(dir_ / "o"));
+  const Result r = run("fuse --threads 2 --anatomical-dir " + quoted(dir_ / "a") + " --functional-dir " +
+                       quoted(dir_ / "f") + " --output-dir " + quoted(dir_ / "o"));
   EXPECT_EQ(r.status, 1) << r.err;
   EXPECT_TRUE(contains(r.err, "unpaired: " + (dir_ / "a/lonely.nii.gz"))) << r.err;
   EXPECT_TRUE(contains(r.err, "failed: s2: ")) << r.err;

@@ -3,8 +3,8 @@
 #pragma once
 
 #include <algorithm>
-#include <cstdio>
 #include <cmath>
+#include <cstdio>
 #include <random>
 #include <sstream>
 #include <string>
@@ -22,7 +22,8 @@
 namespace efcnet::testing {
 
 // A geometry from its parts (direction row-major, columns = voxel axes in LPS).
-inline VolumeGeometry make_geometry(std::array<int64_t, 3> size, std::array<double, 3> spacing, std::array<double, 3> origin,
+inline VolumeGeometry make_geometry(std::array<int64_t, 3> size, std::array<double, 3> spacing,
+                                    std::array<double, 3> origin,
                                     std::array<double, 9> direction = {1, 0, 0, 0, 1, 0, 0, 0, 1}) {
   VolumeGeometry g;
   g.size = size;
@@ -88,7 +89,7 @@ struct DicomSeriesOptions {
   std::string description = "efcnet test series";
   // Rescale tags; GDCM's writer stores (value - intercept) / slope and needs a whole slope.
   double slope = 1, intercept = 0;
-  unsigned shuffle_seed = 0;        // file names in a shuffled order when not 0
+  unsigned shuffle_seed = 0;  // file names in a shuffled order when not 0
   std::string name_prefix = "img";
 };
 
@@ -99,7 +100,8 @@ inline void write_dicom_series(const std::string& dir, const VolumeGeometry& g, 
   using Slice = itk::Image<int16_t, 2>;
   std::vector<int> file_number(static_cast<std::size_t>(g.size[2]));
   for (std::size_t k = 0; k < file_number.size(); ++k) file_number[k] = static_cast<int>(k);
-  if (options.shuffle_seed != 0) std::shuffle(file_number.begin(), file_number.end(), std::mt19937(options.shuffle_seed));
+  if (options.shuffle_seed != 0)
+    std::shuffle(file_number.begin(), file_number.end(), std::mt19937(options.shuffle_seed));
   const auto& d = g.direction;
   for (int64_t k = 0; k < g.size[2]; ++k) {
     auto slice = Slice::New();
@@ -110,14 +112,17 @@ inline void write_dicom_series(const std::string& dir, const VolumeGeometry& g, 
     slice->Allocate();
     int16_t* out = slice->GetBufferPointer();
     const std::size_t n = static_cast<std::size_t>(g.size[0] * g.size[1]);
-    for (std::size_t v = 0; v < n; ++v) out[v] = static_cast<int16_t>(std::lround(values[static_cast<std::size_t>(k) * n + v]));
+    for (std::size_t v = 0; v < n; ++v)
+      out[v] = static_cast<int16_t>(std::lround(values[static_cast<std::size_t>(k) * n + v]));
     Slice::SpacingType spacing;
     spacing[0] = g.spacing[0];
     spacing[1] = g.spacing[1];
     slice->SetSpacing(spacing);
     const auto position = g.physical_point(0, 0, static_cast<double>(k));
     itk::MetaDataDictionary& dict = slice->GetMetaDataDictionary();
-    auto set = [&dict](const std::string& tag, const std::string& value) { itk::EncapsulateMetaData<std::string>(dict, tag, value); };
+    auto set = [&dict](const std::string& tag, const std::string& value) {
+      itk::EncapsulateMetaData<std::string>(dict, tag, value);
+    };
     set("0008|0016", "1.2.840.10008.5.1.4.1.1.4");  // MR Image Storage
     set("0008|0018", options.series_uid + "." + std::to_string(k + 1));
     set("0008|0060", "MR");
@@ -138,7 +143,8 @@ inline void write_dicom_series(const std::string& dir, const VolumeGeometry& g, 
     auto writer = itk::ImageFileWriter<Slice>::New();
     writer->SetImageIO(io);
     char name[64];
-    std::snprintf(name, sizeof name, "%s_%03d.dcm", options.name_prefix.c_str(), file_number[static_cast<std::size_t>(k)]);
+    std::snprintf(name, sizeof name, "%s_%03d.dcm", options.name_prefix.c_str(),
+                  file_number[static_cast<std::size_t>(k)]);
     writer->SetFileName(dir + "/" + name);
     writer->SetInput(slice);
     writer->Update();

@@ -67,12 +67,14 @@ std::vector<float> whole(std::vector<float> values) {
 int max_difference_at_same_points(const ByteVolume& a, const ByteVolume& b) {
   const auto b_on_a = testing::same_points(b.geometry, b.voxels, a.geometry, b.channels);
   int worst = 0;
-  for (std::size_t v = 0; v < a.voxels.size(); ++v) worst = std::max(worst, std::abs(int(a.voxels[v]) - int(b_on_a[v])));
+  for (std::size_t v = 0; v < a.voxels.size(); ++v)
+    worst = std::max(worst, std::abs(int(a.voxels[v]) - int(b_on_a[v])));
   return worst;
 }
 
 FusedVolume fuse_files(const Fuser& fuser, const std::string& anatomical, const std::string& functional) {
-  const PreparedVolumes prepared = prepare_volumes(read_volume(anatomical), read_volume(functional), {}, anatomical, functional);
+  const PreparedVolumes prepared =
+      prepare_volumes(read_volume(anatomical), read_volume(functional), {}, anatomical, functional);
   return fuse_volume(fuser, prepared);
 }
 
@@ -100,7 +102,8 @@ TEST_F(VolumeFusion, TheSameAnatomyAsNiftiOrAsDicomSeriesGivesTheSameFusedVolume
 
   const FusedVolume from_nifti = fuse_files(*fuser_, dir / "anatomical.nii.gz", dir / "functional.nii.gz");
   const FusedVolume from_dicom = fuse_files(*fuser_, dir / "dicom", dir / "functional.nii.gz");
-  ASSERT_FALSE(same_geometry(from_nifti.fused.geometry, from_dicom.fused.geometry, 1e-3)) << "the test wants two voxel orders";
+  ASSERT_FALSE(same_geometry(from_nifti.fused.geometry, from_dicom.fused.geometry, 1e-3))
+      << "the test wants two voxel orders";
   EXPECT_GT(from_nifti.fused_slices, 3);
   EXPECT_LE(max_difference_at_same_points(from_nifti.fused, from_dicom.fused), 1);
 }

@@ -81,7 +81,8 @@ TEST(VolumeRead, BigEndianInt16WithSlopeAndIntercept) {
   swap_nifti_header(&header, 1);
   std::memcpy(bytes.data(), &header, sizeof header);
   for (std::size_t at = data_offset; at + 1 < bytes.size(); at += 2) std::swap(bytes[at], bytes[at + 1]);
-  std::ofstream(path, std::ios::binary | std::ios::trunc).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  std::ofstream(path, std::ios::binary | std::ios::trunc)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   ASSERT_EQ(static_cast<unsigned char>(bytes[3]), 0x5C) << "sizeof_hdr is not big-endian";
 
   const Volume volume = read_volume(path);
@@ -128,13 +129,15 @@ TEST(VolumeRead, TruncatedOrCorruptFilesAreIoErrors) {
     std::ifstream in(dir / "whole.nii.gz", std::ios::binary);
     return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   }();
-  std::ofstream(dir / "cut.nii.gz", std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
+  std::ofstream(dir / "cut.nii.gz", std::ios::binary)
+      .write(bytes.data(), static_cast<std::streamsize>(bytes.size() / 2));
   EXPECT_THROW(read_volume(dir / "cut.nii.gz"), IoError);
   std::ofstream(dir / "junk.nii.gz", std::ios::binary) << "not a volume at all";
   EXPECT_THROW(read_volume(dir / "junk.nii.gz"), IoError);
   std::string flipped = bytes;  // a corrupt byte inside the compressed stream (its CRC then fails)
   flipped[flipped.size() / 2] = static_cast<char>(flipped[flipped.size() / 2] ^ 0x55);
-  std::ofstream(dir / "flip.nii.gz", std::ios::binary).write(flipped.data(), static_cast<std::streamsize>(flipped.size()));
+  std::ofstream(dir / "flip.nii.gz", std::ios::binary)
+      .write(flipped.data(), static_cast<std::streamsize>(flipped.size()));
   EXPECT_THROW(read_volume(dir / "flip.nii.gz"), IoError);
   EXPECT_THROW(read_volume(dir / "missing.nii"), IoError);
 }
@@ -266,7 +269,7 @@ TEST(VolumeWindow, PercentilesOfNonZeroVoxelsAndParsing) {
   volume.voxels.resize(2000, 0.0f);  // zeros (background) do not count
   std::shuffle(volume.voxels.begin(), volume.voxels.end(), std::mt19937(3));
   const Window w = robust_window(volume);
-  EXPECT_NEAR(w.low, 5.995, 1e-9);    // NumPy: percentile(1..1000, 0.5)
+  EXPECT_NEAR(w.low, 5.995, 1e-9);  // NumPy: percentile(1..1000, 0.5)
   EXPECT_NEAR(w.high, 995.005, 1e-9);
   const ByteVolume bytes = window_to_bytes(volume, parse_window("-100:410"));
   for (std::size_t v = 0; v < bytes.voxels.size(); ++v) {
@@ -367,8 +370,9 @@ TEST(VolumeWrite, GreyAndRgbNiftiKeepGeometryAndLeaveNoTemporary) {
 
 TEST(VolumePairing, PairsFilesAndSeriesDirectoriesByName) {
   TempDir dir;
-  for (const char* path : {"a/s1.nii.gz", "a/s2.nii", "a/s3.nii", "a/.hidden.nii", "f/s1.nii", "f/s2.nii.gz", "f/s4.nii.gz",
-                           "a/s5/x.dcm", "f/s5/y.dcm", "a/s6.nii", "a/s6.nii.gz", "f/s6.nii", "a/notes.txt"}) {
+  for (const char* path :
+       {"a/s1.nii.gz", "a/s2.nii", "a/s3.nii", "a/.hidden.nii", "f/s1.nii", "f/s2.nii.gz", "f/s4.nii.gz", "a/s5/x.dcm",
+        "f/s5/y.dcm", "a/s6.nii", "a/s6.nii.gz", "f/s6.nii", "a/notes.txt"}) {
     std::filesystem::create_directories(std::filesystem::path(dir / path).parent_path());
     std::ofstream(dir / path) << "x";
   }

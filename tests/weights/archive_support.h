@@ -45,14 +45,12 @@ std::string weights_error(Action&& action) {
 // `message` contains every one of `fragments`.
 inline void expect_mentions(const std::string& message, const std::vector<std::string>& fragments) {
   for (const auto& fragment : fragments) {
-    EXPECT_NE(message.find(fragment), std::string::npos)
-        << "'" << fragment << "' not in: " << message;
+    EXPECT_NE(message.find(fragment), std::string::npos) << "'" << fragment << "' not in: " << message;
   }
 }
 
 // Same dtype, shape and bytes.
-inline void expect_bit_exact(const torch::Tensor& actual, const torch::Tensor& expected,
-                             const std::string& key) {
+inline void expect_bit_exact(const torch::Tensor& actual, const torch::Tensor& expected, const std::string& key) {
   ASSERT_EQ(actual.scalar_type(), expected.scalar_type()) << key;
   ASSERT_EQ(actual.sizes(), expected.sizes()) << key;
   const torch::Tensor a = actual.contiguous();

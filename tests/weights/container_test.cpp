@@ -43,8 +43,7 @@ StateDict varied_state_dict() {
   specials[3] = std::numeric_limits<float>::denorm_min();
   dict.emplace_back("conv.bias", specials);
   dict.emplace_back("bn.num_batches_tracked", torch::tensor(int64_t{3}));
-  dict.emplace_back("counts", torch::tensor({int64_t{-1}, std::numeric_limits<int64_t>::max(),
-                                             int64_t{1} << 40}));
+  dict.emplace_back("counts", torch::tensor({int64_t{-1}, std::numeric_limits<int64_t>::max(), int64_t{1} << 40}));
   dict.emplace_back("transposed", torch::arange(12, torch::kFloat64).reshape({3, 4}).t());
   dict.emplace_back("empty", torch::zeros({0, 4}));
   dict.emplace_back("mask", torch::tensor({true, false, true}));
@@ -105,8 +104,7 @@ TEST(WeightsContainer, HalfFileIsSmaller) {
   dict.emplace_back("big", torch::randn({256, 256}));
   save_state_dict(dict, dir / "full.pth");
   save_state_dict({{"big", dict[0].second.to(torch::kFloat16)}}, dir / "half.pth");
-  EXPECT_LT(std::filesystem::file_size(dir / "half.pth"),
-            std::filesystem::file_size(dir / "full.pth") * 6 / 10);
+  EXPECT_LT(std::filesystem::file_size(dir / "half.pth"), std::filesystem::file_size(dir / "full.pth") * 6 / 10);
 }
 
 TEST(WeightsContainer, ReadsArchiveUnderAnyPrefix) {
@@ -118,10 +116,8 @@ TEST(WeightsContainer, ReadsArchiveUnderAnyPrefix) {
   t.sizes = {3};
   t.strides = {1};
   records.entries.emplace_back("w", t);
-  const std::string path =
-      dir / "my_weights.pth";  // PyTorchStreamWriter files records under my_weights/
-  write_archive(path, {{"data.pkl", write_state_dict_pickle(records)},
-                       {"data/0", bytes_of<float>({1.5f, -2.f, 4.f})}});
+  const std::string path = dir / "my_weights.pth";  // PyTorchStreamWriter files records under my_weights/
+  write_archive(path, {{"data.pkl", write_state_dict_pickle(records)}, {"data/0", bytes_of<float>({1.5f, -2.f, 4.f})}});
   ASSERT_NE(file_bytes(path).find("my_weights/data.pkl"), std::string::npos);
 
   const StateDict dict = read_state_dict(path);
@@ -138,8 +134,7 @@ TEST(WeightsContainer, ViewsShareTheirStorage) {
   p.unicode("columns").tensor("FloatStorage", "0", "cpu", 10, 0, {5, 2}, {1, 5});
   p.setitems().stop();
   const std::string path = dir / "views.pth";
-  write_archive(
-      path, {{"data.pkl", p.str()}, {"data/0", bytes_of<float>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9})}});
+  write_archive(path, {{"data.pkl", p.str()}, {"data/0", bytes_of<float>({0, 1, 2, 3, 4, 5, 6, 7, 8, 9})}});
   const StateDict dict = read_state_dict(path);
   ASSERT_EQ(dict.size(), 2u);
   EXPECT_TRUE(torch::equal(dict[0].second, torch::tensor({2.f, 3.f, 4.f, 5.f}).reshape({2, 2})));
@@ -151,8 +146,7 @@ TEST(WeightsContainer, CudaTaggedStoragesLoadOnCpu) {
   TempDir dir;
   const std::string path = dir / "gpu.pth";
   write_archive(
-      path, {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("HalfStorage", "0", "cuda:3",
-                                                                      2, 0, {2}, {1}))},
+      path, {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("HalfStorage", "0", "cuda:3", 2, 0, {2}, {1}))},
              {"data/0", bytes_of<uint16_t>({0x3c00, 0xc000})}});  // 1.0, -2.0 in float16
   const StateDict dict = read_state_dict(path, torch::kCPU);
   ASSERT_EQ(dict.size(), 1u);
@@ -170,10 +164,8 @@ TEST(WeightsContainer, RefusesNonZipFiles) {
                   {dir / "empty.pth", "not a torch.save zip archive"});
   // The legacy (pre-1.6) format is a bare pickle.
   std::ofstream(dir / "legacy.pth") << PickleBytes().proto(2).empty_dict().stop().str();
-  expect_mentions(weights_error([&] { read_state_dict(dir / "legacy.pth"); }),
-                  {dir / "legacy.pth", "legacy"});
-  expect_mentions(weights_error([&] { read_state_dict(dir / "absent.pth"); }),
-                  {dir / "absent.pth", "cannot open"});
+  expect_mentions(weights_error([&] { read_state_dict(dir / "legacy.pth"); }), {dir / "legacy.pth", "legacy"});
+  expect_mentions(weights_error([&] { read_state_dict(dir / "absent.pth"); }), {dir / "absent.pth", "cannot open"});
 }
 
 TEST(WeightsContainer, RefusesTruncatedArchives) {
@@ -212,11 +204,9 @@ TEST(WeightsContainer, RefusesArchiveWithoutDataPkl) {
 
 TEST(WeightsContainer, RefusesShortOrMissingStorage) {
   TempDir dir;
-  const std::string pickle =
-      single_entry_dict("conv.weight", PickleBytes().float_tensor("0", {3, 4}, {4, 1}, 12));
+  const std::string pickle = single_entry_dict("conv.weight", PickleBytes().float_tensor("0", {3, 4}, {4, 1}, 12));
   const std::string short_path = dir / "short.pth";
-  write_archive(short_path,
-                {{"data.pkl", pickle}, {"data/0", bytes_of<float>(std::vector<float>(8, 1.f))}});
+  write_archive(short_path, {{"data.pkl", pickle}, {"data/0", bytes_of<float>(std::vector<float>(8, 1.f))}});
   expect_mentions(weights_error([&] { read_state_dict(short_path); }),
                   {short_path, "data/0", "'conv.weight'", "32 bytes", "need 48"});
 
@@ -229,20 +219,18 @@ TEST(WeightsContainer, RefusesShortOrMissingStorage) {
 TEST(WeightsContainer, RefusesViewBeyondDeclaredStorage) {
   TempDir dir;
   const std::string path = dir / "view.pth";
-  write_archive(
-      path, {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("FloatStorage", "0", "cpu", 4,
-                                                                      3, {2}, {1}))},
-             {"data/0", bytes_of<float>({1, 2, 3, 4})}});
+  write_archive(path,
+                {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("FloatStorage", "0", "cpu", 4, 3, {2}, {1}))},
+                 {"data/0", bytes_of<float>({1, 2, 3, 4})}});
   expect_mentions(weights_error([&] { read_state_dict(path); }), {path, "view needs 5 elements"});
 }
 
 TEST(WeightsContainer, RefusesUnsupportedDtypes) {
   TempDir dir;
   const std::string path = dir / "bytes.pth";
-  write_archive(
-      path, {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("ByteStorage", "0", "cpu", 4,
-                                                                      0, {4}, {1}))},
-             {"data/0", "abcd"}});
+  write_archive(path,
+                {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("ByteStorage", "0", "cpu", 4, 0, {4}, {1}))},
+                 {"data/0", "abcd"}});
   expect_mentions(weights_error([&] { read_state_dict(path); }), {path, "torch.ByteStorage"});
 
   StateDict complex;
@@ -269,8 +257,7 @@ TEST(WeightsContainer, SaveReplacesAtomicallyAndLeavesNoTemporaries) {
   EXPECT_THROW(save_state_dict(bad, path), WeightsError);
   StateDict duplicated = second;
   duplicated.emplace_back("w", torch::zeros({1}));
-  expect_mentions(weights_error([&] { save_state_dict(duplicated, path); }),
-                  {path, "duplicate key"});
+  expect_mentions(weights_error([&] { save_state_dict(duplicated, path); }), {path, "duplicate key"});
   StateDict undefined;
   undefined.emplace_back("w", torch::Tensor());
   expect_mentions(weights_error([&] { save_state_dict(undefined, path); }), {path, "undefined"});
@@ -283,8 +270,7 @@ TEST(WeightsContainer, SaveIntoMissingDirectoryNamesThePath) {
   const std::string path = dir / "no/such/dir/w.pth";
   StateDict dict;
   dict.emplace_back("w", torch::ones({1}));
-  expect_mentions(weights_error([&] { save_state_dict(dict, path); }),
-                  {path, "No such file or directory"});
+  expect_mentions(weights_error([&] { save_state_dict(dict, path); }), {path, "No such file or directory"});
   EXPECT_TRUE(testing::list_dir(dir.path()).empty());
 }
 

@@ -16,16 +16,15 @@ namespace {
 
 using testing::golden_path;
 
-#define REQUIRE_GOLDEN_FILE(name)                                             \
-  do {                                                                        \
-    if (!std::filesystem::exists(golden_path(name)))                               \
+#define REQUIRE_GOLDEN_FILE(name)                                                             \
+  do {                                                                                        \
+    if (!std::filesystem::exists(golden_path(name)))                                          \
       EFCNET_SKIP_UNLESS_CI() << EFCNET_SHARED_DIR "/golden not found: " << golden_path(name) \
-                   << " is missing; skipped";                                 \
+                              << " is missing; skipped";                                      \
   } while (0)
 
 bool ends_with(const std::string& text, const std::string& suffix) {
-  return text.size() >= suffix.size() &&
-         text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
+  return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
 // The records exactly as the file describes them (device tags included).
@@ -55,8 +54,7 @@ TEST(WeightsGolden, ReadsEfcnetRandom) {
     if (ends_with(key, ".running_var")) {
       EXPECT_TRUE((value > 0).all().item<bool>()) << key;
     }
-    if (!ends_with(key, ".running_mean") && !ends_with(key, ".running_var"))
-      parameters += value.numel();
+    if (!ends_with(key, ".running_mean") && !ends_with(key, ".running_var")) parameters += value.numel();
   }
   EXPECT_EQ(parameters, 7459145);
   EXPECT_GT(batch_counters, 0);
@@ -65,8 +63,7 @@ TEST(WeightsGolden, ReadsEfcnetRandom) {
 TEST(WeightsGolden, ReadsCudaTaggedSeemOnCpu) {
   REQUIRE_GOLDEN_FILE("seem_authors.pth");
   const std::string path = golden_path("seem_authors.pth");
-  for (const auto& entry : records_of(path).entries)
-    EXPECT_EQ(entry.second.device, "cuda:0") << entry.first;
+  for (const auto& entry : records_of(path).entries) EXPECT_EQ(entry.second.device, "cuda:0") << entry.first;
 
   const StateDict dict = read_state_dict(path);
   ASSERT_EQ(dict.size(), 48u);

@@ -28,27 +28,23 @@ bool python_torch_available() {
   return available;
 }
 
-#define REQUIRE_PYTHON_TORCH()                                                             \
-  do {                                                                                     \
-    if (!python_torch_available())                                                         \
-      EFCNET_SKIP_UNLESS_CI() << kPython                                                              \
-                   << " cannot import torch (with torch.load(weights_only=...)); skipped"; \
+#define REQUIRE_PYTHON_TORCH()                                                                                   \
+  do {                                                                                                           \
+    if (!python_torch_available())                                                                               \
+      EFCNET_SKIP_UNLESS_CI() << kPython << " cannot import torch (with torch.load(weights_only=...)); skipped"; \
   } while (0)
 
 // Runs `script` with `args`; returns its stdout, failing the test (with stderr) on a non-zero exit.
 std::string run_python(const TempDir& dir, const std::string& script, const std::string& args) {
   std::ofstream(dir / "script.py") << script;
-  const std::string command =
-      std::string(kPython) + " " + (dir / "script.py") + " " + args + " 2>" + (dir / "stderr");
+  const std::string command = std::string(kPython) + " " + (dir / "script.py") + " " + args + " 2>" + (dir / "stderr");
   std::string output;
   if (FILE* pipe = ::popen(command.c_str(), "r")) {
     char buffer[4096];
-    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;)
-      output.append(buffer, n);
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
     const int status = ::pclose(pipe);
     std::ifstream err(dir / "stderr");
-    const std::string stderr_text((std::istreambuf_iterator<char>(err)),
-                                  std::istreambuf_iterator<char>());
+    const std::string stderr_text((std::istreambuf_iterator<char>(err)), std::istreambuf_iterator<char>());
     EXPECT_EQ(status, 0) << command << "\n" << stderr_text;
   } else {
     ADD_FAILURE() << "cannot run " << command;
@@ -84,8 +80,7 @@ std::string dtype_name(torch::Dtype dtype) {
 }
 
 // `described` (one file's entries from kDescribe) holds exactly `dict`, values compared exactly.
-void expect_described(const nlohmann::json& described, const StateDict& dict,
-                      const std::string& what) {
+void expect_described(const nlohmann::json& described, const StateDict& dict, const std::string& what) {
   ASSERT_EQ(described.size(), dict.size()) << what;
   for (std::size_t i = 0; i < dict.size(); ++i) {
     const auto& [key, tensor] = dict[i];
@@ -98,14 +93,12 @@ void expect_described(const nlohmann::json& described, const StateDict& dict,
     if (tensor.is_floating_point()) {
       const torch::Tensor values = flat.to(torch::kFloat64);
       for (int64_t j = 0; j < flat.numel(); ++j) {
-        EXPECT_EQ(entry[3][j].get<double>(), values[j].item<double>())
-            << what << " " << key << "[" << j << "]";
+        EXPECT_EQ(entry[3][j].get<double>(), values[j].item<double>()) << what << " " << key << "[" << j << "]";
       }
     } else {
       const torch::Tensor values = flat.to(torch::kInt64);
       for (int64_t j = 0; j < flat.numel(); ++j) {
-        EXPECT_EQ(entry[3][j].get<int64_t>(), values[j].item<int64_t>())
-            << what << " " << key << "[" << j << "]";
+        EXPECT_EQ(entry[3][j].get<int64_t>(), values[j].item<int64_t>()) << what << " " << key << "[" << j << "]";
       }
     }
   }
@@ -129,8 +122,7 @@ TEST(WeightsPython, TorchLoadsWhatWeSave) {
   dict.emplace_back("mask", torch::tensor({true, false}));
   dict.emplace_back("empty", torch::zeros({0, 3}));
   dict.emplace_back("transposed", torch::randn({3, 2}).t());
-  for (int i = 0; i < 300; ++i)
-    dict.emplace_back("many." + std::to_string(i), torch::full({1}, float(i)));
+  for (int i = 0; i < 300; ++i) dict.emplace_back("many." + std::to_string(i), torch::full({1}, float(i)));
   StateDict halved;
   for (const auto& [key, value] : dict) {
     halved.emplace_back(key, value.is_floating_point() ? value.to(torch::kFloat16) : value);
@@ -138,8 +130,8 @@ TEST(WeightsPython, TorchLoadsWhatWeSave) {
   save_state_dict(dict, dir / "full.pth");
   save_state_dict(halved, dir / "half.pth");
 
-  const nlohmann::json described = nlohmann::json::parse(
-      run_python(dir, kDescribe, (dir / "full.pth") + " " + (dir / "half.pth")));
+  const nlohmann::json described =
+      nlohmann::json::parse(run_python(dir, kDescribe, (dir / "full.pth") + " " + (dir / "half.pth")));
   expect_described(described[dir / "full.pth"], dict, "full.pth");
   expect_described(described[dir / "half.pth"], halved, "half.pth");
 }
@@ -152,13 +144,10 @@ TEST(WeightsPython, OurPickleIsTheOneTorchSaveWrites) {
   dict.emplace_back("a.weight", torch::randn({2, 3}));
   dict.emplace_back("a.bias", torch::randn({70000}).to(torch::kFloat16));
   dict.emplace_back("a.count", torch::tensor(int64_t{1}));
-  for (int i = 0; i < 120; ++i)
-    dict.emplace_back("b." + std::to_string(i), torch::randn({i % 5, 2}));
+  for (int i = 0; i < 120; ++i) dict.emplace_back("b." + std::to_string(i), torch::randn({i % 5, 2}));
   save_state_dict(dict, dir / "ours.pth");
-  run_python(
-      dir,
-      "import sys, torch\ntorch.save(torch.load(sys.argv[1], weights_only=True), sys.argv[2])\n",
-      (dir / "ours.pth") + " " + (dir / "theirs.pth"));
+  run_python(dir, "import sys, torch\ntorch.save(torch.load(sys.argv[1], weights_only=True), sys.argv[2])\n",
+             (dir / "ours.pth") + " " + (dir / "theirs.pth"));
   EXPECT_EQ(data_pkl(dir / "ours.pth"), data_pkl(dir / "theirs.pth"));
 }
 
@@ -185,8 +174,7 @@ torch.save(mixed, sys.argv[3], pickle_protocol=4)
   const std::string mixed4 = dir / "mixed4.pth";
   run_python(dir, kWrite, module + " " + mixed + " " + mixed4);
   // torch 1.13's weights_only loader has no FRAME opcode: mixed4.pth is checked against mixed.pth.
-  const nlohmann::json described =
-      nlohmann::json::parse(run_python(dir, kDescribe, module + " " + mixed));
+  const nlohmann::json described = nlohmann::json::parse(run_python(dir, kDescribe, module + " " + mixed));
   expect_described(described[module], read_state_dict(module), module);
   expect_described(described[mixed], read_state_dict(mixed), mixed);
   expect_described(described[mixed], read_state_dict(mixed4), mixed4);

@@ -21,8 +21,7 @@ struct Net : torch::nn::Module {
   Net() {
     scale = register_parameter("scale", torch::ones({1}));
     steps = register_buffer("steps", torch::zeros({}, torch::kInt64));
-    body = register_module(
-        "body", torch::nn::Sequential(torch::nn::Linear(3, 4), torch::nn::BatchNorm1d(4)));
+    body = register_module("body", torch::nn::Sequential(torch::nn::Linear(3, 4), torch::nn::BatchNorm1d(4)));
     head = register_module("head", torch::nn::Linear(torch::nn::LinearOptions(4, 2).bias(false)));
   }
   torch::Tensor scale, steps;
@@ -135,8 +134,7 @@ TEST(WeightsStateDict, RefusedLoadLeavesTheModuleUnchanged) {
 TEST(WeightsStateDict, LongProblemListsStayReadable) {
   torch::nn::Sequential many;
   for (int i = 0; i < 20; ++i) many->push_back(torch::nn::Linear(2, 2));
-  const std::string message =
-      weights_error([&] { load_state_dict(*many, StateDict{}, "empty.pth"); });
+  const std::string message = weights_error([&] { load_state_dict(*many, StateDict{}, "empty.pth"); });
   expect_mentions(message, {"missing key(s) '0.weight', '0.bias'", "and 30 more"});
 }
 

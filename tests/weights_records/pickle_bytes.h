@@ -49,8 +49,7 @@ class PickleBytes {
   PickleBytes& integer(int64_t value) {
     if (value >= 0 && value <= 0xff) return op('K').byte(static_cast<int>(value));
     if (value >= 0 && value <= 0xffff) return op('M').le(static_cast<uint64_t>(value), 2);
-    if (value >= INT32_MIN && value <= INT32_MAX)
-      return op('J').le(static_cast<uint64_t>(value), 4);
+    if (value >= INT32_MIN && value <= INT32_MAX) return op('J').le(static_cast<uint64_t>(value), 4);
     return op('\x8a').byte(8).le(static_cast<uint64_t>(value), 8);
   }
   PickleBytes& int_tuple(const std::vector<int64_t>& values) {
@@ -59,8 +58,8 @@ class PickleBytes {
     return tuple();
   }
   // ('storage', torch.<storage_class>, key, location, numel) BINPERSID
-  PickleBytes& storage(const std::string& storage_class, const std::string& key,
-                       const std::string& location, int64_t numel) {
+  PickleBytes& storage(const std::string& storage_class, const std::string& key, const std::string& location,
+                       int64_t numel) {
     return mark()
         .unicode("storage")
         .global("torch", storage_class)
@@ -71,23 +70,18 @@ class PickleBytes {
         .binpersid();
   }
   // torch._utils._rebuild_tensor_v2(<storage>, offset, sizes, strides, False, OrderedDict())
-  PickleBytes& tensor(const std::string& storage_class, const std::string& key,
-                      const std::string& location, int64_t numel, int64_t offset,
-                      const std::vector<int64_t>& sizes, const std::vector<int64_t>& strides) {
+  PickleBytes& tensor(const std::string& storage_class, const std::string& key, const std::string& location,
+                      int64_t numel, int64_t offset, const std::vector<int64_t>& sizes,
+                      const std::vector<int64_t>& strides) {
     global("torch._utils", "_rebuild_tensor_v2").mark();
-    storage(storage_class, key, location, numel)
-        .integer(offset)
-        .int_tuple(sizes)
-        .int_tuple(strides);
+    storage(storage_class, key, location, numel).integer(offset).int_tuple(sizes).int_tuple(strides);
     return boolean(false).ordered_dict().tuple().reduce();
   }
   PickleBytes& float_tensor(const std::string& key, const std::vector<int64_t>& sizes,
                             const std::vector<int64_t>& strides, int64_t numel) {
     return tensor("FloatStorage", key, "cpu", numel, 0, sizes, strides);
   }
-  PickleBytes& ordered_dict() {
-    return global("collections", "OrderedDict").empty_tuple().reduce();
-  }
+  PickleBytes& ordered_dict() { return global("collections", "OrderedDict").empty_tuple().reduce(); }
 
   PickleBytes& byte(int value) {
     bytes_ += static_cast<char>(value);

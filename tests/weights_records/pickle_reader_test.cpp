@@ -35,8 +35,7 @@ std::string refusal(const std::string& pickle) {
   } while (0)
 
 TEST(PickleReader, ReadsMinimalStateDict) {
-  const std::string pickle =
-      single_entry_dict("conv.weight", PickleBytes().float_tensor("0", {2, 3}, {3, 1}, 6));
+  const std::string pickle = single_entry_dict("conv.weight", PickleBytes().float_tensor("0", {2, 3}, {3, 1}, 6));
   const StateDictRecord dict = read(pickle);
   ASSERT_EQ(dict.entries.size(), 1u);
   const auto& [key, tensor] = dict.entries[0];
@@ -83,8 +82,7 @@ TEST(PickleReader, ReadsOrderedDictWithMetadataBuild) {
 }
 
 TEST(PickleReader, KeepsCudaLocationTag) {
-  const std::string pickle =
-      single_entry_dict("w", PickleBytes().tensor("HalfStorage", "0", "cuda:1", 8, 0, {8}, {1}));
+  const std::string pickle = single_entry_dict("w", PickleBytes().tensor("HalfStorage", "0", "cuda:1", 8, 0, {8}, {1}));
   const StateDictRecord dict = read(pickle);
   ASSERT_EQ(dict.entries.size(), 1u);
   EXPECT_EQ(dict.entries[0].second.device, "cuda:1");
@@ -113,8 +111,7 @@ TEST(PickleReader, ReadsProtocol4Opcodes) {
   body.integer(0).integer(300).op('\x85').integer(1).op('\x85').boolean(false);
   body.stack_global("collections", "OrderedDict").empty_tuple().reduce().tuple().reduce();
   body.setitems().stop();
-  const std::string pickle =
-      PickleBytes().proto(4).op('\x95').le(body.str().size(), 8).raw(body.str()).str();
+  const std::string pickle = PickleBytes().proto(4).op('\x95').le(body.str().size(), 8).raw(body.str()).str();
 
   const StateDictRecord dict = read(pickle);
   ASSERT_EQ(dict.entries.size(), 2u);
@@ -173,14 +170,8 @@ TEST(PickleReader, AcceptsNewobjOfOrderedDict) {
 // ---- refusals ----
 
 TEST(PickleRefusal, OsSystemGlobalAndReduce) {
-  const std::string pickle = PickleBytes()
-                                 .proto(2)
-                                 .global("os", "system")
-                                 .unicode("touch /tmp/pwned")
-                                 .op('\x85')
-                                 .reduce()
-                                 .stop()
-                                 .str();
+  const std::string pickle =
+      PickleBytes().proto(2).global("os", "system").unicode("touch /tmp/pwned").op('\x85').reduce().stop().str();
   EXPECT_REFUSED(pickle, "'os.system'");
 }
 
@@ -191,14 +182,8 @@ TEST(PickleRefusal, PosixSystemInsideATensorEntry) {
 }
 
 TEST(PickleRefusal, BuiltinsEvalThroughStackGlobal) {
-  const std::string pickle = PickleBytes()
-                                 .proto(4)
-                                 .stack_global("builtins", "eval")
-                                 .short_unicode("1+1")
-                                 .op('\x85')
-                                 .reduce()
-                                 .stop()
-                                 .str();
+  const std::string pickle =
+      PickleBytes().proto(4).stack_global("builtins", "eval").short_unicode("1+1").op('\x85').reduce().stop().str();
   EXPECT_REFUSED(pickle, "'builtins.eval'");
 }
 
@@ -209,18 +194,15 @@ TEST(PickleRefusal, TorchGlobalsOutsideTheAllowList) {
 }
 
 TEST(PickleRefusal, UnsupportedStorageDtype) {
-  const std::string pickle =
-      single_entry_dict("w", PickleBytes().tensor("ByteStorage", "0", "cpu", 4, 0, {4}, {1}));
+  const std::string pickle = single_entry_dict("w", PickleBytes().tensor("ByteStorage", "0", "cpu", 4, 0, {4}, {1}));
   EXPECT_REFUSED(pickle, "unsupported storage dtype 'torch.ByteStorage'");
 }
 
 TEST(PickleRefusal, ReduceOfUnknownCallable) {
   // A string is not callable; neither is a storage class outside a persistent id.
-  EXPECT_REFUSED(PickleBytes().proto(2).unicode("os.system").empty_tuple().reduce().stop().str(),
-                 "REDUCE of a str");
-  EXPECT_REFUSED(
-      PickleBytes().proto(2).global("torch", "FloatStorage").empty_tuple().reduce().stop().str(),
-      "REDUCE of torch.FloatStorage");
+  EXPECT_REFUSED(PickleBytes().proto(2).unicode("os.system").empty_tuple().reduce().stop().str(), "REDUCE of a str");
+  EXPECT_REFUSED(PickleBytes().proto(2).global("torch", "FloatStorage").empty_tuple().reduce().stop().str(),
+                 "REDUCE of torch.FloatStorage");
 }
 
 TEST(PickleRefusal, NewobjOfTensorRebuild) {
@@ -261,8 +243,7 @@ TEST(PickleRefusal, RebuildTensorWithBackwardHooks) {
 
 TEST(PickleRefusal, MalformedPersistentIds) {
   const auto with_storage = [](const std::string& key, const std::string& location) {
-    return single_entry_dict("w",
-                             PickleBytes().tensor("FloatStorage", key, location, 1, 0, {1}, {1}));
+    return single_entry_dict("w", PickleBytes().tensor("FloatStorage", key, location, 1, 0, {1}, {1}));
   };
   EXPECT_REFUSED(with_storage("../../etc/passwd", "cpu"), "storage key");
   EXPECT_REFUSED(with_storage("", "cpu"), "storage key");
@@ -304,30 +285,20 @@ TEST(PickleRefusal, UnsupportedOpcodes) {
 }
 
 TEST(PickleRefusal, HugeLengthPrefixes) {
-  EXPECT_REFUSED(PickleBytes().proto(2).op('X').le(0xffffffffu, 4).raw("abc").str(),
-                 "4294967295 bytes announced");
-  EXPECT_REFUSED(PickleBytes().proto(4).op('\x8d').le(~uint64_t{0}, 8).raw("abc").str(),
-                 "truncated pickle");
-  EXPECT_REFUSED(
-      PickleBytes().proto(4).op('\x95').le(uint64_t{1} << 62, 8).empty_dict().stop().str(),
-      "FRAME");
-  EXPECT_REFUSED(PickleBytes().proto(2).op('c').raw(std::string(1000, 'a') + "\nb\n").str(),
-                 "GLOBAL name longer");
-  EXPECT_REFUSED(
-      PickleBytes().proto(4).unicode(std::string(1000, 'a')).unicode("b").op('\x93').str(),
-      "global name longer");
-  EXPECT_REFUSED(PickleBytes().proto(2).op('\x8a').byte(9).le(1, 8).byte(0).str(),
-                 "does not fit in int64");
+  EXPECT_REFUSED(PickleBytes().proto(2).op('X').le(0xffffffffu, 4).raw("abc").str(), "4294967295 bytes announced");
+  EXPECT_REFUSED(PickleBytes().proto(4).op('\x8d').le(~uint64_t{0}, 8).raw("abc").str(), "truncated pickle");
+  EXPECT_REFUSED(PickleBytes().proto(4).op('\x95').le(uint64_t{1} << 62, 8).empty_dict().stop().str(), "FRAME");
+  EXPECT_REFUSED(PickleBytes().proto(2).op('c').raw(std::string(1000, 'a') + "\nb\n").str(), "GLOBAL name longer");
+  EXPECT_REFUSED(PickleBytes().proto(4).unicode(std::string(1000, 'a')).unicode("b").op('\x93').str(),
+                 "global name longer");
+  EXPECT_REFUSED(PickleBytes().proto(2).op('\x8a').byte(9).le(1, 8).byte(0).str(), "does not fit in int64");
 }
 
 TEST(PickleRefusal, NegativeSizesStridesAndOffsets) {
-  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {-1, 3}, {3, 1}, 6)),
-                 "negative size -1");
-  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {2, 3}, {-3, 1}, 6)),
-                 "negative stride -3");
-  EXPECT_REFUSED(
-      single_entry_dict("w", PickleBytes().tensor("FloatStorage", "0", "cpu", 6, -2, {2}, {1})),
-      "negative storage offset");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {-1, 3}, {3, 1}, 6)), "negative size -1");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {2, 3}, {-3, 1}, 6)), "negative stride -3");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().tensor("FloatStorage", "0", "cpu", 6, -2, {2}, {1})),
+                 "negative storage offset");
   EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {2}, {1}, -6)),
                  "numel is not a non-negative int");
   // LONG1 is two's complement: one 0xff byte is -1.
@@ -340,19 +311,15 @@ TEST(PickleRefusal, NegativeSizesStridesAndOffsets) {
 
 TEST(PickleRefusal, OverflowingSizes) {
   const int64_t big = int64_t{1} << 62;
-  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {big, 4}, {4, 1}, 8)),
-                 "overflows");
-  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {3}, {big}, 8)),
-                 "overflows");
-  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {1}, {1}, big)),
-                 "overflows int64 bytes");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {big, 4}, {4, 1}, 8)), "overflows");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {3}, {big}, 8)), "overflows");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {1}, {1}, big)), "overflows int64 bytes");
 }
 
 TEST(PickleRefusal, ViewOutsideItsStorage) {
   EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {2, 3}, {3, 1}, 5)),
                  "view needs 6 elements but storage '0' holds 5");
-  EXPECT_REFUSED(single_entry_dict(
-                     "w", PickleBytes().tensor("FloatStorage", "0", "cpu", 6, 1, {2, 3}, {3, 1})),
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().tensor("FloatStorage", "0", "cpu", 6, 1, {2, 3}, {3, 1})),
                  "view needs 7 elements");
   EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {2, 3}, {1}, 6)),
                  "sizes have 2 dimensions but strides have 1");
@@ -360,8 +327,7 @@ TEST(PickleRefusal, ViewOutsideItsStorage) {
 
 TEST(PickleRefusal, TooManyDimensions) {
   const std::vector<int64_t> ones(33, 1);
-  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", ones, ones, 1)),
-                 "33 dimensions");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", ones, ones, 1)), "33 dimensions");
 }
 
 TEST(PickleRefusal, StackAndMarkDepthAreBounded) {
@@ -374,16 +340,12 @@ TEST(PickleRefusal, StackMisuse) {
   // Objects below a MARK are out of reach until the mark is closed.
   EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().mark().op('\x85').str(), "on an empty stack");
   EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().tuple().str(), "TUPLE without a MARK");
-  EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().empty_dict().stop().str(),
-                 "2 objects on the stack");
+  EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().empty_dict().stop().str(), "2 objects on the stack");
   EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().mark().stop().str(), "unclosed MARK");
   EXPECT_REFUSED(PickleBytes().proto(2).get(7).str(), "memo key 7");
-  EXPECT_REFUSED(PickleBytes().proto(2).op(']').integer(1).integer(2).setitem().str(),
-                 "SETITEM on a list");
-  EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().integer(1).integer(2).setitem().str(),
-                 "dict key is an int");
-  EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().mark().unicode("k").setitems().str(),
-                 "odd number");
+  EXPECT_REFUSED(PickleBytes().proto(2).op(']').integer(1).integer(2).setitem().str(), "SETITEM on a list");
+  EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().integer(1).integer(2).setitem().str(), "dict key is an int");
+  EXPECT_REFUSED(PickleBytes().proto(2).empty_dict().mark().unicode("k").setitems().str(), "odd number");
 }
 
 TEST(PickleRefusal, BuildOtherThanOrderedDictMetadata) {
@@ -404,8 +366,7 @@ TEST(PickleRefusal, MemoCyclesAreHarmless) {
 }
 
 TEST(PickleRefusal, UntrustedTextIsEscapedInMessages) {
-  EXPECT_REFUSED(PickleBytes().proto(2).global("os\x01", std::string(100, 'x')).str(),
-                 "'os\\x01.xxxx");
+  EXPECT_REFUSED(PickleBytes().proto(2).global("os\x01", std::string(100, 'x')).str(), "'os\\x01.xxxx");
 }
 
 }  // namespace
