@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
+#include "command_support.h"
 #include "commands.h"
 #include "efcnet/image.h"
 #include "efcnet/inference.h"
@@ -35,7 +36,6 @@ namespace efcnet::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using nlohmann::json;
 
 // Peak resident memory the eager textbook forward pass adds per pixel of one pair (VmHWM at 256²
@@ -58,28 +58,6 @@ struct BenchSettings {
   bool dnnl_linear = true;
 };
 
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-// A fresh directory, removed with its contents afterwards.
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "efcnet-bench-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory like " + pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
 // A field of /proc/self/status in bytes (VmHWM: peak resident set), -1 if unreadable.
 int64_t proc_status_bytes(const std::string& field) {
   std::ifstream status("/proc/self/status");
@@ -88,13 +66,6 @@ int64_t proc_status_bytes(const std::string& field) {
     if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1)) * 1024;
   }
   return -1;
-}
-
-json load_average() {
-  std::ifstream in("/proc/loadavg");
-  double one = 0, five = 0, fifteen = 0;
-  if (in >> one >> five >> fifteen) return {one, five, fifteen};
-  return nullptr;
 }
 
 // The weights to time: the given files, or seeded random ones written to `dir` (BatchNorm
@@ -186,7 +157,7 @@ std::vector<std::string> stage_rows() {
 
 // One size in this process.
 json bench_size(const BenchSettings& s, int size) {
-  ScratchDir dir;
+  ScratchDir dir("efcnet-bench");
   const auto [weights, seem_weights] = weight_files(s, dir);
   FuserOptions options;
   options.weights = weights;
@@ -411,7 +382,7 @@ void run_bench(const BenchSettings& s) {
               {"cpu", cpu_model()},
               {"blas_kernels", blas_kernels()},
               {"weights", s.weights.empty() ? "random (seed " + std::to_string(kRandomWeightsSeed) + ")" : s.weights},
-              {"load_average_before", load_average()}};
+              {"load_average_before", load_average<json>()}};
   json runs = json::array();
   bool failed = false;
   for (const int size : s.sizes) {
@@ -426,7 +397,7 @@ void run_bench(const BenchSettings& s) {
     failed = failed || runs.back().contains("error");
   }
   report["runs"] = runs;
-  report["load_average_after"] = load_average();
+  report["load_average_after"] = load_average<json>();
   if (s.format == "json") {
     std::printf("%s\n", report.dump(2).c_str());
   } else {

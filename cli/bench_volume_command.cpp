@@ -2,19 +2,15 @@
 // phantom volume is fused stage by stage as fuse runs it (read, resample + window + colour,
 // slicing, network, write), and the same slices as 2D pairs from PNG files as fuse's image mode
 // runs them, interleaved slice by slice in the same process with the same networks.
-#include <stdlib.h>
-
 #include <chrono>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "command_support.h"
 #include "commands.h"
 #include "efcnet/default_weights.h"
 #include "efcnet/image.h"
@@ -26,37 +22,7 @@
 namespace efcnet::cli {
 namespace {
 
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 using nlohmann::ordered_json;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
-class ScratchDir {
- public:
-  ScratchDir() {
-    std::string pattern = (fs::temp_directory_path() / "efcnet-bench-volume-XXXXXX").string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory like " + pattern);
-    path_ = pattern;
-  }
-  ~ScratchDir() {
-    std::error_code ec;
-    fs::remove_all(path_, ec);
-  }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
-
-ordered_json load_average() {
-  std::ifstream in("/proc/loadavg");
-  double one = 0, five = 0, fifteen = 0;
-  if (in >> one >> five >> fifteen) return {one, five, fifteen};
-  return nullptr;
-}
 
 struct Settings {
   int size = 256;
@@ -67,7 +33,7 @@ struct Settings {
 
 void run(const Settings& s) {
   use_fusion_runtime(s.threads, "cpu");
-  ScratchDir scratch;
+  ScratchDir scratch("efcnet-bench-volume");
   const std::string anatomical_path = scratch / "anatomical.nii.gz", functional_path = scratch / "functional.nii.gz";
   {
     const VolumePhantom phantom = make_volume_phantom(s.size, s.slices);
@@ -162,7 +128,7 @@ void run(const Settings& s) {
   ordered_json report;
   report["cpu"] = cpu_model();
   report["threads"] = thread_count(s.threads);
-  report["load_average_after"] = load_average();
+  report["load_average_after"] = load_average<ordered_json>();
   const auto& g = prepared.anatomical.geometry;
   report["volume"] = {
       {"anatomical", {g.size[0], g.size[1], g.size[2]}},

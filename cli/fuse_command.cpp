@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "command_support.h"
 #include "commands.h"
 #include "efcnet/default_weights.h"
 #include "efcnet/image.h"
@@ -22,10 +23,6 @@ namespace efcnet::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
 PairFusion make_fusion(const FuseSettings& s) {
   if (s.method == "y-average" || s.method == "y-max") {
     const auto method = s.method == "y-average" ? BaselineMethod::y_average : BaselineMethod::y_max;
@@ -75,36 +72,14 @@ void fuse_batch(const FuseSettings& s) {
   }
   const Pairing pairing = pair_by_name(s.anatomical_dir, s.functional_dir);
 
-  std::error_code ec;
-  for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {
-    if (fs::equivalent(s.output_dir, *input_dir, ec)) {
-      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
-    }
-  }
-  fs::create_directories(s.output_dir, ec);
-  if (!fs::is_directory(s.output_dir)) {
-    throw std::runtime_error(s.output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
-  }
-
-  std::size_t unpaired = 0;
-  auto report_unpaired = [&](const std::string& path, const std::string& why) {
-    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
-    ++unpaired;
-  };
-  auto stem = [](const std::string& path) { return fs::path(path).stem().string(); };
-  for (const auto& path : pairing.unpaired_anatomical) {
-    report_unpaired(path, "no single functional image named " + stem(path) + " in " + s.functional_dir);
-  }
-  for (const auto& path : pairing.unpaired_functional) {
-    report_unpaired(path, "no single anatomical image named " + stem(path) + " in " + s.anatomical_dir);
-  }
-  for (const auto& path : pairing.ambiguous) {
-    report_unpaired(path, "another image in its directory is also named " + stem(path));
-  }
+  prepare_output_dir(s);
+  const std::size_t unpaired =
+      report_unpaired(s, pairing, "image", [](const std::string& path) { return fs::path(path).stem().string(); });
 
   // Existing outputs are refused pair by pair (each counted failed) so the rest of the batch runs;
   // the no-clobber rename guards against an output appearing while we work.
   std::size_t refused = 0;
+  std::error_code ec;
   std::vector<FusionJob> jobs;
   for (const auto& pair : pairing.pairs) {
     const std::string extension = s.format.empty() ? fs::path(pair.functional).extension().string() : "." + s.format;
@@ -197,6 +172,36 @@ FuserOptions fuser_options(const FuseSettings& s) {
 
 std::string existing_output_message(const std::string& path) {
   return path + ": already exists (pass --overwrite to replace it)";
+}
+
+void prepare_output_dir(const FuseSettings& s) {
+  std::error_code ec;
+  for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {
+    if (fs::equivalent(s.output_dir, *input_dir, ec)) {
+      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
+    }
+  }
+  fs::create_directories(s.output_dir, ec);
+  if (!fs::is_directory(s.output_dir)) {
+    throw std::runtime_error(s.output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
+  }
+}
+
+std::size_t report_unpaired(const FuseSettings& s, const Pairing& pairing, const std::string& kind,
+                            const std::function<std::string(const std::string&)>& stem_of) {
+  auto report = [](const std::string& path, const std::string& why) {
+    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+  };
+  for (const auto& path : pairing.unpaired_anatomical) {
+    report(path, "no single functional " + kind + " named " + stem_of(path) + " in " + s.functional_dir);
+  }
+  for (const auto& path : pairing.unpaired_functional) {
+    report(path, "no single anatomical " + kind + " named " + stem_of(path) + " in " + s.anatomical_dir);
+  }
+  for (const auto& path : pairing.ambiguous) {
+    report(path, "another " + kind + " in its directory is also named " + stem_of(path));
+  }
+  return pairing.unpaired_anatomical.size() + pairing.unpaired_functional.size() + pairing.ambiguous.size();
 }
 
 void add_fuse_command(CLI::App& app) {

@@ -2,6 +2,8 @@
 // (fuse_volume.cpp).
 #pragma once
 
+#include <cstddef>
+#include <functional>
 #include <string>
 
 #include "efcnet/image.h"
@@ -35,6 +37,15 @@ FuserOptions fuser_options(const FuseSettings& s);
 
 // The CLI's message for an output that exists without --overwrite.
 std::string existing_output_message(const std::string& path);
+
+// Directory mode, for images and volumes alike: refuses an --output-dir that is an input
+// directory and creates it if missing.
+void prepare_output_dir(const FuseSettings& s);
+
+// Names every unpaired and ambiguous entry of `pairing` on stderr ("unpaired: PATH (why)"), the
+// entries being `kind`s ("image", "volume") whose stems `stem_of` gives; returns how many.
+std::size_t report_unpaired(const FuseSettings& s, const Pairing& pairing, const std::string& kind,
+                            const std::function<std::string(const std::string&)>& stem_of);
 
 // Whether the command line names volumes (NIfTI files, DICOM series or files) rather than 2D
 // images; throws for a mix of the two.

@@ -10,6 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "command_support.h"
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
@@ -21,10 +22,6 @@ namespace efcnet::cli {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) { return std::chrono::duration<double>(Clock::now() - start).count(); }
-
 // Library messages speak of options; the command line names its flags.
 VolumeFusionOptions volume_options(const FuseSettings& s) {
   VolumeFusionOptions options;
@@ -241,31 +238,9 @@ void fuse_volume_batch(const FuseSettings& s) {
   }
   const VolumeFusionOptions options = volume_options(s);
   const Pairing pairing = pair_volumes_by_name(s.anatomical_dir, s.functional_dir);
-  std::error_code ec;
-  for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {
-    if (fs::equivalent(s.output_dir, *input_dir, ec)) {
-      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
-    }
-  }
-  fs::create_directories(s.output_dir, ec);
-  if (!fs::is_directory(s.output_dir)) {
-    throw std::runtime_error(s.output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
-  }
-
-  std::size_t unpaired = 0, fused = 0, failed = 0;
-  auto report_unpaired = [&](const std::string& path, const std::string& why) {
-    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
-    ++unpaired;
-  };
-  for (const auto& path : pairing.unpaired_anatomical) {
-    report_unpaired(path, "no single functional volume named " + volume_stem(path) + " in " + s.functional_dir);
-  }
-  for (const auto& path : pairing.unpaired_functional) {
-    report_unpaired(path, "no single anatomical volume named " + volume_stem(path) + " in " + s.anatomical_dir);
-  }
-  for (const auto& path : pairing.ambiguous) {
-    report_unpaired(path, "another volume in its directory is also named " + volume_stem(path));
-  }
+  prepare_output_dir(s);
+  const std::size_t unpaired = report_unpaired(s, pairing, "volume", volume_stem);
+  std::size_t fused = 0, failed = 0;
 
   std::unique_ptr<SliceFuser> slot;
   const auto fuser = [&]() -> const SliceFuser& {
@@ -282,6 +257,7 @@ void fuse_volume_batch(const FuseSettings& s) {
     const ImagePair& pair = pairing.pairs[i];
     const VolumeJob job{pair.name, pair.anatomical, pair.functional,
                         (fs::path(s.output_dir) / (pair.name + ".nii.gz")).string()};
+    std::error_code ec;
     if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
       std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
       ++failed;

@@ -1,43 +1,36 @@
 #include <algorithm>
 #include <filesystem>
-#include <map>
 
 #include "efcnet/image.h"
+#include "stem_pairing.h"
 
 namespace efcnet {
-namespace {
 
 namespace fs = std::filesystem;
 
-// stem -> every image file in `dir` with that stem.
-std::map<std::string, std::vector<std::string>> images_by_stem(const std::string& dir) {
+namespace io {
+
+EntriesByStem entries_by_stem(const std::string& dir,
+                              const std::function<std::optional<std::string>(const fs::directory_entry&)>& stem_of) {
   std::error_code ec;
   const auto status = fs::status(dir, ec);
   if (status.type() == fs::file_type::not_found) throw IoError(dir + ": no such directory");
   if (status.type() != fs::file_type::directory) throw IoError(dir + ": not a directory");
 
-  std::map<std::string, std::vector<std::string>> by_stem;
+  EntriesByStem by_stem;
   fs::directory_iterator it(dir, ec);
   if (ec) throw IoError(dir + ": cannot list: " + ec.message());
   for (; it != fs::directory_iterator(); it.increment(ec)) {
-    const fs::path& path = it->path();
-    const std::string name = path.filename().string();
+    const std::string name = it->path().filename().string();
     if (name.empty() || name[0] == '.') continue;  // hidden, including our own temporaries
-    std::error_code type_ec;
-    if (!it->is_regular_file(type_ec) || !has_image_extension(name)) continue;
-    by_stem[path.stem().string()].push_back(path.string());
+    if (const auto stem = stem_of(*it)) by_stem[*stem].push_back(it->path().string());
   }
   if (ec) throw IoError(dir + ": cannot list: " + ec.message());
   for (auto& [stem, paths] : by_stem) std::sort(paths.begin(), paths.end());
   return by_stem;
 }
 
-}  // namespace
-
-Pairing pair_by_name(const std::string& anatomical_dir, const std::string& functional_dir) {
-  const auto anatomical = images_by_stem(anatomical_dir);
-  const auto functional = images_by_stem(functional_dir);
-
+Pairing pair_stems(const EntriesByStem& anatomical, const EntriesByStem& functional) {
   Pairing pairing;
   auto sort_out = [&pairing](const std::vector<std::string>& paths, std::vector<std::string>& unpaired) {
     if (paths.size() > 1) {
@@ -62,6 +55,19 @@ Pairing pair_by_name(const std::string& anatomical_dir, const std::string& funct
   }
   std::sort(pairing.ambiguous.begin(), pairing.ambiguous.end());
   return pairing;
+}
+
+}  // namespace io
+
+Pairing pair_by_name(const std::string& anatomical_dir, const std::string& functional_dir) {
+  const auto image_stem = [](const fs::directory_entry& entry) -> std::optional<std::string> {
+    std::error_code ec;
+    const fs::path& path = entry.path();
+    if (!entry.is_regular_file(ec) || !has_image_extension(path.filename().string())) return std::nullopt;
+    return path.stem().string();
+  };
+  return io::pair_stems(io::entries_by_stem(anatomical_dir, image_stem),
+                        io::entries_by_stem(functional_dir, image_stem));
 }
 
 }  // namespace efcnet
