@@ -12,11 +12,16 @@ bool bfloat16_training_supported() { return cpu_features().avx512_bf16 || cpu_fe
 
 namespace training {
 
-void check_precision(const TrainOptions& options, const torch::Device& device) {
-  if (options.precision == Precision::bfloat16 && device.is_cpu() && !bfloat16_training_supported()) {
-    throw OptionError("bfloat16 training needs a CPU with AVX-512 BF16 or AMX, which " + cpu_model() +
+void check_precision(const TrainOptions& options, const torch::Device& device, const CpuFeatures& cpu,
+                     const std::string& cpu_name) {
+  if (options.precision == Precision::bfloat16 && device.is_cpu() && !cpu.avx512_bf16 && !cpu.amx) {
+    throw OptionError("bfloat16 training needs a CPU with AVX-512 BF16 or AMX, which " + cpu_name +
                       " lacks; train with precision float32, or on a cuda device");
   }
+}
+
+void check_precision(const TrainOptions& options, const torch::Device& device) {
+  check_precision(options, device, cpu_features(), cpu_model());
 }
 
 FusionLoss network_loss(FusionNetworkImpl& network, const torch::Tensor& functional, const torch::Tensor& anatomical,

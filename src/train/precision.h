@@ -8,12 +8,16 @@
 #include "efcnet/inference_options.h"
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
+#include "efcnet/runtime.h"
 #include "efcnet/train.h"
 
 namespace efcnet::training {
 
-// OptionError for bfloat16 on a CPU without AVX-512 BF16 or AMX (native bfloat16 dot products).
+// OptionError for bfloat16 on a CPU without AVX-512 BF16 or AMX (native bfloat16 dot products):
+// this CPU's (cpu_features()), or the one described (so that tests reach the refusal anywhere).
 void check_precision(const TrainOptions& options, const torch::Device& device);
+void check_precision(const TrainOptions& options, const torch::Device& device, const CpuFeatures& cpu,
+                     const std::string& cpu_name);
 
 // The network's forward pass on (edge map, anatomical), under bfloat16 autocast for
 // Precision::bfloat16, and the fusion loss against them in float32; backward() on the total gives

@@ -18,6 +18,7 @@
 #include "support/required.h"
 #include "support/shared_data.h"
 #include "support/temp_dir.h"
+#include "train/precision.h"
 
 namespace efcnet {
 namespace {
@@ -173,14 +174,34 @@ TEST(Trainer, Bfloat16ResumedRunEqualsUninterruptedRun) {
   EXPECT_GT(max_state_diff(out / "straight/model_2.pth", out / "float32/model_2.pth"), 0.0);  // it ran in bfloat16
 }
 
+// The refusal for a CPU described without the instructions (whatever this one has), then end to end
+// on this CPU, where a CPU without them refuses before anything is written.
 TEST(Trainer, Bfloat16IsRefusedByNameWithoutTheInstructions) {
-  if (bfloat16_training_supported()) GTEST_SKIP() << "this CPU has AVX-512 BF16 or AMX: bfloat16 training runs here";
   SyntheticData data(2);
   TempDir out;
   auto options = data.options(out / "run", 1);
   options.precision = Precision::bfloat16;
-  EXPECT_THROW(train_network(options), OptionError);
-  EXPECT_FALSE(fs::exists(out / "run"));
+  CpuFeatures avx512_only;
+  avx512_only.avx2_fma = avx512_only.avx512 = true;
+  try {
+    training::check_precision(options, torch::kCPU, avx512_only, "Example CPU 9000");
+    ADD_FAILURE() << "bfloat16 was not refused on a CPU without AVX-512 BF16 and AMX";
+  } catch (const OptionError& e) {
+    EXPECT_NE(std::string(e.what()).find("Example CPU 9000 lacks"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("AVX-512 BF16 or AMX"), std::string::npos) << e.what();
+  }
+  CpuFeatures with_bf16 = avx512_only, with_amx = avx512_only;
+  with_bf16.avx512_bf16 = true;
+  with_amx.amx = true;
+  EXPECT_NO_THROW(training::check_precision(options, torch::kCPU, with_bf16, "Example CPU 9000"));
+  EXPECT_NO_THROW(training::check_precision(options, torch::kCPU, with_amx, "Example CPU 9000"));
+  EXPECT_EQ(bfloat16_training_supported(), cpu_features().avx512_bf16 || cpu_features().amx);
+  if (!bfloat16_training_supported()) {
+    EXPECT_THROW(train_network(options), OptionError);
+    EXPECT_FALSE(fs::exists(out / "run"));
+  }
+  options.precision = Precision::float32;
+  EXPECT_NO_THROW(training::check_precision(options, torch::kCPU, avx512_only, "Example CPU 9000"));
 }
 
 // The library leaves process-wide settings to the program that embeds it (runtime.h).
