@@ -1,6 +1,5 @@
 // `efcnet evaluate`: the twelve objective fusion metrics for one triple, or for every triple of
 // three directories matched by file name, scored in parallel.
-#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -350,8 +349,7 @@ void add_evaluate_command(CLI::App& app) {
     // The metrics allocate and free image-sized buffers all the time. By default glibc maps large
     // blocks afresh and hands freed memory back, and the page faults of refilling them cost a
     // quarter of a short run: keep large blocks on the heap and the heap's pages for reuse.
-    mallopt(M_MMAP_THRESHOLD, 256 << 20);
-    mallopt(M_TRIM_THRESHOLD, 512 << 20);
+    keep_freed_memory_for_reuse(256 << 20);
     if (settings->single_mode() == settings->batch_mode()) {
       throw std::runtime_error(
           "evaluate: give either --anatomical/--functional/--fused or "

@@ -6,9 +6,13 @@
 // LibTorch-free declarations; set_threads() is defined in the LibTorch part (libefcnet).
 #pragma once
 
+#include <cstddef>
+#include <limits>
 #include <string>
 
 namespace efcnet {
+
+inline constexpr std::size_t kEveryBlock = std::numeric_limits<std::size_t>::max();
 
 // ---- CPU features (probed once, cached) ----
 
@@ -38,10 +42,11 @@ void set_threads(int threads);
 
 // ---- heap ----
 
-// glibc malloc: large blocks come from the heap and freed memory is kept for reuse instead of
-// being unmapped and page-faulted in anew on the next forward pass (a 256² pair allocates several
-// GiB of short-lived tensors). Memory is returned to the OS at exit only.
-void keep_freed_memory_for_reuse();
+// glibc malloc: blocks come from the heap and freed memory is kept for reuse instead of being
+// unmapped and page-faulted in anew on the next forward pass (a 256² pair allocates several GiB of
+// short-lived tensors). By default every block, and memory is returned to the OS at exit only;
+// with `largest_block`, blocks up to that size, and a heap top over twice it is given back.
+void keep_freed_memory_for_reuse(std::size_t largest_block = kEveryBlock);
 
 // ---- BLAS kernels ----
 

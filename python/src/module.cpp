@@ -391,8 +391,9 @@ Each array is stored in its own dtype (float32, float16, float64, int64, int32 o
 raise TypeError), in the dict's order. The file is written atomically (temporary file + rename):
 readers see the old file or the complete new one. Problems raise efcnet.Error naming the path.)");
 
-  m.def("keep_freed_memory_for_reuse", &efcnet::keep_freed_memory_for_reuse,
-        R"(Opt-in, for the whole process and for good: glibc's malloc keeps freed memory for reuse.
+  m.def(
+      "keep_freed_memory_for_reuse", [] { efcnet::keep_freed_memory_for_reuse(); },
+      R"(Opt-in, for the whole process and for good: glibc's malloc keeps freed memory for reuse.
 
 The networks and the metrics allocate and free image-sized buffers all the time; by default glibc
 maps large blocks afresh and returns freed memory to the system, and refilling those pages costs

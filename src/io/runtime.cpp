@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <thread>
 
 #if defined(__x86_64__)
@@ -66,9 +67,15 @@ int core_count() { return std::max(1, static_cast<int>(std::thread::hardware_con
 
 int thread_count(int requested) { return requested > 0 ? requested : core_count(); }
 
-void keep_freed_memory_for_reuse() {
-  mallopt(M_MMAP_MAX, 0);
-  mallopt(M_TRIM_THRESHOLD, -1);  // never give the heap's top back (the value is unsigned: max)
+void keep_freed_memory_for_reuse(std::size_t largest_block) {
+  if (largest_block == kEveryBlock) {
+    mallopt(M_MMAP_MAX, 0);
+    mallopt(M_TRIM_THRESHOLD, -1);  // never give the heap's top back (the value is unsigned: max)
+    return;
+  }
+  constexpr std::size_t kIntMax = static_cast<std::size_t>(std::numeric_limits<int>::max());
+  mallopt(M_MMAP_THRESHOLD, static_cast<int>(std::min(largest_block, kIntMax)));
+  mallopt(M_TRIM_THRESHOLD, static_cast<int>(std::min(2 * largest_block, kIntMax)));
 }
 
 std::string select_blas_kernels() {

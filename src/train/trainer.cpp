@@ -18,6 +18,7 @@
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/progress.h"
+#include "efcnet/tensor_image.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "loss_log.h"
@@ -186,11 +187,7 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
     seem->eval();  // frozen, as the reference trains
     if (whole_image_maps) {
       torch::NoGradGuard no_grad;
-      for (const Sample& sample : samples) {
-        const cv::Mat& plane = sample.functional;
-        const auto bytes = torch::from_blob(plane.data, {1, 1, plane.rows, plane.cols}, torch::kUInt8);
-        edge_maps.push_back(seem->forward(to_unit(bytes, device)));
-      }
+      for (const Sample& sample : samples) edge_maps.push_back(seem->forward(unit_tensor(sample.functional, device)));
     }
     torch::manual_seed(options.seed);  // the network's initial weights
     network = FusionNetwork();
