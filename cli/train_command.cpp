@@ -234,6 +234,8 @@ std::string with_flag_names(std::string message) {
       {"distributed.world_size", "--nproc-per-node, --world-size or WORLD_SIZE"},
       {"distributed.sync_bn", "--sync-bn"},
       {"seem_on_whole_images", "--seem-on-whole-images"},
+      {"intensity_weight_millionths", "--intensity-weight (in millionths)"},
+      {"intensity_weight", "--intensity-weight"},
       {"seem_weights", "--seem-weights"},
       {"batch_size", "--batch-size"},
       {"out_dir", "--out-dir"},
@@ -291,6 +293,11 @@ void add_train_command(CLI::App& app) {
                     "With --crop: run SEEM once on each whole image and cut the crop from its map, as fusion sees "
                     "it, instead of running SEEM on each crop alone (whose zero-padded borders then show as edges "
                     "in the map the network is fed and scored against)");
+  command->add_option("--intensity-weight", options->intensity_weight,
+                      "Add W * mean|fused - max(functional, anatomical)| to the loss: pulls the fusion towards the "
+                      "brighter source at each pixel (the functional image's own intensity where it is hot, which "
+                      "the authors' loss, scored against SEEM's edge map, does not ask for). Default 0: the "
+                      "authors' loss alone");
   command
       ->add_flag("--sync-bn", options->distributed.sync_bn,
                  "BatchNorm statistics over every rank's batch (as one process with the global "

@@ -80,6 +80,9 @@ struct NetworkTrainOptions : TrainOptions {
   // cuts the crop from its map instead, what the network sees when fusing whole images (once per
   // sample, not per step). On the default weights it raised background speckle: see models/README.md.
   bool seem_on_whole_images = false;
+  // Weight of the optional intensity term of the loss (losses.h IntensityTerm: mean |out - max(f, a)|
+  // against the functional image itself); 0, the default, trains with the authors' loss alone.
+  double intensity_weight = 0.0;
 };
 
 // `efcnet train-seem`: SEEM against the clipped Sobel magnitude of the functional image.

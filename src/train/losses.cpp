@@ -65,13 +65,18 @@ torch::Tensor edge_loss(const torch::Tensor& x, const torch::Tensor& y) {
   return (x - y).abs().mean() + (sobel_magnitude(x) - sobel_magnitude(y)).abs().mean();
 }
 
-FusionLoss fusion_loss(const torch::Tensor& fused, const torch::Tensor& functional, const torch::Tensor& anatomical) {
+FusionLoss fusion_loss(const torch::Tensor& fused, const torch::Tensor& functional, const torch::Tensor& anatomical,
+                       const IntensityTerm& intensity) {
   FusionLoss loss;
   loss.ssim_functional = ssim_loss(fused, functional);
   loss.ssim_anatomical = ssim_loss(fused, anatomical);
   loss.edge_functional = edge_loss(fused, functional);
   loss.edge_anatomical = edge_loss(fused, anatomical);
   loss.total = loss.ssim_functional + loss.ssim_anatomical + loss.edge_functional + loss.edge_anatomical;
+  if (intensity.weight > 0.0) {
+    loss.intensity = intensity.weight * (fused - torch::maximum(intensity.functional, anatomical)).abs().mean();
+    loss.total = loss.total + loss.intensity;
+  }
   return loss;
 }
 

@@ -173,6 +173,9 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   const torch::Device device = training_device(options);
   check_precision(options, device);
   if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
+  if (!(options.intensity_weight >= 0.0 && options.intensity_weight <= 1000.0)) {
+    throw TrainingError("intensity_weight must be between 0 and 1000");
+  }
   const auto group = join_group(options, device);
   std::vector<Sample> samples;
   SmoothEdgeExtractor seem{nullptr};
@@ -206,8 +209,13 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   task.checkpoints = {"model",
                       1,
                       network.get(),
-                      {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0}, precision_setting(options)}};
-  task.term_names = {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical", "total"};
+                      {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0},
+                       precision_setting(options),
+                       {"meta.intensity_weight_millionths", std::llround(options.intensity_weight * 1e6), 0}}};
+  const bool intensity_term = options.intensity_weight > 0.0;
+  task.term_names = {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical"};
+  if (intensity_term) task.term_names.push_back("intensity");
+  task.term_names.push_back("total");
   task.step = [&](const Batch& batch) {
     torch::Tensor s;
     {
@@ -223,11 +231,14 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
         s = seem->forward(batch.functional);
       }
     }
-    const auto loss = network_loss(*network, s, batch.anatomical, options.precision);
+    const auto loss =
+        network_loss(*network, s, batch.anatomical, options.precision, {batch.functional, options.intensity_weight});
     loss.total.backward();
-    return std::vector<double>{loss.ssim_functional.item<double>(), loss.ssim_anatomical.item<double>(),
-                               loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>(),
-                               loss.total.item<double>()};
+    std::vector<double> terms{loss.ssim_functional.item<double>(), loss.ssim_anatomical.item<double>(),
+                              loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>()};
+    if (intensity_term) terms.push_back(loss.intensity.item<double>());
+    terms.push_back(loss.total.item<double>());
+    return terms;
   };
   return run(task, options, samples, device, group.get());
 }

@@ -49,6 +49,27 @@ TEST(Losses, FlatRegionsGiveFiniteGradients) {
   EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
 }
 
+TEST(Losses, IntensityTermIsAbsentByDefaultAndWeightedL1ToTheBrighterSource) {
+  torch::manual_seed(3);
+  const auto fused = torch::rand({2, 1, 16, 16}), edges = torch::rand({2, 1, 16, 16});
+  const auto anatomical = torch::rand({2, 1, 16, 16}), functional = torch::rand({2, 1, 16, 16});
+  const auto authors = fusion_loss(fused, edges, anatomical);
+  EXPECT_FALSE(authors.intensity.defined());
+  EXPECT_FALSE(fusion_loss(fused, edges, anatomical, {functional, 0.0}).intensity.defined());
+  const auto with_term = fusion_loss(fused, edges, anatomical, {functional, 2.5});
+  // By hand, pixel by pixel: 2.5 * mean |fused - max(f, a)|.
+  const auto f = functional.accessor<float, 4>(), a = anatomical.accessor<float, 4>(), o = fused.accessor<float, 4>();
+  double sum = 0;
+  for (int n = 0; n < 2; ++n)
+    for (int y = 0; y < 16; ++y)
+      for (int x = 0; x < 16; ++x) sum += std::abs(o[n][0][y][x] - std::max(f[n][0][y][x], a[n][0][y][x]));
+  EXPECT_NEAR(with_term.intensity.item<double>(), 2.5 * sum / (2 * 16 * 16), 1e-5);
+  EXPECT_NEAR(with_term.total.item<double>(), authors.total.item<double>() + with_term.intensity.item<double>(), 1e-5);
+  // The brighter source itself costs nothing in this term.
+  const auto brighter = torch::maximum(functional, anatomical);
+  EXPECT_NEAR(fusion_loss(brighter, edges, anatomical, {functional, 1.0}).intensity.item<double>(), 0.0, 1e-7);
+}
+
 TEST(Losses, SeemTargetIsClippedSobel) {
   torch::manual_seed(2);
   const auto f = torch::rand({1, 1, 12, 12});
