@@ -25,7 +25,7 @@ class PickleError : public Error {
 };
 
 // Element types of the storages a state dict may reference (`torch.<Name>Storage`).
-enum class DType { Float32, Float16, Float64, Int64, Int32, Bool };
+enum class DType { Float32, Float16, Float64, Int64, Int32, Bool, UInt8 };
 
 std::size_t itemsize(DType dtype);
 // "float32", "float16", ... for messages.

@@ -258,13 +258,14 @@ class Unpickler {
       return Value{Kind::Global, int64_t(Global::RebuildParameter), 0};
     }
     if (module == "torch") {
-      for (DType dtype : {DType::Float32, DType::Float16, DType::Float64, DType::Int64, DType::Int32, DType::Bool}) {
+      for (DType dtype :
+           {DType::Float32, DType::Float16, DType::Float64, DType::Int64, DType::Int32, DType::Bool, DType::UInt8}) {
         if (name == storage_class_name(dtype)) return Value{Kind::StorageClass, int64_t(dtype), 0};
       }
       constexpr std::string_view kStorage = "Storage";
       if (name.size() > kStorage.size() && name.substr(name.size() - kStorage.size()) == kStorage) {
         fail("unsupported storage dtype " + printable_quoted(dotted) +
-             " (float32, float16, float64, int64, int32 and bool are supported)");
+             " (float32, float16, float64, int64, int32, bool and uint8 are supported)");
       }
     }
     fail("refused global " + printable_quoted(dotted) + ": a state dict may reference only tensors and dicts");

@@ -51,6 +51,7 @@ std::size_t itemsize(DType dtype) {
     case DType::Int64: return 8;
     case DType::Int32: return 4;
     case DType::Bool: return 1;
+    case DType::UInt8: return 1;
   }
   throw PickleError("invalid DType");
 }
@@ -63,6 +64,7 @@ const char* dtype_name(DType dtype) {
     case DType::Int64: return "int64";
     case DType::Int32: return "int32";
     case DType::Bool: return "bool";
+    case DType::UInt8: return "uint8";
   }
   throw PickleError("invalid DType");
 }
@@ -75,6 +77,7 @@ const char* storage_class_name(DType dtype) {
     case DType::Int64: return "LongStorage";
     case DType::Int32: return "IntStorage";
     case DType::Bool: return "BoolStorage";
+    case DType::UInt8: return "ByteStorage";
   }
   throw PickleError("invalid DType");
 }

@@ -194,8 +194,8 @@ TEST(PickleRefusal, TorchGlobalsOutsideTheAllowList) {
 }
 
 TEST(PickleRefusal, UnsupportedStorageDtype) {
-  const std::string pickle = single_entry_dict("w", PickleBytes().tensor("ByteStorage", "0", "cpu", 4, 0, {4}, {1}));
-  EXPECT_REFUSED(pickle, "unsupported storage dtype 'torch.ByteStorage'");
+  const std::string pickle = single_entry_dict("w", PickleBytes().tensor("CharStorage", "0", "cpu", 4, 0, {4}, {1}));
+  EXPECT_REFUSED(pickle, "unsupported storage dtype 'torch.CharStorage'");
 }
 
 TEST(PickleRefusal, ReduceOfUnknownCallable) {
