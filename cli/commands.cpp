@@ -4,7 +4,9 @@
 #include <exception>
 #include <stdexcept>
 
+#if EFCNET_IMAGE_IO
 #include "efcnet/volume.h"
+#endif
 
 namespace efcnet::cli {
 
@@ -28,8 +30,10 @@ int report_error(const char* message) {
 }
 
 int run_app(CLI::App& app, int argc, char** argv) {
+#if EFCNET_IMAGE_IO
   // ITK's warnings are several lines each; the commands report problems in one line themselves.
   show_volume_library_warnings(false);
+#endif
   app.require_subcommand(1);
   app.set_version_flag("--version", kVersion);
   try {

@@ -32,6 +32,10 @@ inline constexpr CommandSummary kTorchCommands[] = {
      "anatomical image; SEEM frozen). Pairs are matched by file stem (case-sensitive, extensions may differ); "
      "colour functional images contribute their Y plane. Unreadable, unpaired or differently-sized files stop "
      "the run before it starts."},
+    {"pack-pairs",
+     "Read the pairs of two directories as `efcnet train` does and write them into one file that `efcnet train "
+     "--packed-pairs` reads: the same run, on a machine without OpenCV (a GPU host; see README \"Training on a "
+     "lent GPU\")"},
     {"train-seem",
      "Train SEEM (the smooth edge extractor) on functional images: MSE against their Sobel magnitude "
      "clipped to [0, 1]. Writes seem_<epoch>.pth each epoch."},
@@ -62,6 +66,7 @@ void add_phantom_command(CLI::App& app);
 void add_fuse_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_train_seem_command(CLI::App& app);
+void add_pack_pairs_command(CLI::App& app);
 void add_export_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_bench_volume_command(CLI::App& app);

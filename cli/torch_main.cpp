@@ -1,5 +1,6 @@
 // efcnet-torch: the LibTorch commands of `efcnet` (commands.h). The `efcnet` executable runs it with
-// its own arguments for these commands; run directly, it behaves the same.
+// its own arguments for these commands; run directly, it behaves the same. A build without image
+// I/O (EFCNET_IMAGE_IO=OFF) has only `train` (from packed pairs) and `export-weights`.
 
 #include <CLI/CLI.hpp>
 
@@ -21,12 +22,19 @@ int main(int argc, char** argv) {
   efcnet::reexec_with_blas_kernels(argv);
 
   CLI::App app{efcnet::cli::kAppDescription, "efcnet"};
+#if EFCNET_IMAGE_IO
   efcnet::cli::add_fuse_command(app);
+#endif
   efcnet::cli::add_train_command(app);
+#if EFCNET_IMAGE_IO
   efcnet::cli::add_train_seem_command(app);
+  efcnet::cli::add_pack_pairs_command(app);
+#endif
   efcnet::cli::add_export_weights_command(app);
+#if EFCNET_IMAGE_IO
   efcnet::cli::add_bench_command(app);
   efcnet::cli::add_bench_volume_command(app);
   efcnet::cli::add_compare_command(app);
+#endif
   return efcnet::cli::run_app(app, argc, argv);
 }

@@ -29,6 +29,7 @@ struct CommonSettings {
   std::string master_text;
   LocalLaunch launch;
   int threads = 0;
+  bool check_device = false;  // train only
 };
 
 // The torchrun variable `name` as an integer, or `fallback` when it is unset.
@@ -226,6 +227,19 @@ void report(const TrainingSummary& summary, int world_size) {
   }
 }
 
+// --check-device: one line with the result; a mismatch ends the command before training.
+void check_device(const NetworkTrainOptions& options) {
+  const DeviceCheck check = check_training_device(options);
+  std::printf(
+      "device check, %s against the CPU: loss %.6f; loss terms within %.2g (tolerance %.0e), gradients "
+      "within %.2g of their largest%s%s (tolerance %.0e): %s\n",
+      check.device.c_str(), check.total_loss, check.largest_term_difference, DeviceCheck::kTermTolerance,
+      check.largest_gradient_difference, check.worst_gradient.empty() ? "" : ", worst ", check.worst_gradient.c_str(),
+      DeviceCheck::kGradientTolerance, check.passed ? "passed" : "FAILED");
+  std::fflush(stdout);
+  if (!check.passed) throw TrainingError("the device check failed on " + check.device + ": not training");
+}
+
 // The library's messages name TrainOptions' fields; the command line speaks of its flags. A name
 // counts only between spaces, brackets or punctuation, so that paths in a message stay as they are.
 std::string with_flag_names(std::string message) {
@@ -237,6 +251,9 @@ std::string with_flag_names(std::string message) {
       {"intensity_weight_millionths", "--intensity-weight (in millionths)"},
       {"intensity_weight", "--intensity-weight"},
       {"seem_weights", "--seem-weights"},
+      {"packed_pairs", "--packed-pairs"},
+      {"anatomical_dir", "--anatomical-dir"},
+      {"functional_dir", "--functional-dir"},
       {"batch_size", "--batch-size"},
       {"out_dir", "--out-dir"},
       {"resume", "--resume"},
@@ -279,12 +296,20 @@ void add_train_command(CLI::App& app) {
   auto options = std::make_shared<NetworkTrainOptions>();
   auto settings = std::make_shared<CommonSettings>();
   auto* command = add_torch_subcommand(app, "train");
-  command->add_option("--anatomical-dir", options->anatomical_dir, "Directory of anatomical images (MRI, CT)")
-      ->required()
-      ->check(CLI::ExistingDirectory);
-  command->add_option("--functional-dir", options->functional_dir, "Directory of functional images (SPECT, PET, CT)")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  auto* anatomical =
+      command->add_option("--anatomical-dir", options->anatomical_dir, "Directory of anatomical images (MRI, CT)")
+          ->check(CLI::ExistingDirectory);
+  auto* functional =
+      command
+          ->add_option("--functional-dir", options->functional_dir, "Directory of functional images (SPECT, PET, CT)")
+          ->check(CLI::ExistingDirectory);
+  auto* packed = command
+                     ->add_option("--packed-pairs", options->packed_pairs,
+                                  "Instead of the two directories: a file of `efcnet pack-pairs` (the same "
+                                  "pairs, the same run; read without OpenCV)")
+                     ->check(CLI::ExistingFile)
+                     ->excludes(anatomical)
+                     ->excludes(functional);
   command->add_option("--seem-weights", options->seem_weights, weights_lookup_help(kSeemWeights));
   command->add_option("--init-weights", options->init_weights,
                       "Start from these network weights instead of a random init");
@@ -303,10 +328,20 @@ void add_train_command(CLI::App& app) {
                  "BatchNorm statistics over every rank's batch (as one process with the global "
                  "batch), at one small all-reduce per BatchNorm layer in forward and in backward")
       ->group("Distributed (data-parallel; see README \"Distributed training\")");
-  command->callback([options, settings] {
+  command->add_flag("--check-device", settings->check_device,
+                    "Before training, compare one loss and its gradients on --device with the CPU's (float32, eval "
+                    "mode, the first --batch-size pairs) and stop unless they agree within the golden data's "
+                    "tolerances (terms 1e-5 relative, gradients 1e-4 of each tensor's largest): for a GPU build");
+  command->callback([options, settings, anatomical, functional, packed] {
+    if (packed->count() == 0 && (anatomical->count() == 0 || functional->count() == 0)) {
+      throw CLI::ValidationError("--anatomical-dir", "give --anatomical-dir and --functional-dir, or --packed-pairs");
+    }
     apply_common(*options, *settings);
     options->seem_weights = resolve_weights(kSeemWeights, options->seem_weights, "--seem-weights");
-    train_or_launch(*options, *settings, [](const NetworkTrainOptions& o) { return train_network(o); });
+    train_or_launch(*options, *settings, [settings](const NetworkTrainOptions& o) {
+      if (settings->check_device) check_device(o);
+      return train_network(o);
+    });
   });
 }
 
@@ -321,6 +356,31 @@ void add_train_seem_command(CLI::App& app) {
   command->callback([options, settings] {
     apply_common(*options, *settings);
     train_or_launch(*options, *settings, [](const SeemTrainOptions& o) { return train_seem(o); });
+  });
+}
+
+void add_pack_pairs_command(CLI::App& app) {
+  struct Settings {
+    std::string anatomical_dir, functional_dir, output;
+  };
+  auto settings = std::make_shared<Settings>();
+  auto* command = add_torch_subcommand(app, "pack-pairs");
+  command->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images (MRI, CT)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  command
+      ->add_option("--functional-dir", settings->functional_dir,
+                   "Directory of functional images (SPECT, PET, CT); colour ones are stored as their Y plane")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  command
+      ->add_option("--output", settings->output,
+                   "The file to write (atomically): a torch.save archive of uint8 planes <name>/functional and "
+                   "<name>/anatomical, as many bytes as the pairs' pixels (compress it to carry it)")
+      ->required();
+  command->callback([settings] {
+    const int pairs = pack_training_pairs(settings->anatomical_dir, settings->functional_dir, settings->output);
+    std::printf("packed %d pairs into %s\n", pairs, settings->output.c_str());
   });
 }
 

@@ -21,14 +21,9 @@
 #include <opencv2/core.hpp>
 
 #include "efcnet/error.h"
+#include "efcnet/files.h"  // IoError, WriteMode, write_file_atomic
 
 namespace efcnet {
-
-// Every file problem; the message starts with the path and says what is wrong with it.
-class IoError : public Error {
- public:
-  using Error::Error;
-};
 
 // "WxH" of an image, for messages.
 std::string size_text(const cv::Mat& image);
@@ -47,18 +42,6 @@ cv::Mat read_functional(const std::string& path);
 bool has_image_extension(const std::string& path);
 
 // ---- writing ----
-
-enum class WriteMode {
-  replace,     // an existing file is replaced (atomically)
-  no_clobber,  // an existing file is left alone and IoError is thrown, even against a racing writer
-};
-
-// Writes `bytes` to <dir>/.<name>.tmp-<pid>-<n>, fsyncs it and renames it onto `path`, so readers
-// see either the old file (or none) or the complete new one. On any failure the temporary file is
-// removed and IoError names `path`. A process killed mid-write can leave only the hidden temporary.
-void write_file_atomic(const std::string& path, std::string_view bytes, WriteMode mode = WriteMode::replace);
-void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes,
-                       WriteMode mode = WriteMode::replace);
 
 // Encodes with cv::imencode for the path's extension (default parameters, byte-identical to
 // cv::imwrite) and writes atomically. Throws IoError for an unsupported extension.

@@ -73,6 +73,10 @@ struct TrainOptions {
 struct NetworkTrainOptions : TrainOptions {
   std::string anatomical_dir;
   std::string functional_dir;  // colour images contribute their Y plane, as in fusion
+  // Instead of the two directories: the pairs packed by pack_training_pairs, the same samples in
+  // the same order (so the same run), read without OpenCV (what a build with EFCNET_IMAGE_IO=OFF,
+  // e.g. on a GPU host that has LibTorch alone, trains from).
+  std::string packed_pairs;
   std::string seem_weights;
   std::string init_weights;  // optional network weights to start from instead of random init
   // With crops, SEEM runs on each crop alone, so the crop's zero-padded borders show as edges in
@@ -106,6 +110,31 @@ struct TrainingSummary {
 // moments, epoch, step, options that must not change on resume). All writes are atomic.
 TrainingSummary train_network(const NetworkTrainOptions& options);
 TrainingSummary train_seem(const SeemTrainOptions& options);
+
+// Float32 on both sides, eval mode (no dropout, BatchNorm's running statistics), TF32 off: the
+// loss terms and network gradients of one batch (the first batch_size pairs, cropped as `options`
+// say) on options.device, compared with the CPU's, from the weights the run would start with. The
+// tolerances are the golden data's: terms within 1e-5 relative, each gradient within 1e-4 of its
+// tensor's largest magnitude. The CPU against itself passes trivially; it is for a GPU build.
+struct DeviceCheck {
+  static constexpr double kTermTolerance = 1e-5;
+  static constexpr double kGradientTolerance = 1e-4;
+  std::string device;                    // "cuda:0", ...
+  double total_loss = 0.0;               // on the device
+  double largest_term_difference = 0.0;  // relative
+  double largest_gradient_difference = 0.0;
+  std::string worst_gradient;  // the parameter where it is largest
+  bool passed = false;
+};
+DeviceCheck check_training_device(const NetworkTrainOptions& options);
+
+// Reads the pairs of two directories as train_network does (matched by name, the functional
+// image's Y plane, every problem listed in one TrainingError) and writes them into one torch.save
+// archive: a dict of (H,W) uint8 planes "<name>/functional" and "<name>/anatomical", sorted by
+// name (torch.load(weights_only=True) reads it too). Atomic. Returns the number of pairs. A
+// TrainingError in a build without image I/O.
+int pack_training_pairs(const std::string& anatomical_dir, const std::string& functional_dir,
+                        const std::string& output);
 
 enum class WeightsKind { network, seem };
 

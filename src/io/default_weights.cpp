@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <system_error>
 
-#include "efcnet/image.h"
+#include "efcnet/files.h"
 
 namespace efcnet {
 namespace fs = std::filesystem;

@@ -1,10 +1,4 @@
-#include <fcntl.h>
-#include <unistd.h>
-
-#include <atomic>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
+// Image writing (image.h): encoded by OpenCV, written through write_file_atomic.
 #include <filesystem>
 
 #include <opencv2/imgcodecs.hpp>
@@ -12,103 +6,6 @@
 #include "efcnet/image.h"
 
 namespace efcnet {
-namespace {
-
-[[noreturn]] void fail(const std::string& path, const std::string& problem, int err) {
-  throw IoError(path + ": " + problem + ": " + std::strerror(err));
-}
-
-// Owns the temporary file until it has been renamed into place; removes it on every other path.
-class TempFile {
- public:
-  TempFile(std::string path, int fd) : path_(std::move(path)), fd_(fd) {}
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(path_.c_str());
-  }
-  TempFile(const TempFile&) = delete;
-  TempFile& operator=(const TempFile&) = delete;
-
-  int fd() const { return fd_; }
-  const std::string& path() const { return path_; }
-  int close() {  // returns 0 or errno
-    const int rc = ::close(fd_);
-    fd_ = -1;
-    return rc == 0 ? 0 : errno;
-  }
-  void commit() { committed_ = true; }
-
- private:
-  std::string path_;
-  int fd_;
-  bool committed_ = false;
-};
-
-// rename() without replacing an existing target. Where the filesystem lacks RENAME_NOREPLACE,
-// link()+unlink() is just as safe; where it lacks hard links too (FAT), a check before rename()
-// leaves only a tiny race. Returns 0 or errno.
-int rename_no_clobber(const char* from, const char* to) {
-  if (::renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS && errno != ENOTSUP) return errno;
-  if (::link(from, to) == 0) {
-    ::unlink(from);
-    return 0;
-  }
-  if (errno != EPERM && errno != ENOTSUP) return errno;
-  if (::access(to, F_OK) == 0) return EEXIST;
-  return ::rename(from, to) == 0 ? 0 : errno;
-}
-
-// Makes the rename itself durable; a failure here cannot undo the write, so it is not reported.
-void sync_directory(const std::string& dir) {
-  const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-}  // namespace
-
-void write_file_atomic(const std::string& path, std::string_view bytes, WriteMode mode) {
-  const std::filesystem::path target(path);
-  const std::string name = target.filename().string();
-  if (name.empty() || name == "." || name == "..") {
-    throw IoError(path + ": not a file name to write to");
-  }
-  const std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-
-  static std::atomic<unsigned> counter{0};
-  std::string temp_path =
-      dir + "/." + name + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(counter.fetch_add(1));
-  const int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-  if (fd < 0) fail(path, "cannot write", errno);
-  TempFile temp(std::move(temp_path), fd);
-
-  std::size_t written = 0;
-  while (written < bytes.size()) {
-    const ssize_t n = ::write(temp.fd(), bytes.data() + written, bytes.size() - written);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      fail(path, "cannot write", errno);
-    }
-    written += static_cast<std::size_t>(n);
-  }
-  if (::fsync(temp.fd()) != 0) fail(path, "cannot write (fsync)", errno);
-  if (const int err = temp.close()) fail(path, "cannot write (close)", err);
-
-  if (mode == WriteMode::replace) {
-    if (::rename(temp.path().c_str(), path.c_str()) != 0) fail(path, "cannot rename into place", errno);
-  } else if (const int err = rename_no_clobber(temp.path().c_str(), path.c_str())) {
-    if (err == EEXIST) throw IoError(path + ": already exists, not replaced");
-    fail(path, "cannot rename into place", err);
-  }
-  temp.commit();
-  sync_directory(dir);
-}
-
-void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes, WriteMode mode) {
-  write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), mode);
-}
 
 void write_image_atomic(const std::string& path, const cv::Mat& image, WriteMode mode) {
   const std::string extension = std::filesystem::path(path).extension().string();

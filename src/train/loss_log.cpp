@@ -6,10 +6,14 @@
 #include <fstream>
 #include <sstream>
 
+#include "efcnet/files.h"
+#include "efcnet/train.h"
+
+#if EFCNET_IMAGE_IO
 #include <opencv2/imgproc.hpp>
 
 #include "efcnet/image.h"
-#include "efcnet/train.h"
+#endif
 
 namespace efcnet {
 namespace {
@@ -88,6 +92,7 @@ void LossLog::write_csv() const {
 }
 
 void LossLog::write_plot() const {
+#if EFCNET_IMAGE_IO
   const int width = 900, height = 520, left = 70, right = 190, top = 30, bottom = 50;
   cv::Mat canvas(height, width, CV_8UC3, cv::Scalar(255, 255, 255));
   const cv::Rect area(left, top, width - left - right, height - top - bottom);
@@ -134,6 +139,7 @@ void LossLog::write_plot() const {
                 cv::LINE_AA);
   }
   write_image_atomic(directory_ + "/loss.png", canvas);
+#endif
 }
 
 double LossLog::epoch_mean_total(int epoch) const {

@@ -1,5 +1,6 @@
 // The training log: loss.csv (one row per optimizer step) and loss.png (the curves), both
-// rewritten atomically as training goes, so a killed run leaves the last complete version.
+// rewritten atomically as training goes, so a killed run leaves the last complete version. A build
+// without image I/O (EFCNET_IMAGE_IO=OFF) writes loss.csv alone.
 #pragma once
 
 #include <string>

@@ -32,19 +32,14 @@ void agreed(DistributedGroup* group, const std::function<void()>& setup) {
 
 uint64_t samples_digest(const std::vector<Sample>& samples) {
   std::vector<torch::Tensor> parts;
-  const auto bytes_of = [](const cv::Mat& m) {
-    const cv::Mat continuous = m.isContinuous() ? m : m.clone();
-    return torch::from_blob(continuous.data, {static_cast<int64_t>(continuous.total() * continuous.elemSize())},
-                            torch::kUInt8)
-        .clone();
-  };
   for (const auto& s : samples) {
     parts.push_back(
         torch::from_blob(const_cast<char*>(s.name.data()), {static_cast<int64_t>(s.name.size())}, torch::kUInt8)
             .clone());
-    for (const cv::Mat* plane : {&s.functional, &s.anatomical}) {
-      parts.push_back(torch::tensor({static_cast<int64_t>(plane->rows), static_cast<int64_t>(plane->cols)}));
-      if (!plane->empty()) parts.push_back(bytes_of(*plane));
+    for (const torch::Tensor* plane : {&s.functional, &s.anatomical}) {
+      if (!plane->defined()) continue;
+      parts.push_back(torch::tensor(plane->sizes().vec()));
+      parts.push_back(plane->flatten());
     }
   }
   return tensor_digest(parts);

@@ -18,7 +18,6 @@
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/progress.h"
-#include "efcnet/tensor_image.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "loss_log.h"
@@ -190,7 +189,9 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
     seem->eval();  // frozen, as the reference trains
     if (whole_image_maps) {
       torch::NoGradGuard no_grad;
-      for (const Sample& sample : samples) edge_maps.push_back(seem->forward(unit_tensor(sample.functional, device)));
+      for (const Sample& sample : samples) {
+        edge_maps.push_back(seem->forward(to_unit(sample.functional.unsqueeze(0).unsqueeze(0), device)));
+      }
     }
     torch::manual_seed(options.seed);  // the network's initial weights
     network = FusionNetwork();
@@ -223,8 +224,8 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
       if (whole_image_maps) {
         std::vector<torch::Tensor> crops;
         for (size_t b = 0; b < batch.samples.size(); ++b) {
-          const cv::Rect& r = batch.windows[b];
-          crops.push_back(edge_maps[batch.samples[b]].narrow(2, r.y, r.height).narrow(3, r.x, r.width));
+          const Window& r = batch.windows[b];
+          crops.push_back(edge_maps[batch.samples[b]].narrow(2, r.top, r.height).narrow(3, r.left, r.width));
         }
         s = torch::cat(crops);
       } else {

@@ -2,33 +2,41 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <random>
 #include <string>
 #include <vector>
 
 #include <torch/torch.h>
-#include <opencv2/core.hpp>
 
 #include "efcnet/train.h"
 
 namespace efcnet::training {
 
+// Planes as LibTorch tensors rather than OpenCV images, so that training from packed pairs builds
+// and runs without OpenCV (EFCNET_IMAGE_IO=OFF).
 struct Sample {
   std::string name;
-  cv::Mat functional;  // Y plane, CV_8UC1
-  cv::Mat anatomical;  // CV_8UC1; empty for SEEM training
+  torch::Tensor functional;  // Y plane, (H,W) uint8 on the CPU
+  torch::Tensor anatomical;  // (H,W) uint8 on the CPU; undefined for SEEM training
 };
 
-// Every pair of the two directories (or every functional image), read and checked up front, so
-// that a bad file stops the run now, not in epoch 3: one TrainingError lists every problem.
+// Every pair of the two directories or of the packed file (or every functional image), read and
+// checked up front, so that a bad file stops the run now, not in epoch 3: one TrainingError lists
+// every problem.
 std::vector<Sample> load_pairs(const NetworkTrainOptions& options);
 std::vector<Sample> load_functional(const SeemTrainOptions& options);
+
+// Where a batch row was cut from its sample.
+struct Window {
+  int64_t top = 0, left = 0, height = 0, width = 0;
+};
 
 // (B,1,h,w) float32 in [0,1] from the same random window of each sample's planes.
 struct Batch {
   torch::Tensor functional, anatomical;
-  std::vector<size_t> samples;    // which sample each row came from
-  std::vector<cv::Rect> windows;  // and where in it
+  std::vector<size_t> samples;  // which sample each row came from
+  std::vector<Window> windows;  // and where in it
 };
 
 // uint8 samples as float32 in [0,1] on `device`.

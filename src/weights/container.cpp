@@ -10,7 +10,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "efcnet/image.h"
+#include "efcnet/files.h"
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
 #include "pickle_detail.h"
@@ -41,6 +41,7 @@ torch::Dtype to_torch(DType dtype) {
     case DType::Int64: return torch::kInt64;
     case DType::Int32: return torch::kInt32;
     case DType::Bool: return torch::kBool;
+    case DType::UInt8: return torch::kUInt8;
   }
   throw WeightsError("invalid DType");
 }
@@ -53,6 +54,7 @@ std::optional<DType> from_torch(torch::Dtype dtype) {
     case torch::kInt64: return DType::Int64;
     case torch::kInt32: return DType::Int32;
     case torch::kBool: return DType::Bool;
+    case torch::kUInt8: return DType::UInt8;
     default: return std::nullopt;
   }
 }

@@ -382,6 +382,76 @@ TEST(Trainer, NamesBadDataBeforeStarting) {
   EXPECT_FALSE(fs::exists(out / "run/model_1.pth"));
 }
 
+// The packed file carries the same samples in the same order: the same run, bit for bit.
+TEST(Trainer, PackedPairsTrainTheSameRunAsTheirDirectories) {
+  SyntheticData data(4);
+  TempDir out;
+  EXPECT_EQ(pack_training_pairs(data.anatomical(), data.functional(), out / "pairs.pth"), 4);
+  auto from_directories = data.options(out / "directories", 2);
+  from_directories.crop_height = 12;
+  from_directories.crop_width = 20;
+  auto from_file = from_directories;
+  from_file.out_dir = out / "packed";
+  from_file.anatomical_dir.clear();
+  from_file.functional_dir.clear();
+  from_file.packed_pairs = out / "pairs.pth";
+  train_network(from_directories);
+  train_network(from_file);
+  EXPECT_EQ(first_step_losses(out / "directories"), first_step_losses(out / "packed"));
+  EXPECT_EQ(max_state_diff(out / "directories/model_2.pth", out / "packed/model_2.pth"), 0.0);
+  // The planes are the functional image's Y plane and the anatomical image, as uint8.
+  const auto packed = read_state_dict(out / "pairs.pth");
+  ASSERT_EQ(packed.size(), 8u);
+  EXPECT_EQ(packed[0].first, "slice0/functional");
+  EXPECT_EQ(packed[1].first, "slice0/anatomical");
+  EXPECT_EQ(packed[1].second.scalar_type(), torch::kUInt8);
+  const cv::Mat anatomical = cv::imread(data.dir / "anatomical/slice0.png", cv::IMREAD_GRAYSCALE);
+  EXPECT_TRUE(torch::equal(packed[1].second,
+                           torch::from_blob(anatomical.data, {anatomical.rows, anatomical.cols}, torch::kUInt8)));
+}
+
+TEST(Trainer, NamesWhatIsWrongWithAPackedFile) {
+  SyntheticData data(2);
+  TempDir out;
+  StateDict dict;
+  dict.emplace_back("a/functional", torch::zeros({16, 24}, torch::kUInt8));
+  dict.emplace_back("b/functional", torch::zeros({16, 24}, torch::kUInt8));
+  dict.emplace_back("b/anatomical", torch::zeros({16, 24}, torch::kFloat32));
+  dict.emplace_back("c", torch::zeros({16, 24}, torch::kUInt8));
+  save_state_dict(dict, out / "bad.pth");
+  auto options = data.options(out / "run", 1);
+  options.anatomical_dir.clear();
+  options.functional_dir.clear();
+  options.packed_pairs = out / "bad.pth";
+  const auto message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find(out / "bad.pth" + ": 'a' has no anatomical plane"), std::string::npos) << message;
+  EXPECT_NE(message.find("'b/anatomical' is not a non-empty (H,W) uint8 plane"), std::string::npos) << message;
+  EXPECT_NE(message.find("'c' is not <name>/functional or <name>/anatomical"), std::string::npos) << message;
+
+  std::ofstream(out / "truncated.pth", std::ios::trunc) << "PK";
+  options.packed_pairs = out / "truncated.pth";
+  EXPECT_NE(error_of([&] { train_network(options); }).find(out / "truncated.pth"), std::string::npos);
+
+  options.anatomical_dir = data.anatomical();  // both sources at once
+  EXPECT_NE(error_of([&] { train_network(options); }).find("either packed_pairs or"), std::string::npos);
+  EXPECT_FALSE(fs::exists(out / "run/model_1.pth"));
+}
+
+// The CPU against itself: the check runs end to end and agrees exactly (a GPU is checked where lent).
+TEST(Trainer, DeviceCheckOfTheCpuAgainstItselfPasses) {
+  SyntheticData data(2);
+  TempDir out;
+  auto options = data.options(out / "run", 1);
+  options.intensity_weight = 3.0;
+  const DeviceCheck check = check_training_device(options);
+  EXPECT_TRUE(check.passed);
+  EXPECT_EQ(check.device, "cpu");
+  EXPECT_EQ(check.largest_term_difference, 0.0);
+  EXPECT_EQ(check.largest_gradient_difference, 0.0);
+  EXPECT_TRUE(std::isfinite(check.total_loss) && check.total_loss > 0.0) << check.total_loss;
+  EXPECT_FALSE(fs::exists(out / "run"));  // a check writes nothing
+}
+
 TEST(Trainer, CropsMustFitTheImages) {
   SyntheticData data(2);
   TempDir out;

@@ -227,16 +227,30 @@ TEST(WeightsContainer, RefusesViewBeyondDeclaredStorage) {
 
 TEST(WeightsContainer, RefusesUnsupportedDtypes) {
   TempDir dir;
-  const std::string path = dir / "bytes.pth";
+  const std::string path = dir / "chars.pth";
   write_archive(path,
-                {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("ByteStorage", "0", "cpu", 4, 0, {4}, {1}))},
+                {{"data.pkl", single_entry_dict("w", PickleBytes().tensor("CharStorage", "0", "cpu", 4, 0, {4}, {1}))},
                  {"data/0", "abcd"}});
-  expect_mentions(weights_error([&] { read_state_dict(path); }), {path, "torch.ByteStorage"});
+  expect_mentions(weights_error([&] { read_state_dict(path); }), {path, "torch.CharStorage"});
 
   StateDict complex;
   complex.emplace_back("z", torch::zeros({2}, torch::kComplexFloat));
   expect_mentions(weights_error([&] { save_state_dict(complex, dir / "complex.pth"); }),
                   {dir / "complex.pth", "'z'", "unsupported dtype"});
+}
+
+// uint8 (ByteStorage) holds packed training pairs (train.h pack_training_pairs).
+TEST(WeightsContainer, Uint8TensorsRoundTrip) {
+  TempDir dir;
+  const std::string path = dir / "bytes.pth";
+  StateDict dict;
+  dict.emplace_back("plane", torch::arange(0, 250, torch::kInt32).to(torch::kUInt8).view({10, 25}));
+  save_state_dict(dict, path);
+  const StateDict back = read_state_dict(path);
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].first, "plane");
+  EXPECT_EQ(back[0].second.scalar_type(), torch::kUInt8);
+  EXPECT_TRUE(torch::equal(back[0].second, dict[0].second));
 }
 
 TEST(WeightsContainer, SaveReplacesAtomicallyAndLeavesNoTemporaries) {

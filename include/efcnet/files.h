@@ -1,0 +1,32 @@
+// Files written whole and atomically, and the error every file problem raises. LibTorch- and
+// OpenCV-free: what image writing (image.h), weights files and training logs share, and all of it
+// that a build without image I/O (EFCNET_IMAGE_IO=OFF) needs.
+#pragma once
+
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "efcnet/error.h"
+
+namespace efcnet {
+
+// Every file problem; the message starts with the path and says what is wrong with it.
+class IoError : public Error {
+ public:
+  using Error::Error;
+};
+
+enum class WriteMode {
+  replace,     // an existing file is replaced (atomically)
+  no_clobber,  // an existing file is left alone and IoError is thrown, even against a racing writer
+};
+
+// Writes `bytes` to <dir>/.<name>.tmp-<pid>-<n>, fsyncs it and renames it onto `path`, so readers
+// see either the old file (or none) or the complete new one. On any failure the temporary file is
+// removed and IoError names `path`. A process killed mid-write can leave only the hidden temporary.
+void write_file_atomic(const std::string& path, std::string_view bytes, WriteMode mode = WriteMode::replace);
+void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes,
+                       WriteMode mode = WriteMode::replace);
+
+}  // namespace efcnet
