@@ -26,7 +26,8 @@ std::vector<std::string> split_csv(const std::string& line) {
   return fields;
 }
 
-// Moving average so that per-step noise does not hide the trend.
+#if EFCNET_IMAGE_IO
+// Moving average so that per-step noise does not hide the trend (loss.png's curves).
 std::vector<double> smoothed(const std::vector<double>& values, size_t window) {
   std::vector<double> out(values.size());
   double sum = 0.0;
@@ -37,6 +38,7 @@ std::vector<double> smoothed(const std::vector<double>& values, size_t window) {
   }
   return out;
 }
+#endif
 
 }  // namespace
 
