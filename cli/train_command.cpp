@@ -250,6 +250,8 @@ std::string with_flag_names(std::string message) {
       {"seem_on_whole_images", "--seem-on-whole-images"},
       {"intensity_weight_millionths", "--intensity-weight (in millionths)"},
       {"intensity_weight", "--intensity-weight"},
+      {"freeze_batchnorm_statistics", "--freeze-batchnorm-statistics"},
+      {"init_weights", "--init-weights"},
       {"seem_weights", "--seem-weights"},
       {"packed_pairs", "--packed-pairs"},
       {"anatomical_dir", "--anatomical-dir"},
@@ -323,6 +325,11 @@ void add_train_command(CLI::App& app) {
                       "brighter source at each pixel (the functional image's own intensity where it is hot, which "
                       "the authors' loss, scored against SEEM's edge map, does not ask for). Default 0: the "
                       "authors' loss alone");
+  command->add_flag("--freeze-batchnorm-statistics", options->freeze_batchnorm_statistics,
+                    "For fine-tuning (needs --init-weights): BatchNorm layers normalise with their running "
+                    "statistics, as fusion does, and keep them (their scales and shifts still train), so the loss "
+                    "scores the network that will fuse; otherwise its brightness follows the running averages of "
+                    "the last batches of the run. Excludes --sync-bn");
   command
       ->add_flag("--sync-bn", options->distributed.sync_bn,
                  "BatchNorm statistics over every rank's batch (as one process with the global "

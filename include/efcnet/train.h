@@ -87,6 +87,11 @@ struct NetworkTrainOptions : TrainOptions {
   // Weight of the optional intensity term of the loss (losses.h IntensityTerm: mean |out - max(f, a)|
   // against the functional image itself); 0, the default, trains with the authors' loss alone.
   double intensity_weight = 0.0;
+  // BatchNorm layers normalise with their running statistics, as fusion does, and leave them as
+  // they are (their scales and shifts still train): the loss then scores the network that will
+  // fuse, whose brightness otherwise follows the running averages of the last few batches. For
+  // fine-tuning trained weights (init_weights is required).
+  bool freeze_batchnorm_statistics = false;
 };
 
 // `efcnet train-seem`: SEEM against the clipped Sobel magnitude of the functional image.

@@ -175,6 +175,16 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   if (!(options.intensity_weight >= 0.0 && options.intensity_weight <= 1000.0)) {
     throw TrainingError("intensity_weight must be between 0 and 1000");
   }
+  if (options.freeze_batchnorm_statistics && options.init_weights.empty()) {
+    throw TrainingError(
+        "freeze_batchnorm_statistics needs init_weights: a new network's running statistics are "
+        "those of no data");
+  }
+  if (options.freeze_batchnorm_statistics && options.distributed.sync_bn) {
+    throw TrainingError(
+        "freeze_batchnorm_statistics and distributed.sync_bn exclude each other: frozen BatchNorm "
+        "layers take no batch statistics to synchronise");
+  }
   const auto group = join_group(options, device);
   std::vector<Sample> samples;
   SmoothEdgeExtractor seem{nullptr};
@@ -198,6 +208,11 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
     network->to(device);
     if (!options.init_weights.empty()) load_weights(*network, options.init_weights);
     network->train();
+    if (options.freeze_batchnorm_statistics) {
+      for (const auto& module : network->modules(/*include_self=*/false)) {
+        if (module->as<torch::nn::BatchNorm2dImpl>() != nullptr) module->eval();
+      }
+    }
   });
   std::optional<BatchNormOverride> synchronised_batch_norm;
   if (group && options.distributed.sync_bn) {
@@ -212,7 +227,8 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
                       network.get(),
                       {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0},
                        precision_setting(options),
-                       {"meta.intensity_weight_millionths", std::llround(options.intensity_weight * 1e6), 0}}};
+                       {"meta.intensity_weight_millionths", std::llround(options.intensity_weight * 1e6), 0},
+                       {"meta.freeze_batchnorm_statistics", options.freeze_batchnorm_statistics ? 1 : 0, 0}}};
   const bool intensity_term = options.intensity_weight > 0.0;
   task.term_names = {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical"};
   if (intensity_term) task.term_names.push_back("intensity");

@@ -150,6 +150,13 @@ TEST_F(TwoExecutables, ErrorsAndExitStatusOfTheTorchCommandsReachTheCaller) {
   EXPECT_TRUE(contains(unpaired.err, "unpaired")) << unpaired.err;
   EXPECT_FALSE(contains(unpaired.err, "efcnet: error")) << unpaired.err;
   EXPECT_TRUE(fs::exists(dir_ / "out/x.png"));
+
+  // A training refusal speaks of the flags, not of the library's option fields.
+  const Result frozen = run("train --anatomical-dir " + quoted(dir_ / "A") + " --functional-dir " + quoted(dir_ / "B") +
+                            " --out-dir " + quoted(dir_ / "run") + " --freeze-batchnorm-statistics --no-progress");
+  EXPECT_EQ(frozen.status, 1) << frozen.err;
+  EXPECT_TRUE(contains(frozen.err, "--freeze-batchnorm-statistics needs --init-weights")) << frozen.err;
+  EXPECT_FALSE(fs::exists(dir_ / "run/model_1.pth"));
 }
 
 TEST_F(TwoExecutables, FindsEfcnetTorchBesideItselfAndNamesItWhenMissing) {

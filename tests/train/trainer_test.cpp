@@ -358,6 +358,61 @@ TEST(Trainer, IntensityTermIsLoggedAddsToTheTotalAndMustMatchOnResume) {
   EXPECT_EQ(train_network(options).first_epoch, 2);
 }
 
+// Largest change of the BatchNorm statistics (running averages and batch counts), and of
+// everything else, between two state dicts.
+std::pair<double, double> statistics_and_parameter_changes(const std::string& before, const std::string& after) {
+  const auto x = read_state_dict(before);
+  const auto y = read_state_dict(after);
+  EXPECT_EQ(x.size(), y.size());
+  double statistics = 0.0, parameters = 0.0;
+  for (size_t i = 0; i < std::min(x.size(), y.size()); ++i) {
+    const double change = (x[i].second.to(torch::kDouble) - y[i].second.to(torch::kDouble)).abs().max().item<double>();
+    const bool statistic = x[i].first.find(".running_") != std::string::npos ||
+                           x[i].first.find(".num_batches_tracked") != std::string::npos;
+    double& worst = statistic ? statistics : parameters;
+    worst = nan_or_max(worst, change);
+  }
+  return {statistics, parameters};
+}
+
+TEST(Trainer, FrozenBatchNormStatisticsStayWhileTheWeightsTrainAndMustMatchOnResume) {
+  SyntheticData data(4);
+  TempDir out;
+  train_network(data.options(out / "start", 1));
+  const std::string start = out / "start/model_1.pth";
+  auto frozen = data.options(out / "frozen", 1);
+  frozen.init_weights = start;
+  frozen.freeze_batchnorm_statistics = true;
+  auto unfrozen = data.options(out / "unfrozen", 1);
+  unfrozen.init_weights = start;
+  train_network(frozen);
+  train_network(unfrozen);
+  const auto [frozen_statistics, frozen_parameters] =
+      statistics_and_parameter_changes(start, out / "frozen/model_1.pth");
+  EXPECT_EQ(frozen_statistics, 0.0);
+  EXPECT_GT(frozen_parameters, 0.0);
+  const auto [unfrozen_statistics, unfrozen_parameters] =
+      statistics_and_parameter_changes(start, out / "unfrozen/model_1.pth");
+  EXPECT_GT(unfrozen_statistics, 0.0);
+  EXPECT_GT(unfrozen_parameters, 0.0);
+  // Same first batch and weights: normalised by the running statistics instead of the batch's,
+  // the first step's loss differs.
+  EXPECT_GT(max_diff(first_step_losses(out / "frozen"), first_step_losses(out / "unfrozen")), 1e-4);
+
+  frozen.epochs = 2;
+  frozen.resume = true;
+  frozen.freeze_batchnorm_statistics = false;
+  EXPECT_NE(error_of([&] { train_network(frozen); }).find("freeze_batchnorm_statistics = 1, now 0"), std::string::npos);
+  frozen.freeze_batchnorm_statistics = true;
+  EXPECT_EQ(train_network(frozen).first_epoch, 2);
+  EXPECT_EQ(statistics_and_parameter_changes(start, out / "frozen/model_2.pth").first, 0.0);
+
+  auto fresh = data.options(out / "fresh", 1);
+  fresh.freeze_batchnorm_statistics = true;
+  EXPECT_NE(error_of([&] { train_network(fresh); }).find("freeze_batchnorm_statistics needs init_weights"),
+            std::string::npos);
+}
+
 TEST(Trainer, RefusesACorruptTrainingState) {
   SyntheticData data(2);
   TempDir out;
