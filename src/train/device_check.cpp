@@ -102,13 +102,10 @@ DeviceCheck compare(const Evaluation& reference, const Evaluation& other) {
 }
 
 DeviceCheck run_check(const NetworkTrainOptions& options) {
-  if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
+  check_loss_options(options);
   const torch::Device device = training_device(options);
   const auto samples = load_pairs(options);
-  if (samples.size() < static_cast<size_t>(options.batch_size)) {
-    throw TrainingError("only " + std::to_string(samples.size()) + " samples for a batch of " +
-                        std::to_string(options.batch_size));
-  }
+  check_one_batch(samples.size(), options.batch_size, 1);
   std::vector<size_t> first(static_cast<size_t>(options.batch_size));
   for (size_t i = 0; i < first.size(); ++i) first[i] = i;
   std::mt19937_64 rng(options.seed);

@@ -69,12 +69,7 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
     if (options.epochs < 1) throw TrainingError("epochs must be at least 1");
     if (options.batch_size < 1) throw TrainingError("batch_size must be at least 1");
     if (options.lr <= 0) throw TrainingError("lr must be positive");
-    const size_t global_batch = static_cast<size_t>(options.batch_size) * world;
-    if (samples.size() < global_batch) {
-      throw TrainingError("only " + std::to_string(samples.size()) + " samples for a batch of " +
-                          (world > 1 ? std::to_string(world) + " ranks x " : std::string()) +
-                          std::to_string(options.batch_size) + " (the last partial batch is dropped)");
-    }
+    check_one_batch(samples.size(), options.batch_size, world);
     if (rank == 0) {
       done_epochs = prepare_output(task.checkpoints, options, samples.size(), adam, step);
       if (done_epochs > 0) log.restore(done_epochs);
@@ -171,10 +166,7 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
 TrainingSummary network_training(const NetworkTrainOptions& options) {
   const torch::Device device = training_device(options);
   check_precision(options, device);
-  if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
-  if (!(options.intensity_weight >= 0.0 && options.intensity_weight <= 1000.0)) {
-    throw TrainingError("intensity_weight must be between 0 and 1000");
-  }
+  check_loss_options(options);
   if (options.freeze_batchnorm_statistics && options.init_weights.empty()) {
     throw TrainingError(
         "freeze_batchnorm_statistics needs init_weights: a new network's running statistics are "

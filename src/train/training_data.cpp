@@ -24,8 +24,9 @@ namespace fs = std::filesystem;
 constexpr const char* kFunctionalSuffix = "/functional";
 constexpr const char* kAnatomicalSuffix = "/anatomical";
 
-[[noreturn]] void refuse_data(const std::vector<std::string>& problems) {
-  std::string message = "cannot start training, fix these first:";
+// `action`: what the problems stop ("start training").
+[[noreturn]] void refuse_data(const std::string& action, const std::vector<std::string>& problems) {
+  std::string message = "cannot " + action + ", fix these first:";
   for (const auto& p : problems) message += "\n  " + p;
   throw TrainingError(message);
 }
@@ -162,7 +163,7 @@ std::vector<Sample> load_pairs(const NetworkTrainOptions& options) {
 #endif
   }
   check_sizes(samples, options, problems);
-  if (!problems.empty()) refuse_data(problems);
+  if (!problems.empty()) refuse_data("start training", problems);
   return samples;
 }
 
@@ -187,7 +188,7 @@ std::vector<Sample> load_functional(const SeemTrainOptions& options) {
     }
   }
   check_sizes(samples, options, problems);
-  if (!problems.empty()) refuse_data(problems);
+  if (!problems.empty()) refuse_data("start training", problems);
   return samples;
 #else
   (void)options;
@@ -227,6 +228,21 @@ Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& 
           std::move(windows)};
 }
 
+void check_loss_options(const NetworkTrainOptions& options) {
+  if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
+  if (!(options.intensity_weight >= 0.0 && options.intensity_weight <= 1000.0)) {
+    throw TrainingError("intensity_weight must be between 0 and 1000");
+  }
+}
+
+void check_one_batch(size_t samples, int batch_size, int world) {
+  if (samples < static_cast<size_t>(batch_size) * static_cast<size_t>(world)) {
+    throw TrainingError("only " + std::to_string(samples) + " samples for a batch of " +
+                        (world > 1 ? std::to_string(world) + " ranks x " : std::string()) + std::to_string(batch_size) +
+                        " (the last partial batch is dropped)");
+  }
+}
+
 }  // namespace efcnet::training
 
 namespace efcnet {
@@ -236,11 +252,7 @@ int pack_training_pairs(const std::string& anatomical_dir, const std::string& fu
 #if EFCNET_IMAGE_IO
   std::vector<std::string> problems;
   const auto samples = training::read_directory_pairs(anatomical_dir, functional_dir, 0, problems);
-  if (!problems.empty()) {
-    std::string message = "cannot pack the pairs, fix these first:";
-    for (const auto& p : problems) message += "\n  " + p;
-    throw TrainingError(message);
-  }
+  if (!problems.empty()) training::refuse_data("pack the pairs", problems);
   StateDict dict;
   for (const auto& s : samples) {
     dict.emplace_back(s.name + training::kFunctionalSuffix, s.functional);

@@ -27,6 +27,14 @@ struct Sample {
 std::vector<Sample> load_pairs(const NetworkTrainOptions& options);
 std::vector<Sample> load_functional(const SeemTrainOptions& options);
 
+// Refuses a network run without SEEM weights or with an intensity weight outside 0..1000: what
+// its loss needs, in training as in the device check.
+void check_loss_options(const NetworkTrainOptions& options);
+
+// Refuses `samples` that do not fill one batch on each of `world` ranks (the last partial batch of
+// an epoch is dropped, so such a run would take no step).
+void check_one_batch(size_t samples, int batch_size, int world);
+
 // Where a batch row was cut from its sample.
 struct Window {
   int64_t top = 0, left = 0, height = 0, width = 0;
