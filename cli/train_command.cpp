@@ -250,6 +250,8 @@ std::string with_flag_names(std::string message) {
       {"seem_on_whole_images", "--seem-on-whole-images"},
       {"intensity_weight_millionths", "--intensity-weight (in millionths)"},
       {"intensity_weight", "--intensity-weight"},
+      {"texture_weight_millionths", "--texture-weight (in millionths)"},
+      {"texture_weight", "--texture-weight"},
       {"freeze_batchnorm_statistics", "--freeze-batchnorm-statistics"},
       {"init_weights", "--init-weights"},
       {"seem_weights", "--seem-weights"},
@@ -325,6 +327,11 @@ void add_train_command(CLI::App& app) {
                       "brighter source at each pixel (the functional image's own intensity where it is hot, which "
                       "the authors' loss, scored against SEEM's edge map, does not ask for). Default 0: the "
                       "authors' loss alone");
+  command->add_option("--texture-weight", options->texture_weight,
+                      "Add W * mean|S(fused) - max(S(functional), S(anatomical))| to the loss, S the Sobel "
+                      "magnitude: asks for the stronger source edge at each pixel (bone against soft tissue on "
+                      "CT), where the authors' edge terms ask for a compromise between SEEM's map and the "
+                      "anatomy. Default 0: the authors' loss alone");
   command->add_flag("--freeze-batchnorm-statistics", options->freeze_batchnorm_statistics,
                     "For fine-tuning (needs --init-weights): BatchNorm layers normalise with their running "
                     "statistics, as fusion does, and keep them (their scales and shifts still train), so the loss "

@@ -84,9 +84,11 @@ struct NetworkTrainOptions : TrainOptions {
   // cuts the crop from its map instead, what the network sees when fusing whole images (once per
   // sample, not per step). On the default weights it raised background speckle: see models/README.md.
   bool seem_on_whole_images = false;
-  // Weight of the optional intensity term of the loss (losses.h IntensityTerm: mean |out - max(f, a)|
-  // against the functional image itself); 0, the default, trains with the authors' loss alone.
+  // Weights of the optional source terms of the loss (losses.h SourceTerms: mean |out - max(f, a)|
+  // and mean |S(out) - max(S(f), S(a))| against the functional image itself); 0, the default, trains
+  // with the authors' loss alone.
   double intensity_weight = 0.0;
+  double texture_weight = 0.0;
   // BatchNorm layers normalise with their running statistics, as fusion does, and leave them as
   // they are (their scales and shifts still train): the loss then scores the network that will
   // fuse, whose brightness otherwise follows the running averages of the last few batches. For

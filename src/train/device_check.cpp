@@ -47,7 +47,7 @@ struct Evaluation {
 };
 
 Evaluation evaluate_on(const torch::Device& device, const StateDict& network_state, const StateDict& seem_state,
-                       const Batch& batch, double intensity_weight) {
+                       const Batch& batch, const NetworkTrainOptions& options) {
   SmoothEdgeExtractor seem;
   seem->to(device);
   load_state_dict(*seem, seem_state, "the SEEM weights");
@@ -62,12 +62,12 @@ Evaluation evaluate_on(const torch::Device& device, const StateDict& network_sta
     torch::NoGradGuard no_grad;
     s = seem->forward(functional);
   }
-  const auto loss =
-      network_loss(*network, s, batch.anatomical.to(device), Precision::float32, {functional, intensity_weight});
+  const auto loss = network_loss(*network, s, batch.anatomical.to(device), Precision::float32,
+                                 {functional, options.intensity_weight, options.texture_weight});
   loss.total.backward();
   Evaluation result;
   for (const auto& term : {loss.ssim_functional, loss.ssim_anatomical, loss.edge_functional, loss.edge_anatomical,
-                           loss.intensity, loss.total}) {
+                           loss.intensity, loss.texture, loss.total}) {
     if (term.defined()) result.terms.push_back(term.item<double>());
   }
   for (const auto& p : network->named_parameters()) {
@@ -118,8 +118,8 @@ DeviceCheck run_check(const NetworkTrainOptions& options) {
   const StateDict seem_state = read_state_dict(options.seem_weights);
 
   Float32Arithmetic float32;
-  const Evaluation on_cpu = evaluate_on(torch::kCPU, network_state, seem_state, batch, options.intensity_weight);
-  const Evaluation on_device = evaluate_on(device, network_state, seem_state, batch, options.intensity_weight);
+  const Evaluation on_cpu = evaluate_on(torch::kCPU, network_state, seem_state, batch, options);
+  const Evaluation on_device = evaluate_on(device, network_state, seem_state, batch, options);
   DeviceCheck check = compare(on_cpu, on_device);
   check.device = device.str();
   check.total_loss = on_device.terms.back();

@@ -66,16 +66,21 @@ torch::Tensor edge_loss(const torch::Tensor& x, const torch::Tensor& y) {
 }
 
 FusionLoss fusion_loss(const torch::Tensor& fused, const torch::Tensor& functional, const torch::Tensor& anatomical,
-                       const IntensityTerm& intensity) {
+                       const SourceTerms& source) {
   FusionLoss loss;
   loss.ssim_functional = ssim_loss(fused, functional);
   loss.ssim_anatomical = ssim_loss(fused, anatomical);
   loss.edge_functional = edge_loss(fused, functional);
   loss.edge_anatomical = edge_loss(fused, anatomical);
   loss.total = loss.ssim_functional + loss.ssim_anatomical + loss.edge_functional + loss.edge_anatomical;
-  if (intensity.weight > 0.0) {
-    loss.intensity = intensity.weight * (fused - torch::maximum(intensity.functional, anatomical)).abs().mean();
+  if (source.intensity_weight > 0.0) {
+    loss.intensity = source.intensity_weight * (fused - torch::maximum(source.functional, anatomical)).abs().mean();
     loss.total = loss.total + loss.intensity;
+  }
+  if (source.texture_weight > 0.0) {
+    const auto stronger = torch::maximum(sobel_magnitude(source.functional), sobel_magnitude(anatomical));
+    loss.texture = source.texture_weight * (sobel_magnitude(fused) - stronger).abs().mean();
+    loss.total = loss.total + loss.texture;
   }
   return loss;
 }

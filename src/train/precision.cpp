@@ -25,7 +25,7 @@ void check_precision(const TrainOptions& options, const torch::Device& device) {
 }
 
 FusionLoss network_loss(FusionNetworkImpl& network, const torch::Tensor& functional, const torch::Tensor& anatomical,
-                        Precision precision, const IntensityTerm& intensity) {
+                        Precision precision, const SourceTerms& source) {
   torch::Tensor fused;
   {
     std::optional<Bfloat16Autocast> autocast;
@@ -35,7 +35,7 @@ FusionLoss network_loss(FusionNetworkImpl& network, const torch::Tensor& functio
   // The loss in float32: SSIM's variances are differences of nearly equal means (E[x^2] - E[x]^2),
   // which bfloat16's 8 bits cancel away. With the loss under autocast too, the golden case's SSIM
   // term came out 11% off and its gradients several times their own size.
-  return fusion_loss(fused.to(torch::kFloat32), functional, anatomical, intensity);
+  return fusion_loss(fused.to(torch::kFloat32), functional, anatomical, source);
 }
 
 torch::Tensor seem_loss(SmoothEdgeExtractorImpl& seem, const torch::Tensor& functional, Precision precision) {

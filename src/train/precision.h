@@ -23,7 +23,7 @@ void check_precision(const TrainOptions& options, const torch::Device& device, c
 // Precision::bfloat16, and the fusion loss against them in float32; backward() on the total gives
 // float32 gradients.
 FusionLoss network_loss(FusionNetworkImpl& network, const torch::Tensor& functional, const torch::Tensor& anatomical,
-                        Precision precision, const IntensityTerm& intensity = {});
+                        Precision precision, const SourceTerms& source = {});
 
 // SEEM's forward pass, likewise, and its loss against the Sobel target of `functional` (MSE, which
 // autocast computes in float32).

@@ -220,10 +220,12 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
                       {{"meta.seem_on_whole_images", whole_image_maps ? 1 : 0, 0},
                        precision_setting(options),
                        {"meta.intensity_weight_millionths", std::llround(options.intensity_weight * 1e6), 0},
+                       {"meta.texture_weight_millionths", std::llround(options.texture_weight * 1e6), 0},
                        {"meta.freeze_batchnorm_statistics", options.freeze_batchnorm_statistics ? 1 : 0, 0}}};
-  const bool intensity_term = options.intensity_weight > 0.0;
+  const bool intensity_term = options.intensity_weight > 0.0, texture_term = options.texture_weight > 0.0;
   task.term_names = {"ssim_functional", "ssim_anatomical", "edge_functional", "edge_anatomical"};
   if (intensity_term) task.term_names.push_back("intensity");
+  if (texture_term) task.term_names.push_back("texture");
   task.term_names.push_back("total");
   task.step = [&](const Batch& batch) {
     torch::Tensor s;
@@ -240,12 +242,13 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
         s = seem->forward(batch.functional);
       }
     }
-    const auto loss =
-        network_loss(*network, s, batch.anatomical, options.precision, {batch.functional, options.intensity_weight});
+    const auto loss = network_loss(*network, s, batch.anatomical, options.precision,
+                                   {batch.functional, options.intensity_weight, options.texture_weight});
     loss.total.backward();
     std::vector<double> terms{loss.ssim_functional.item<double>(), loss.ssim_anatomical.item<double>(),
                               loss.edge_functional.item<double>(), loss.edge_anatomical.item<double>()};
     if (intensity_term) terms.push_back(loss.intensity.item<double>());
+    if (texture_term) terms.push_back(loss.texture.item<double>());
     terms.push_back(loss.total.item<double>());
     return terms;
   };

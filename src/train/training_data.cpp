@@ -233,6 +233,9 @@ void check_loss_options(const NetworkTrainOptions& options) {
   if (!(options.intensity_weight >= 0.0 && options.intensity_weight <= 1000.0)) {
     throw TrainingError("intensity_weight must be between 0 and 1000");
   }
+  if (!(options.texture_weight >= 0.0 && options.texture_weight <= 1000.0)) {
+    throw TrainingError("texture_weight must be between 0 and 1000");
+  }
 }
 
 void check_one_batch(size_t samples, int batch_size, int world) {

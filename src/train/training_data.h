@@ -27,8 +27,8 @@ struct Sample {
 std::vector<Sample> load_pairs(const NetworkTrainOptions& options);
 std::vector<Sample> load_functional(const SeemTrainOptions& options);
 
-// Refuses a network run without SEEM weights or with an intensity weight outside 0..1000: what
-// its loss needs, in training as in the device check.
+// Refuses a network run without SEEM weights or with an intensity or texture weight outside
+// 0..1000: what its loss needs, in training as in the device check.
 void check_loss_options(const NetworkTrainOptions& options);
 
 // Refuses `samples` that do not fill one batch on each of `world` ranks (the last partial batch of

@@ -55,7 +55,7 @@ TEST(Losses, IntensityTermIsAbsentByDefaultAndWeightedL1ToTheBrighterSource) {
   const auto anatomical = torch::rand({2, 1, 16, 16}), functional = torch::rand({2, 1, 16, 16});
   const auto authors = fusion_loss(fused, edges, anatomical);
   EXPECT_FALSE(authors.intensity.defined());
-  EXPECT_FALSE(fusion_loss(fused, edges, anatomical, {functional, 0.0}).intensity.defined());
+  EXPECT_FALSE(fusion_loss(fused, edges, anatomical, {functional, 0.0, 0.0}).intensity.defined());
   const auto with_term = fusion_loss(fused, edges, anatomical, {functional, 2.5});
   // By hand, pixel by pixel: 2.5 * mean |fused - max(f, a)|.
   const auto f = functional.accessor<float, 4>(), a = anatomical.accessor<float, 4>(), o = fused.accessor<float, 4>();
@@ -68,6 +68,36 @@ TEST(Losses, IntensityTermIsAbsentByDefaultAndWeightedL1ToTheBrighterSource) {
   // The brighter source itself costs nothing in this term.
   const auto brighter = torch::maximum(functional, anatomical);
   EXPECT_NEAR(fusion_loss(brighter, edges, anatomical, {functional, 1.0}).intensity.item<double>(), 0.0, 1e-7);
+}
+
+TEST(Losses, TextureTermIsAbsentByDefaultAndWeightedL1ToTheStrongerSourceEdge) {
+  torch::manual_seed(4);
+  const auto fused = torch::rand({2, 1, 16, 16}), edges = torch::rand({2, 1, 16, 16});
+  const auto anatomical = torch::rand({2, 1, 16, 16}), functional = torch::rand({2, 1, 16, 16});
+  const auto authors = fusion_loss(fused, edges, anatomical);
+  EXPECT_FALSE(authors.texture.defined());
+  EXPECT_FALSE(fusion_loss(fused, edges, anatomical, {functional, 2.0, 0.0}).texture.defined());
+  const auto with_term = fusion_loss(fused, edges, anatomical, {functional, 0.0, 1.5});
+  EXPECT_FALSE(with_term.intensity.defined());
+  // Pixel by pixel: 1.5 * mean |S(fused) - max(S(f), S(a))|.
+  const auto sf = sobel_magnitude(functional), sa = sobel_magnitude(anatomical), so = sobel_magnitude(fused);
+  const auto f = sf.accessor<float, 4>(), a = sa.accessor<float, 4>(), o = so.accessor<float, 4>();
+  double sum = 0;
+  for (int n = 0; n < 2; ++n)
+    for (int y = 0; y < 16; ++y)
+      for (int x = 0; x < 16; ++x) sum += std::abs(o[n][0][y][x] - std::max(f[n][0][y][x], a[n][0][y][x]));
+  EXPECT_NEAR(with_term.texture.item<double>(), 1.5 * sum / (2 * 16 * 16), 1e-5);
+  EXPECT_NEAR(with_term.total.item<double>(), authors.total.item<double>() + with_term.texture.item<double>(), 1e-5);
+  // Both terms add up; against a black functional image the anatomy has every stronger edge.
+  const auto both = fusion_loss(fused, edges, anatomical, {functional, 2.0, 1.5});
+  EXPECT_NEAR(both.total.item<double>(),
+              authors.total.item<double>() + both.intensity.item<double>() + both.texture.item<double>(), 1e-5);
+  const auto black = torch::zeros_like(functional);
+  EXPECT_NEAR(fusion_loss(anatomical, edges, anatomical, {black, 0.0, 1.0}).texture.item<double>(), 0.0, 1e-7);
+  // A flat fusion has a zero Sobel magnitude inside: its gradient must stay finite there.
+  auto flat = torch::full({2, 1, 16, 16}, 0.5, torch::requires_grad());
+  fusion_loss(flat, edges, anatomical, {functional, 0.0, 1.0}).total.backward();
+  EXPECT_TRUE(torch::isfinite(flat.grad()).all().item<bool>());
 }
 
 TEST(Losses, SeemTargetIsClippedSobel) {

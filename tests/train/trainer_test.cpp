@@ -325,28 +325,30 @@ TEST(Trainer, ResumesOnlyWithTheSameSeemInput) {
   EXPECT_EQ(train_network(options).first_epoch, 2);
 }
 
-TEST(Trainer, IntensityTermIsLoggedAddsToTheTotalAndMustMatchOnResume) {
+TEST(Trainer, SourceTermsAreLoggedAddToTheTotalAndMustMatchOnResume) {
   SyntheticData data(4);
   TempDir out;
   const auto plain = data.options(out / "plain", 1);
   auto options = data.options(out / "run", 1);
   options.intensity_weight = 3.0;
+  options.texture_weight = 2.0;
   train_network(plain);
   train_network(options);
   std::ifstream log(out / "run/loss.csv");
   std::string header;
   std::getline(log, header);
-  EXPECT_NE(header.find(",edge_anatomical,intensity,total,"), std::string::npos) << header;
+  EXPECT_NE(header.find(",edge_anatomical,intensity,texture,total,"), std::string::npos) << header;
   // Same seed, same first batch and weights: the authors' four terms agree, and the run with the
-  // term logs a positive fifth one, which its total includes.
-  const auto authors = first_step_losses(out / "plain"), with_term = first_step_losses(out / "run");
+  // source terms logs two positive ones more, which its total includes.
+  const auto authors = first_step_losses(out / "plain"), with_terms = first_step_losses(out / "run");
   ASSERT_EQ(authors.size(), 5u);  // four terms and the total
-  ASSERT_EQ(with_term.size(), 6u);
-  EXPECT_LE(max_diff(std::vector<double>(with_term.begin(), with_term.begin() + 4),
+  ASSERT_EQ(with_terms.size(), 7u);
+  EXPECT_LE(max_diff(std::vector<double>(with_terms.begin(), with_terms.begin() + 4),
                      std::vector<double>(authors.begin(), authors.begin() + 4)),
             1e-6);
-  EXPECT_GT(with_term[4], 0.0);
-  EXPECT_NEAR(with_term[5], authors[4] + with_term[4], 1e-5);
+  EXPECT_GT(with_terms[4], 0.0);
+  EXPECT_GT(with_terms[5], 0.0);
+  EXPECT_NEAR(with_terms[6], authors[4] + with_terms[4] + with_terms[5], 1e-5);
   options.epochs = 2;
   options.resume = true;
   options.intensity_weight = 0.0;
@@ -355,6 +357,12 @@ TEST(Trainer, IntensityTermIsLoggedAddsToTheTotalAndMustMatchOnResume) {
   options.intensity_weight = -1.0;
   EXPECT_NE(error_of([&] { train_network(options); }).find("intensity_weight must be"), std::string::npos);
   options.intensity_weight = 3.0;
+  options.texture_weight = 0.5;
+  EXPECT_NE(error_of([&] { train_network(options); }).find("texture_weight_millionths = 2000000, now 500000"),
+            std::string::npos);
+  options.texture_weight = 1001.0;
+  EXPECT_NE(error_of([&] { train_network(options); }).find("texture_weight must be"), std::string::npos);
+  options.texture_weight = 2.0;
   EXPECT_EQ(train_network(options).first_epoch, 2);
 }
 
@@ -498,6 +506,7 @@ TEST(Trainer, DeviceCheckOfTheCpuAgainstItselfPasses) {
   TempDir out;
   auto options = data.options(out / "run", 1);
   options.intensity_weight = 3.0;
+  options.texture_weight = 2.0;
   const DeviceCheck check = check_training_device(options);
   EXPECT_TRUE(check.passed);
   EXPECT_EQ(check.device, "cpu");
