@@ -230,11 +230,9 @@ Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& 
 
 void check_loss_options(const NetworkTrainOptions& options) {
   if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
-  if (!(options.intensity_weight >= 0.0 && options.intensity_weight <= 1000.0)) {
-    throw TrainingError("intensity_weight must be between 0 and 1000");
-  }
-  if (!(options.texture_weight >= 0.0 && options.texture_weight <= 1000.0)) {
-    throw TrainingError("texture_weight must be between 0 and 1000");
+  for (const auto& [weight, name] :
+       {std::pair{options.intensity_weight, "intensity_weight"}, std::pair{options.texture_weight, "texture_weight"}}) {
+    if (!(weight >= 0.0 && weight <= 1000.0)) throw TrainingError(std::string(name) + " must be between 0 and 1000");
   }
 }
 

@@ -49,6 +49,17 @@ TEST(Losses, FlatRegionsGiveFiniteGradients) {
   EXPECT_TRUE(torch::isfinite(x.grad()).all().item<bool>());
 }
 
+// mean |o - max(f, a)| over (N,1,H,W) tensors, by a loop over the pixels.
+double mean_distance_to_larger(const torch::Tensor& o, const torch::Tensor& f, const torch::Tensor& a) {
+  const auto ov = o.accessor<float, 4>(), fv = f.accessor<float, 4>(), av = a.accessor<float, 4>();
+  double sum = 0;
+  for (int64_t n = 0; n < o.size(0); ++n)
+    for (int64_t y = 0; y < o.size(2); ++y)
+      for (int64_t x = 0; x < o.size(3); ++x)
+        sum += std::abs(ov[n][0][y][x] - std::max(fv[n][0][y][x], av[n][0][y][x]));
+  return sum / static_cast<double>(o.numel());
+}
+
 TEST(Losses, IntensityTermIsAbsentByDefaultAndWeightedL1ToTheBrighterSource) {
   torch::manual_seed(3);
   const auto fused = torch::rand({2, 1, 16, 16}), edges = torch::rand({2, 1, 16, 16});
@@ -58,12 +69,7 @@ TEST(Losses, IntensityTermIsAbsentByDefaultAndWeightedL1ToTheBrighterSource) {
   EXPECT_FALSE(fusion_loss(fused, edges, anatomical, {functional, 0.0, 0.0}).intensity.defined());
   const auto with_term = fusion_loss(fused, edges, anatomical, {functional, 2.5});
   // By hand, pixel by pixel: 2.5 * mean |fused - max(f, a)|.
-  const auto f = functional.accessor<float, 4>(), a = anatomical.accessor<float, 4>(), o = fused.accessor<float, 4>();
-  double sum = 0;
-  for (int n = 0; n < 2; ++n)
-    for (int y = 0; y < 16; ++y)
-      for (int x = 0; x < 16; ++x) sum += std::abs(o[n][0][y][x] - std::max(f[n][0][y][x], a[n][0][y][x]));
-  EXPECT_NEAR(with_term.intensity.item<double>(), 2.5 * sum / (2 * 16 * 16), 1e-5);
+  EXPECT_NEAR(with_term.intensity.item<double>(), 2.5 * mean_distance_to_larger(fused, functional, anatomical), 1e-5);
   EXPECT_NEAR(with_term.total.item<double>(), authors.total.item<double>() + with_term.intensity.item<double>(), 1e-5);
   // The brighter source itself costs nothing in this term.
   const auto brighter = torch::maximum(functional, anatomical);
@@ -80,13 +86,10 @@ TEST(Losses, TextureTermIsAbsentByDefaultAndWeightedL1ToTheStrongerSourceEdge) {
   const auto with_term = fusion_loss(fused, edges, anatomical, {functional, 0.0, 1.5});
   EXPECT_FALSE(with_term.intensity.defined());
   // Pixel by pixel: 1.5 * mean |S(fused) - max(S(f), S(a))|.
-  const auto sf = sobel_magnitude(functional), sa = sobel_magnitude(anatomical), so = sobel_magnitude(fused);
-  const auto f = sf.accessor<float, 4>(), a = sa.accessor<float, 4>(), o = so.accessor<float, 4>();
-  double sum = 0;
-  for (int n = 0; n < 2; ++n)
-    for (int y = 0; y < 16; ++y)
-      for (int x = 0; x < 16; ++x) sum += std::abs(o[n][0][y][x] - std::max(f[n][0][y][x], a[n][0][y][x]));
-  EXPECT_NEAR(with_term.texture.item<double>(), 1.5 * sum / (2 * 16 * 16), 1e-5);
+  EXPECT_NEAR(
+      with_term.texture.item<double>(),
+      1.5 * mean_distance_to_larger(sobel_magnitude(fused), sobel_magnitude(functional), sobel_magnitude(anatomical)),
+      1e-5);
   EXPECT_NEAR(with_term.total.item<double>(), authors.total.item<double>() + with_term.texture.item<double>(), 1e-5);
   // Both terms add up; against a black functional image the anatomy has every stronger edge.
   const auto both = fusion_loss(fused, edges, anatomical, {functional, 2.0, 1.5});
