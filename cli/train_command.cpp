@@ -414,8 +414,14 @@ void add_export_weights_command(CLI::App& app) {
       ->add_option("--output-bias-offset", settings->options.output_bias_offset,
                    "Add this to the network's output bias, the logit before the final sigmoid: positive "
                    "brightens the fusion (most in the mid-tones), negative darkens it; network weights only "
-                   "(the default weights are calibrated with +0.1, see models/README.md)")
+                   "(models/README.md says how the default weights were calibrated)")
       ->default_val(0.0);
+  command
+      ->add_option("--output-logit-scale", settings->options.output_logit_scale,
+                   "Then multiply that logit (the last layer's weight and bias) by this: the fusion becomes "
+                   "sigmoid(scale x (logit + offset)); above 1 stretches its contrast about mid-grey, leaving "
+                   "black and white where they are; positive, network weights only")
+      ->default_val(1.0);
   command->callback([settings] {
     const auto kind = export_weights(settings->input, settings->output, settings->options);
     std::printf("wrote %s weights to %s\n", kind == WeightsKind::seem ? "SEEM" : "network", settings->output.c_str());

@@ -152,6 +152,10 @@ struct ExportOptions {
   // Added to the network's output bias (convolutional_out2), the logit before the final sigmoid:
   // positive brightens the fusion, most in the mid-tones. Network weights only.
   double output_bias_offset = 0.0;
+  // Then multiplies that logit (convolutional_out2's weight and bias): the fused value becomes
+  // sigmoid(scale * (logit + offset)). Above 1 stretches the contrast about the level that the
+  // offset puts at mid-grey, leaving black and white where they are. Positive; network weights only.
+  double output_logit_scale = 1.0;
 };
 
 // Reads a network or SEEM state dict (which one is told by its keys), checks it against the model

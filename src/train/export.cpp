@@ -1,4 +1,5 @@
 #include <stdexcept>
+#include <string>
 
 #include "efcnet/model.h"
 #include "efcnet/train.h"
@@ -10,8 +11,13 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
   const auto dict = read_state_dict(input);
   bool is_seem = false;
   for (const auto& entry : dict) is_seem |= entry.first.rfind("conv_efg.", 0) == 0;
-  if (is_seem && options.output_bias_offset != 0.0) {
-    throw OptionError(input + ": an output bias offset applies to network weights, not SEEM's");
+  if (!(options.output_logit_scale > 0.0)) {
+    throw OptionError("the output logit scale must be positive (it is " + std::to_string(options.output_logit_scale) +
+                      ")");
+  }
+  const bool calibrates = options.output_logit_scale != 1.0 || options.output_bias_offset != 0.0;
+  if (is_seem && calibrates) {
+    throw OptionError(input + ": an output logit scale or bias offset applies to network weights, not SEEM's");
   }
   FusionNetwork network{nullptr};
   std::shared_ptr<torch::nn::Module> module;
@@ -22,9 +28,11 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
     module = network.ptr();
   }
   load_state_dict(*module, dict, input);  // refuses foreign keys and shapes
-  if (network && options.output_bias_offset != 0.0) {
+  if (network && calibrates) {
     torch::NoGradGuard no_grad;
-    network->convolutional_out2->conv->bias.add_(options.output_bias_offset);
+    auto& output = *network->convolutional_out2->conv;
+    output.bias.add_(options.output_bias_offset).mul_(options.output_logit_scale);
+    output.weight.mul_(options.output_logit_scale);
   }
   StateDict state = module_state_dict(*module);
   if (options.half) {

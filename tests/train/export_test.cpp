@@ -1,7 +1,8 @@
 // efcnet export-weights: what --half stores in float16 and what it keeps in float32, and what the
-// output bias offset changes.
+// output logit scale and bias offset change.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <stdexcept>
 
@@ -94,12 +95,53 @@ TEST(ExportWeights, OutputBiasOffsetMovesOnlyTheLogitBeforeTheSigmoid) {
   EXPECT_EQ(moved, 1);
 }
 
+TEST(ExportWeights, OutputLogitScaleMultipliesTheLastLayerAfterTheOffset) {
+  TempDir dir;
+  torch::manual_seed(10);
+  FusionNetwork network;
+  ExportOptions options;
+  options.output_logit_scale = 1.5;
+  options.output_bias_offset = 0.25;
+  const auto [original, exported] = export_round_trip(*network, options, WeightsKind::network, dir);
+  ASSERT_EQ(exported.size(), original.size());
+  int moved = 0;
+  for (size_t i = 0; i < exported.size(); ++i) {
+    const auto& [key, tensor] = exported[i];
+    if (key == "convolutional_out2.conv.weight") {
+      ++moved;
+      EXPECT_TRUE(torch::allclose(tensor, original[i].second * 1.5, 0.0, 1e-7)) << key;
+    } else if (key == "convolutional_out2.conv.bias") {
+      ++moved;
+      EXPECT_TRUE(torch::allclose(tensor, (original[i].second + 0.25) * 1.5, 0.0, 1e-7)) << key;
+    } else {
+      EXPECT_TRUE(torch::equal(tensor, original[i].second)) << key;
+    }
+  }
+  EXPECT_EQ(moved, 2);
+}
+
+TEST(ExportWeights, NonPositiveOutputLogitScaleIsRefusedAndWritesNothing) {
+  TempDir dir;
+  FusionNetwork network;
+  save_state_dict(module_state_dict(*network), dir / "in.pth");
+  for (const double scale : {0.0, -1.0, std::nan("")}) {
+    ExportOptions options;
+    options.output_logit_scale = scale;
+    EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), OptionError) << scale;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
+  }
+}
+
 TEST(ExportWeights, OutputBiasOffsetOnSeemWeightsIsRefusedAndWritesNothing) {
   TempDir dir;
   SmoothEdgeExtractor seem;
   save_state_dict(module_state_dict(*seem), dir / "in.pth");
   ExportOptions options;
   options.output_bias_offset = 0.1;
+  EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), OptionError);
+  EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
+  options.output_bias_offset = 0.0;
+  options.output_logit_scale = 1.2;
   EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), OptionError);
   EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
 }
