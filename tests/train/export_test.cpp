@@ -74,50 +74,39 @@ TEST(ExportWeights, WithoutHalfTheValuesAreKeptExactly) {
   }
 }
 
-TEST(ExportWeights, OutputBiasOffsetMovesOnlyTheLogitBeforeTheSigmoid) {
+// Exports a seeded network with `options` and expects the output layer's weight times the scale,
+// its bias plus the offset times the scale, and every other tensor unchanged.
+void expect_only_the_output_logit_calibrated(const ExportOptions& options) {
   TempDir dir;
   torch::manual_seed(9);
   FusionNetwork network;
-  ExportOptions options;
-  options.output_bias_offset = 0.25;
   const auto [original, exported] = export_round_trip(*network, options, WeightsKind::network, dir);
   ASSERT_EQ(exported.size(), original.size());
-  int moved = 0;
+  const double scale = options.output_logit_scale, offset = options.output_bias_offset;
   for (size_t i = 0; i < exported.size(); ++i) {
     const auto& [key, tensor] = exported[i];
-    if (key == "convolutional_out2.conv.bias") {
-      ++moved;
-      EXPECT_TRUE(torch::allclose(tensor, original[i].second + 0.25, 0.0, 1e-7)) << tensor << original[i].second;
+    const auto& before = original[i].second;
+    if (key == "convolutional_out2.conv.weight") {
+      EXPECT_TRUE(torch::allclose(tensor, before * scale, 0.0, 1e-7)) << key;
+    } else if (key == "convolutional_out2.conv.bias") {
+      EXPECT_TRUE(torch::allclose(tensor, (before + offset) * scale, 0.0, 1e-7)) << tensor << before;
     } else {
-      EXPECT_TRUE(torch::equal(tensor, original[i].second)) << key;
+      EXPECT_TRUE(torch::equal(tensor, before)) << key;
     }
   }
-  EXPECT_EQ(moved, 1);
+}
+
+TEST(ExportWeights, OutputBiasOffsetMovesOnlyTheLogitBeforeTheSigmoid) {
+  ExportOptions options;
+  options.output_bias_offset = 0.25;
+  expect_only_the_output_logit_calibrated(options);
 }
 
 TEST(ExportWeights, OutputLogitScaleMultipliesTheLastLayerAfterTheOffset) {
-  TempDir dir;
-  torch::manual_seed(10);
-  FusionNetwork network;
   ExportOptions options;
   options.output_logit_scale = 1.5;
   options.output_bias_offset = 0.25;
-  const auto [original, exported] = export_round_trip(*network, options, WeightsKind::network, dir);
-  ASSERT_EQ(exported.size(), original.size());
-  int moved = 0;
-  for (size_t i = 0; i < exported.size(); ++i) {
-    const auto& [key, tensor] = exported[i];
-    if (key == "convolutional_out2.conv.weight") {
-      ++moved;
-      EXPECT_TRUE(torch::allclose(tensor, original[i].second * 1.5, 0.0, 1e-7)) << key;
-    } else if (key == "convolutional_out2.conv.bias") {
-      ++moved;
-      EXPECT_TRUE(torch::allclose(tensor, (original[i].second + 0.25) * 1.5, 0.0, 1e-7)) << key;
-    } else {
-      EXPECT_TRUE(torch::equal(tensor, original[i].second)) << key;
-    }
-  }
-  EXPECT_EQ(moved, 2);
+  expect_only_the_output_logit_calibrated(options);
 }
 
 TEST(ExportWeights, NonPositiveOutputLogitScaleIsRefusedAndWritesNothing) {
