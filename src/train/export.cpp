@@ -1,3 +1,4 @@
+#include <cmath>
 #include <stdexcept>
 #include <string>
 
@@ -8,13 +9,18 @@
 namespace efcnet {
 
 WeightsKind export_weights(const std::string& input, const std::string& output, const ExportOptions& options) {
+  // The options first: a bad one is refused without reading the input.
+  if (!(options.output_logit_scale > 0.0) || !std::isfinite(options.output_logit_scale)) {
+    throw OptionError("the output logit scale must be positive and finite (it is " +
+                      std::to_string(options.output_logit_scale) + ")");
+  }
+  if (!std::isfinite(options.output_bias_offset)) {
+    throw OptionError("the output bias offset must be finite (it is " + std::to_string(options.output_bias_offset) +
+                      ")");
+  }
   const auto dict = read_state_dict(input);
   bool is_seem = false;
   for (const auto& entry : dict) is_seem |= entry.first.rfind("conv_efg.", 0) == 0;
-  if (!(options.output_logit_scale > 0.0)) {
-    throw OptionError("the output logit scale must be positive (it is " + std::to_string(options.output_logit_scale) +
-                      ")");
-  }
   const bool calibrates = options.output_logit_scale != 1.0 || options.output_bias_offset != 0.0;
   if (is_seem && calibrates) {
     throw OptionError(input + ": an output logit scale or bias offset applies to network weights, not SEEM's");

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <stdexcept>
 
 #include "efcnet/model.h"
@@ -109,16 +110,31 @@ TEST(ExportWeights, OutputLogitScaleMultipliesTheLastLayerAfterTheOffset) {
   expect_only_the_output_logit_calibrated(options);
 }
 
-TEST(ExportWeights, NonPositiveOutputLogitScaleIsRefusedAndWritesNothing) {
+TEST(ExportWeights, NonPositiveOrNonFiniteCalibrationIsRefusedAndWritesNothing) {
   TempDir dir;
   FusionNetwork network;
   save_state_dict(module_state_dict(*network), dir / "in.pth");
-  for (const double scale : {0.0, -1.0, std::nan("")}) {
+  const double infinity = std::numeric_limits<double>::infinity();
+  for (const double scale : {0.0, -1.0, std::nan(""), infinity}) {
     ExportOptions options;
     options.output_logit_scale = scale;
     EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), OptionError) << scale;
     EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
   }
+  for (const double offset : {std::nan(""), -infinity}) {
+    ExportOptions options;
+    options.output_bias_offset = offset;
+    EXPECT_THROW(export_weights(dir / "in.pth", dir / "out.pth", options), OptionError) << offset;
+    EXPECT_FALSE(std::filesystem::exists(dir / "out.pth"));
+  }
+}
+
+TEST(ExportWeights, BadCalibrationIsRefusedBeforeTheInputIsRead) {
+  TempDir dir;
+  ExportOptions options;
+  options.output_logit_scale = -1.0;
+  // The input does not exist: the option, not the file, is what the error names.
+  EXPECT_THROW(export_weights(dir / "missing.pth", dir / "out.pth", options), OptionError);
 }
 
 TEST(ExportWeights, OutputBiasOffsetOnSeemWeightsIsRefusedAndWritesNothing) {
