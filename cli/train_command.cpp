@@ -420,7 +420,7 @@ void add_export_weights_command(CLI::App& app) {
       ->add_option("--output-logit-scale", settings->options.output_logit_scale,
                    "Then multiply that logit (the last layer's weight and bias) by this: the fusion becomes "
                    "sigmoid(scale x (logit + offset)); above 1 stretches its contrast about mid-grey, leaving "
-                   "black and white where they are; positive, network weights only")
+                   "black and white where they are; positive and finite, network weights only")
       ->default_val(1.0);
   command->callback([settings] {
     const auto kind = export_weights(settings->input, settings->output, settings->options);

@@ -150,11 +150,12 @@ struct ExportOptions {
   // statistics stay float32. Off: everything float32 (e.g. a CUDA-saved file as a plain CPU one).
   bool half = false;
   // Added to the network's output bias (convolutional_out2), the logit before the final sigmoid:
-  // positive brightens the fusion, most in the mid-tones. Network weights only.
+  // positive brightens the fusion, most in the mid-tones. Finite; network weights only.
   double output_bias_offset = 0.0;
   // Then multiplies that logit (convolutional_out2's weight and bias): the fused value becomes
   // sigmoid(scale * (logit + offset)). Above 1 stretches the contrast about the level that the
-  // offset puts at mid-grey, leaving black and white where they are. Positive; network weights only.
+  // offset puts at mid-grey, leaving black and white where they are. Positive and finite; network
+  // weights only.
   double output_logit_scale = 1.0;
 };
 
