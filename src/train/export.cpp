@@ -36,9 +36,9 @@ WeightsKind export_weights(const std::string& input, const std::string& output, 
   load_state_dict(*module, dict, input);  // refuses foreign keys and shapes
   if (network && calibrates) {
     torch::NoGradGuard no_grad;
-    auto& output = *network->convolutional_out2->conv;
-    output.bias.add_(options.output_bias_offset).mul_(options.output_logit_scale);
-    output.weight.mul_(options.output_logit_scale);
+    auto& output_layer = *network->convolutional_out2->conv;
+    output_layer.bias.add_(options.output_bias_offset).mul_(options.output_logit_scale);
+    output_layer.weight.mul_(options.output_logit_scale);
   }
   StateDict state = module_state_dict(*module);
   if (options.half) {
