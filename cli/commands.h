@@ -39,6 +39,10 @@ inline constexpr CommandSummary kTorchCommands[] = {
     {"train-seem",
      "Train SEEM (the smooth edge extractor) on functional images: MSE against their Sobel magnitude "
      "clipped to [0, 1]. Writes seem_<epoch>.pth each epoch."},
+    {"identity-seem",
+     "Write SEEM weights that pass the functional image through unchanged, so that the fusion network sees "
+     "its grey levels rather than SEEM's map of their edges: the default weights' SEEM since round three "
+     "(models/README.md). Train a network on it (`efcnet train --seem-weights`) before fusing with it."},
     {"export-weights",
      "Check a network or SEEM weights file against the model and write it again as a plain torch.save "
      "archive (readable by torch.load(weights_only=True)): e.g. a training checkpoint to ship in float16, "
@@ -67,6 +71,7 @@ void add_fuse_command(CLI::App& app);
 void add_train_command(CLI::App& app);
 void add_train_seem_command(CLI::App& app);
 void add_pack_pairs_command(CLI::App& app);
+void add_identity_seem_command(CLI::App& app);
 void add_export_weights_command(CLI::App& app);
 void add_bench_command(CLI::App& app);
 void add_bench_volume_command(CLI::App& app);

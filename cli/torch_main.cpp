@@ -1,6 +1,6 @@
 // efcnet-torch: the LibTorch commands of `efcnet` (commands.h). The `efcnet` executable runs it with
 // its own arguments for these commands; run directly, it behaves the same. A build without image
-// I/O (EFCNET_IMAGE_IO=OFF) has only `train` (from packed pairs) and `export-weights`.
+// I/O (EFCNET_IMAGE_IO=OFF) has only `train` (from packed pairs), `identity-seem` and `export-weights`.
 
 #include <CLI/CLI.hpp>
 
@@ -30,6 +30,7 @@ int main(int argc, char** argv) {
   efcnet::cli::add_train_seem_command(app);
   efcnet::cli::add_pack_pairs_command(app);
 #endif
+  efcnet::cli::add_identity_seem_command(app);
   efcnet::cli::add_export_weights_command(app);
 #if EFCNET_IMAGE_IO
   efcnet::cli::add_bench_command(app);

@@ -1,5 +1,6 @@
-// `efcnet train` and `efcnet train-seem`: thin option parsing over efcnet/train.h, plus where a
-// data-parallel rank learns its place (flags, else the torchrun variables) and the local launcher.
+// `efcnet train`, `train-seem`, `pack-pairs`, `identity-seem` and `export-weights`: thin option parsing
+// over efcnet/train.h and model.h, plus where a data-parallel rank learns its place (flags, else the
+// torchrun variables) and the local launcher.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -10,8 +11,10 @@
 
 #include "commands.h"
 #include "efcnet/default_weights.h"
+#include "efcnet/model.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
+#include "efcnet/weights.h"
 #include "rank_launcher.h"
 
 namespace efcnet::cli {
@@ -395,6 +398,18 @@ void add_pack_pairs_command(CLI::App& app) {
   command->callback([settings] {
     const int pairs = pack_training_pairs(settings->anatomical_dir, settings->functional_dir, settings->output);
     std::printf("packed %d pairs into %s\n", pairs, settings->output.c_str());
+  });
+}
+
+void add_identity_seem_command(CLI::App& app) {
+  auto output = std::make_shared<std::string>();
+  auto* command = add_torch_subcommand(app, "identity-seem");
+  command->add_option("--output", *output, "Where to write the SEEM state dict (atomically)")->required();
+  command->callback([output] {
+    SmoothEdgeExtractor seem;
+    set_identity(*seem);
+    save_state_dict(module_state_dict(*seem), *output);
+    std::printf("wrote SEEM weights that pass the functional image through to %s\n", output->c_str());
   });
 }
 

@@ -40,4 +40,26 @@ torch::Tensor SmoothEdgeExtractorImpl::forward(const torch::Tensor& functional) 
   return down->forward(conv_revert->forward(merged));
 }
 
+void set_identity(SmoothEdgeExtractorImpl& seem) {
+  torch::NoGradGuard no_grad;
+  for (const auto& module : seem.modules(/*include_self=*/false)) {
+    if (auto* norm = module->as<nn::BatchNorm2dImpl>()) {
+      norm->weight.fill_(1.0);
+      norm->bias.zero_();
+      norm->running_mean.zero_();
+      norm->running_var.fill_(1.0 - norm->options.eps());  // so that sqrt(var + eps) is 1
+      norm->num_batches_tracked.zero_();
+    } else if (auto* conv = module->as<nn::Conv2dImpl>()) {
+      // Output channel 0 takes input channel 0 at the kernel's centre; every other channel stays 0.
+      const int64_t centre = conv->weight.size(2) / 2;
+      conv->weight.zero_();
+      conv->weight[0][0][centre][centre] = 1.0;
+    }
+  }
+  // The merge's two inputs (conv_efg's and conv_1X1's channel) both carry the image: their mean.
+  auto& merge = seem.conv_revert[0]->as<nn::Conv2dImpl>()->weight;
+  merge[0][0][0][0] = 0.5;
+  merge[0][1][0][0] = 0.5;
+}
+
 }  // namespace efcnet

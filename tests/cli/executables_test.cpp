@@ -129,9 +129,27 @@ TEST_F(TwoExecutables, TorchCommandsFailInOneLineNamingTheMissingExecutable) {
 TEST_F(TwoExecutables, HelpListsTheCommandsOfBothSides) {
   const Result r = run("--help");
   ASSERT_EQ(r.status, 0) << r.err;
-  for (const char* command : {"fuse", "evaluate", "phantom", "train", "train-seem", "export-weights", "bench"}) {
+  for (const char* command :
+       {"fuse", "evaluate", "phantom", "train", "train-seem", "identity-seem", "export-weights", "bench"}) {
     EXPECT_TRUE(contains(r.out, std::string("\n  ") + command + " ")) << command << " missing from:\n" << r.out;
   }
+}
+
+TEST_F(TwoExecutables, IdentitySeemWritesSeemWeightsOrNamesWhereItCannot) {
+  const std::string seem = dir_ / "seem_identity.pth";
+  const Result r = run("identity-seem --output " + quoted(seem));
+  ASSERT_EQ(r.status, 0) << r.err;
+  // The file is SEEM's state dict (export-weights recognises it); what it computes: model_test.
+  const Result exported = run("export-weights --input " + quoted(seem) + " --output " + quoted(dir_ / "copy.pth"));
+  EXPECT_EQ(exported.status, 0) << exported.err;
+  EXPECT_TRUE(contains(exported.out, "wrote SEEM weights")) << exported.out;
+
+  const std::string nowhere = dir_ / "missing/seem.pth";
+  const Result refused = run("identity-seem --output " + quoted(nowhere));
+  EXPECT_EQ(refused.status, 1);
+  EXPECT_EQ(std::count(refused.err.begin(), refused.err.end(), '\n'), 1) << refused.err;
+  EXPECT_TRUE(contains(refused.err, nowhere)) << refused.err;
+  EXPECT_FALSE(fs::exists(nowhere));
 }
 
 TEST_F(TwoExecutables, ErrorsAndExitStatusOfTheTorchCommandsReachTheCaller) {

@@ -60,6 +60,21 @@ TEST(ModelStructure, KeysMatchTheReferenceFiles) {
   }
 }
 
+TEST(ModelBehaviour, IdentitySeemReturnsItsInput) {
+  torch::manual_seed(3);
+  SmoothEdgeExtractor seem;  // random weights first: set_identity must overwrite all of them
+  set_identity(*seem);
+  seem->eval();
+  torch::NoGradGuard no_grad;
+  // Pixel values as images have them (0 and 1 included), on an odd, non-square size, batch 2.
+  auto image = torch::rand({2, 1, 23, 37});
+  image[0][0][0][0] = 0.0;
+  image[1][0][22][36] = 1.0;
+  const auto passed = seem->forward(image);
+  ASSERT_EQ(passed.sizes(), image.sizes());
+  EXPECT_LE((passed - image).abs().max().item<float>(), 1e-6f);
+}
+
 TEST(ModelBehaviour, TrainingModeIsStochasticAndEvalIsNot) {
   torch::manual_seed(1);
   FusionNetwork network;
