@@ -143,6 +143,17 @@ files; a volume with a 2D image is refused):
   not fused (left 0). A 4D volume needs --frame. Volumes too large for memory are refused before
   any work.
 
+Registration (volumes acquired apart: a SPECT or PET from another day than the MRI):
+  --register rigid estimates the transform that aligns the functional volume (after
+  --frame) with the anatomical one before resampling: Mattes mutual information on the volumes'
+  own values (before windowing and colour), 3 resolutions, started from the headers' placement or
+  the centres of mass matched (whichever fits better), fixed samples and seed, the metric on one
+  thread, so a rerun gives the same bytes. The metric before and after is printed; a registration
+  that does not converge or ends worse than it started is refused (exit 1, nothing written).
+  --save-transform T.tfm keeps it (ITK's transform file: anatomical to functional points);
+  --transform T.tfm applies a given one (another frame, or one made with another tool).
+  --qc QC.png shows the middle slices before and after as checkerboards, to judge it by eye.
+
 Colour handling (as the authors' test script):
   colour functional image (pseudo-coloured SPECT/PET, GFP green fluorescence): converted to YUV;
     Y is fused with the anatomical image, U and V (the colour) are kept; the output is colour.
@@ -256,6 +267,20 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_option("--montage", settings->montage,
                   "Volumes, one pair: also write a picture (.png) of evenly spaced slices: anatomical, functional "
                   "and fused rows");
+  cmd->add_option("--register", settings->register_kind,
+                  "Volumes: align the functional volume with the anatomical one first (Mattes mutual information): "
+                  "rigid or none (default: none, the headers' physical space as it is); see \"Registration\"")
+      ->check(CLI::IsMember({"none", "rigid"}));
+  cmd->add_option("--transform", settings->transform,
+                  "Volumes: apply this rigid or affine transform (ITK .tfm/.txt/.mat/.h5, anatomical to functional "
+                  "points, as --save-transform writes) instead of estimating one");
+  cmd->add_option(
+      "--save-transform", settings->save_transform,
+      "Volumes, one pair, with --register rigid: also write the estimated transform (.tfm, .txt, .mat, .h5), "
+      "readable by ITK, SimpleITK, 3D Slicer and ANTs");
+  cmd->add_option("--qc", settings->qc,
+                  "Volumes, one pair, with --register or --transform: also write a picture (.png) of the middle "
+                  "slice of each plane, anatomical against functional as checkerboards before and after alignment");
 
   cmd->callback([settings] {
     if (settings->single_mode() == settings->batch_mode()) {
@@ -266,8 +291,9 @@ void add_fuse_command(CLI::App& app) {
     const bool volumes = volume_mode(*settings);
     if (!volumes && settings->volume_options_given()) {
       throw std::runtime_error(
-          "fuse: --frame, --anatomical-window, --functional-window, --colormap, --plane, --slices-dir and --montage "
-          "are for volumes (NIfTI files, DICOM series), not 2D images");
+          "fuse: --frame, --anatomical-window, --functional-window, --colormap, --plane, --slices-dir, --montage, "
+          "--register, --transform, --save-transform and --qc are for volumes (NIfTI files, DICOM series), not 2D "
+          "images");
     }
     use_fusion_runtime(settings->threads, settings->device);
     if (volumes) {

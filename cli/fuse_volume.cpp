@@ -5,8 +5,10 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <thread>
 
 #include <CLI/CLI.hpp>
 
@@ -14,6 +16,7 @@
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
+#include "efcnet/registration.h"
 #include "efcnet/volume.h"
 #include "efcnet/volume_fusion.h"
 #include "fuse_settings.h"
@@ -42,7 +45,43 @@ VolumeFusionOptions volume_options(const FuseSettings& s) {
   }
   if (!s.colormap.empty()) options.colormap = parse_colormap(s.colormap);
   if (!s.plane.empty()) options.plane = parse_plane(s.plane);
+  // A given transform is read once, before any pair: a bad file stops the command before any work.
+  if (!s.transform.empty()) options.functional_transform = read_transform(s.transform);
   return options;
+}
+
+// --register: the options of estimate_transform, or none.
+std::optional<RegistrationOptions> registration_options(const FuseSettings& s) {
+  const RegistrationKind kind =
+      s.register_kind.empty() ? RegistrationKind::none : parse_registration_kind(s.register_kind);
+  if (!s.save_transform.empty() && kind == RegistrationKind::none)
+    throw std::runtime_error("fuse: --save-transform saves what --register rigid estimates");
+  if (!s.qc.empty() && kind == RegistrationKind::none && s.transform.empty())
+    throw std::runtime_error("fuse: --qc shows the alignment of --register rigid or --transform");
+  if (kind == RegistrationKind::none) return std::nullopt;
+  if (!s.transform.empty()) throw std::runtime_error("fuse: give --register or --transform, not both");
+  RegistrationOptions options;
+  options.kind = kind;
+  // Smoothing and shrinking threads; the metric runs on one, so the transform does not depend on them.
+  options.threads = s.threads > 0 ? s.threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return options;
+}
+
+// Estimates the pair's transform, one line per resolution level and the metric before and after.
+LinearTransform register_pair(const Volume& anatomical, const Volume& functional, const std::string& anatomical_name,
+                              const std::string& functional_name, const RegistrationOptions& options) {
+  const auto start = Clock::now();
+  int level = -1;
+  const RegistrationResult result = estimate_transform(
+      anatomical, functional, options, anatomical_name, functional_name, [&level](const RegistrationProgress& p) {
+        if (p.level == level) return;
+        level = p.level;
+        std::fprintf(stderr, "registering: level %d/%d (Mattes MI %.4f)\n", p.level + 1, p.levels, p.metric);
+      });
+  std::fprintf(stderr, "registered %s to %s (%s): Mattes MI %.4f before, %.4f after, %d iterations, %.1f s\n",
+               functional_name.c_str(), anatomical_name.c_str(), registration_kind_name(options.kind),
+               result.metric_before, result.metric_after, result.iterations, seconds_since(start));
+  return result.transform;
 }
 
 std::string with_flags(std::string message) {
@@ -104,6 +143,8 @@ struct VolumeJob {
 struct VolumeResult {
   PreparedVolumes prepared;
   FusedVolume fused;
+  std::optional<LinearTransform> transform;  // estimated or given
+  cv::Mat qc;                                // --qc
 };
 
 // Loading the networks failed: no pair of a batch would fuse, so the batch stops.
@@ -112,7 +153,8 @@ class LoadError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
-VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, const VolumeFusionOptions& options,
+VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, VolumeFusionOptions options,
+                      const std::optional<RegistrationOptions>& registration,
                       const std::function<const SliceFuser&()>& fuser) {
   const VolumeInfo a = read_volume_info(job.anatomical), f = read_volume_info(job.functional);
   check_headers(job.anatomical, a, options);
@@ -129,6 +171,14 @@ VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, const VolumeF
   {
     const Volume anatomical = read_volume(job.anatomical, options.frame);
     const Volume functional = read_volume(job.functional, options.frame);
+    if (registration) {
+      options.functional_transform =
+          register_pair(anatomical, functional, job.anatomical, job.functional, *registration);
+    }
+    result.transform = options.functional_transform;
+    if (!s.qc.empty()) {
+      result.qc = make_registration_qc(anatomical, functional, LinearTransform{}, *options.functional_transform);
+    }
     result.prepared = prepare_volumes(anatomical, functional, options, job.anatomical, job.functional);
   }
   ProgressBar progress(static_cast<std::size_t>(result.prepared.layout.slices));
@@ -170,6 +220,24 @@ void write_pictures(const FuseSettings& s, const VolumeResult& result) {
     }
   }
   if (!s.montage.empty()) write_image_atomic(s.montage, make_montage(result.prepared, result.fused.fused));
+  if (!s.save_transform.empty()) write_transform_atomic(s.save_transform, *result.transform, s.write_mode());
+  if (!s.qc.empty()) write_image_atomic(s.qc, result.qc);
+}
+
+// --save-transform and --qc: refused before any work when they could not be written.
+void check_registration_outputs(const FuseSettings& s) {
+  std::error_code ec;
+  if (!s.save_transform.empty()) {
+    if (!has_transform_extension(s.save_transform))
+      throw std::runtime_error(s.save_transform + ": --save-transform writes .tfm, .txt, .mat or .h5");
+    if (!s.overwrite && fs::exists(fs::symlink_status(s.save_transform, ec)))
+      throw std::runtime_error(existing_output_message(s.save_transform));
+  }
+  if (!s.qc.empty()) {
+    if (fs::path(s.qc).extension() != ".png") throw std::runtime_error(s.qc + ": --qc writes a .png picture");
+    if (!s.overwrite && fs::exists(fs::symlink_status(s.qc, ec)))
+      throw std::runtime_error(existing_output_message(s.qc));
+  }
 }
 
 }  // namespace
@@ -210,14 +278,16 @@ void fuse_volume_single(const FuseSettings& s) {
   if (!s.montage.empty() && fs::path(s.montage).extension() != ".png") {
     throw std::runtime_error(s.montage + ": --montage writes a .png picture");
   }
-  const VolumeFusionOptions options = volume_options(s);
+  check_registration_outputs(s);
+  const std::optional<RegistrationOptions> registration = registration_options(s);
   std::unique_ptr<SliceFuser> slot;
   const auto fuser = [&]() -> const SliceFuser& {
     if (!slot) slot = std::make_unique<SliceFuser>(s);
     return *slot;
   };
   try {
-    const VolumeResult result = fuse_one({"", s.anatomical, s.functional, s.output}, s, options, fuser);
+    const VolumeFusionOptions options = volume_options(s);
+    const VolumeResult result = fuse_one({"", s.anatomical, s.functional, s.output}, s, options, registration, fuser);
     write_pictures(s, result);
     std::fprintf(stderr, "fused %s: %d %s slices (%d empty, not fused) on the grid of %s in %.1f s\n", s.output.c_str(),
                  result.fused.fused_slices, plane_name(options.plane), result.fused.empty_slices, s.anatomical.c_str(),
@@ -233,10 +303,17 @@ void fuse_volume_batch(const FuseSettings& s) {
     throw std::runtime_error("fuse: directory mode needs all of --anatomical-dir, --functional-dir and --output-dir");
   }
   if (!s.format.empty()) throw std::runtime_error("fuse: --format is for 2D images; volumes are written as .nii.gz");
-  if (!s.slices_dir.empty() || !s.montage.empty()) {
-    throw std::runtime_error("fuse: --slices-dir and --montage are for one pair of volumes");
+  if (!s.slices_dir.empty() || !s.montage.empty() || !s.save_transform.empty() || !s.qc.empty()) {
+    throw std::runtime_error("fuse: --slices-dir, --montage, --save-transform and --qc are for one pair of volumes");
   }
-  const VolumeFusionOptions options = volume_options(s);
+  const std::optional<RegistrationOptions> registration = registration_options(s);
+  VolumeFusionOptions options;
+  try {
+    options = volume_options(s);
+  } catch (const Error& e) {
+    throw std::runtime_error(with_flags(e.what()));
+  }
+
   const Pairing pairing = pair_volumes_by_name(s.anatomical_dir, s.functional_dir);
   prepare_output_dir(s);
   const std::size_t unpaired = report_unpaired(s, pairing, "volume", volume_stem);
@@ -265,7 +342,7 @@ void fuse_volume_batch(const FuseSettings& s) {
     }
     std::fprintf(stderr, "volume %zu/%zu: %s\n", i + 1, pairing.pairs.size(), job.name.c_str());
     try {
-      fuse_one(job, s, options, fuser);
+      fuse_one(job, s, options, registration, fuser);
       ++fused;
     } catch (const LoadError&) {
       throw;

@@ -115,6 +115,24 @@ ByteVolume read_byte_volume(const std::string& path);
 Volume resample_onto(const Volume& moving, const VolumeGeometry& grid, const std::string& moving_name,
                      const std::string& grid_name);
 
+// A linear map of physical space (LPS, mm), as ITK's MatrixOffsetTransformBase stores one:
+// p -> matrix * (p - centre) + centre + translation. Used fixed (anatomical) to moving
+// (functional): the functional value shown at anatomical point p is the one at apply(p).
+struct LinearTransform {
+  std::array<double, 9> matrix{1, 0, 0, 0, 1, 0, 0, 0, 1};  // row-major
+  std::array<double, 3> translation{0, 0, 0};               // mm
+  std::array<double, 3> centre{0, 0, 0};                    // of rotation, mm
+  bool rigid = true;                                        // matrix is a rotation (else affine)
+
+  std::array<double, 3> apply(const std::array<double, 3>& point) const;
+};
+
+// `moving` resampled onto `grid` through `fixed_to_moving` (grid point p takes moving's value at
+// fixed_to_moving.apply(p)); otherwise as resample_onto, whose overlap check it makes on the
+// transformed grid.
+Volume resample_through(const Volume& moving, const LinearTransform& fixed_to_moving, const VolumeGeometry& grid,
+                        const std::string& moving_name, const std::string& grid_name);
+
 // ---- intensities ----
 
 // File units mapped to 0..255: low -> 0, high -> 255, linear, clamped, rounded.
@@ -177,6 +195,9 @@ struct VolumeFusionOptions {
   std::optional<Window> functional_window;
   Colormap colormap = kDefaultFunctionalColormap;  // of the functional volume
   Plane plane = Plane::axial;
+  // Anatomical to functional points (efcnet/registration.h estimates or reads one); none: the
+  // headers' physical space as it is.
+  std::optional<LinearTransform> functional_transform;
 };
 
 // Both volumes as the 2D fusion sees them, on the anatomical grid.
@@ -187,8 +208,8 @@ struct PreparedVolumes {
   SliceLayout layout;
 };
 
-// Resamples the functional volume onto the anatomical grid, windows both and colours the
-// functional one. Names are the files, for messages.
+// Resamples the functional volume onto the anatomical grid (through options.functional_transform
+// when given), windows both and colours the functional one. Names are the files, for messages.
 PreparedVolumes prepare_volumes(const Volume& anatomical, const Volume& functional, const VolumeFusionOptions& options,
                                 const std::string& anatomical_name, const std::string& functional_name);
 

@@ -37,7 +37,10 @@ PreparedVolumes prepare_volumes(const Volume& anatomical, const Volume& function
   prepared.anatomical_window = options.anatomical_window.value_or(robust_window(anatomical));
   prepared.functional_window = options.functional_window.value_or(robust_window(functional));
   prepared.anatomical = window_to_bytes(anatomical, prepared.anatomical_window);
-  const Volume resampled = resample_onto(functional, anatomical.geometry, functional_name, anatomical_name);
+  const Volume resampled = options.functional_transform
+                               ? resample_through(functional, *options.functional_transform, anatomical.geometry,
+                                                  functional_name, anatomical_name)
+                               : resample_onto(functional, anatomical.geometry, functional_name, anatomical_name);
   prepared.functional = colourise(window_to_bytes(resampled, prepared.functional_window), options.colormap);
   return prepared;
 }
