@@ -17,6 +17,17 @@ class IoError : public Error {
   using Error::Error;
 };
 
+// Refuses, without opening it, anything at `path` that is not a regular file (symbolic links
+// followed): IoError "<path>: no such file", "<path>: is a directory", "<path>: is a FIFO, not a
+// regular file", and so on for devices and sockets. A FIFO or a device given as an input would
+// otherwise block the reader or stream forever.
+void require_regular_file(const std::string& path);
+
+// The whole of a regular file (require_regular_file's refusals; opened with O_NONBLOCK, so a file
+// swapped for a FIFO after the check cannot block either). IoError names `path` when it cannot be
+// read.
+std::vector<unsigned char> read_regular_file(const std::string& path);
+
 enum class WriteMode {
   replace,     // an existing file is replaced (atomically)
   no_clobber,  // an existing file is left alone and IoError is thrown, even against a racing writer

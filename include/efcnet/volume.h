@@ -94,6 +94,10 @@ struct VolumeInfo {
 // directory, or a file with DICOM's "DICM" marker at byte 128.
 bool is_volume_path(const std::string& path);
 
+// Whether `path` is a regular file with DICOM's "DICM" marker at byte 128 (a FIFO or device is
+// not opened).
+bool is_dicom_file(const std::string& path);
+
 // The header of a NIfTI file, of a DICOM series directory (its first file) or of a DICOM file.
 // Throws IoError for a missing or unreadable file, VolumeError for a directory with no DICOM
 // series or several (each named with its UID and description).
@@ -260,8 +264,9 @@ cv::Mat make_montage(const PreparedVolumes& volumes, const ByteVolume& fused, in
 // entries ignored, two volumes with one stem in a directory are both ambiguous).
 Pairing pair_volumes_by_name(const std::string& anatomical_dir, const std::string& functional_dir);
 
-// Whether a directory holds volumes rather than 2D images (any .nii/.nii.gz file or subdirectory,
-// hidden ones aside).
+// Whether a directory holds volumes rather than 2D images: any .nii/.nii.gz file, or any
+// subdirectory holding a DICOM file (is_dicom_file), hidden ones aside. A directory of images
+// with other subdirectories (originals, thumbnails) is not one of volumes.
 bool directory_holds_volumes(const std::string& dir);
 
 // ---- process settings ----

@@ -42,10 +42,12 @@ std::vector<std::string> default_weights_dirs() {
 namespace {
 
 std::string must_exist(const std::string& path, const std::string& source) {
-  std::error_code ec;
-  if (fs::is_regular_file(path, ec)) return path;
-  const std::string problem = fs::exists(path, ec) ? "not a regular file" : "no such file";
-  throw IoError(path + ": " + problem + " (given by " + source + ")");
+  try {
+    require_regular_file(path);
+  } catch (const IoError& e) {
+    throw IoError(std::string(e.what()) + " (given by " + source + ")");
+  }
+  return path;
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
-// Atomic whole-file writes (files.h): a hidden temporary beside the target, fsynced, renamed into place.
+// Reading regular files only, and atomic whole-file writes (files.h): a hidden temporary beside the
+// target, fsynced, renamed into place.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -66,7 +68,52 @@ void sync_directory(const std::string& dir) {
   ::close(fd);
 }
 
+// A FIFO or a device would block the reader or stream forever; only regular files are inputs.
+void require_regular_mode(const std::string& path, mode_t mode) {
+  if (S_ISREG(mode)) return;
+  if (S_ISDIR(mode)) throw IoError(path + ": is a directory");
+  const char* kind = S_ISFIFO(mode)   ? "a FIFO"
+                     : S_ISCHR(mode)  ? "a character device"
+                     : S_ISBLK(mode)  ? "a block device"
+                     : S_ISSOCK(mode) ? "a socket"
+                                      : "a special file";
+  throw IoError(path + ": is " + std::string(kind) + ", not a regular file");
+}
+
 }  // namespace
+
+void require_regular_file(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT || errno == ENOTDIR) throw IoError(path + ": no such file");
+    fail(path, "cannot open", errno);
+  }
+  require_regular_mode(path, st.st_mode);
+}
+
+std::vector<unsigned char> read_regular_file(const std::string& path) {
+  require_regular_file(path);
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) fail(path, "cannot open", errno);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  struct stat st {};
+  if (::fstat(fd, &st) != 0) fail(path, "cannot read", errno);
+  require_regular_mode(path, st.st_mode);
+
+  std::vector<unsigned char> bytes(static_cast<std::size_t>(st.st_size));
+  std::size_t got = 0;
+  while (got < bytes.size()) {
+    const ssize_t n = ::read(fd, bytes.data() + got, bytes.size() - got);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) fail(path, "cannot read", errno);
+    if (n == 0) throw IoError(path + ": file shrank while reading");
+    got += static_cast<std::size_t>(n);
+  }
+  return bytes;
+}
 
 void write_file_atomic(const std::string& path, std::string_view bytes, WriteMode mode) {
   const std::filesystem::path target(path);

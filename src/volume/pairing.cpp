@@ -22,12 +22,27 @@ io::EntriesByStem volumes_by_stem(const std::string& dir) {
   });
 }
 
+bool holds_dicom_file(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (is_dicom_file(it->path().string())) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 bool directory_holds_volumes(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return false;
-  return !volumes_by_stem(dir).empty();
+  const auto volumes = io::entries_by_stem(dir, [](const fs::directory_entry& entry) -> std::optional<std::string> {
+    std::error_code ec;
+    const std::string name = entry.path().filename().string();
+    if (entry.is_regular_file(ec) && has_volume_extension(name)) return volume_stem(name);
+    if (entry.is_directory(ec) && holds_dicom_file(entry.path())) return name;
+    return std::nullopt;
+  });
+  return !volumes.empty();
 }
 
 Pairing pair_volumes_by_name(const std::string& anatomical_dir, const std::string& functional_dir) {

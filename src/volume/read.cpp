@@ -36,14 +36,6 @@ bool ends_with(const std::string& text, const std::string& suffix) {
   return text.size() >= suffix.size() && text.compare(text.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-// DICOM Part 10 files carry "DICM" after a 128-byte preamble.
-bool is_dicom_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  char head[132];
-  if (!in.read(head, sizeof head)) return false;
-  return std::string(head + 128, 4) == "DICM";
-}
-
 enum class Source { nifti, dicom_file, dicom_series };
 
 // What kind of input `path` is; IoError for a missing path or a file of another kind.
@@ -52,6 +44,7 @@ Source source_of(const std::string& path) {
   const auto status = fs::status(path, ec);
   if (status.type() == fs::file_type::not_found) throw IoError(path + ": no such file or directory");
   if (status.type() == fs::file_type::directory) return Source::dicom_series;
+  require_regular_file(path);  // a FIFO or a device would block ITK's reader
   if (has_volume_extension(path)) return Source::nifti;
   if (is_dicom_file(path)) return Source::dicom_file;
   throw IoError(path + ": neither a NIfTI file (.nii, .nii.gz) nor a DICOM file or series directory");
@@ -233,6 +226,15 @@ std::string volume_stem(const std::string& path) {
   if (ends_with(low, ".nii.gz")) return name.substr(0, name.size() - 7);
   if (ends_with(low, ".nii")) return name.substr(0, name.size() - 4);
   return name;
+}
+
+bool is_dicom_file(const std::string& path) {
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) return false;  // opening a FIFO would block
+  std::ifstream in(path, std::ios::binary);
+  char head[132];
+  if (!in.read(head, sizeof head)) return false;
+  return std::string(head + 128, 4) == "DICM";
 }
 
 bool is_volume_path(const std::string& path) {

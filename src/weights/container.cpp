@@ -61,6 +61,11 @@ std::optional<DType> from_torch(torch::Dtype dtype) {
 
 // PyTorchStreamReader reports a non-zip file as a missing central directory; say what it is.
 void require_zip_signature(const std::string& path) {
+  try {
+    require_regular_file(path);  // fopen would block on a FIFO
+  } catch (const IoError& e) {
+    throw WeightsError(e.what());
+  }
   std::FILE* file = std::fopen(path.c_str(), "rb");
   if (file == nullptr) fail(path, std::string("cannot open: ") + std::strerror(errno));
   char magic[4] = {};

@@ -58,7 +58,7 @@ TEST(DefaultWeights, TheGivenFileWinsAndMustExist) {
   EXPECT_EQ(resolve_weights(kSpec, file, "--weights"), file);
   EXPECT_EQ(io_error(kSpec, dir / "none.pth", "--weights"), dir / "none.pth" + ": no such file (given by --weights)");
   EXPECT_EQ(io_error(kSpec, dir.path().string(), "weights="),
-            dir.path().string() + ": not a regular file (given by weights=)");
+            dir.path().string() + ": is a directory (given by weights=)");
 }
 
 TEST(DefaultWeights, TheEnvironmentComesNext) {

@@ -154,6 +154,30 @@ TEST_F(VolumeCli, DirectoryModePairsVolumesByName) {
   EXPECT_EQ(list_dir(dir_ / "o"), std::set<std::string>{"s1.nii.gz"});
 }
 
+// A directory of images may hold subdirectories of its own (originals, thumbnails): only one that
+// holds a DICOM file makes it a directory of volumes.
+TEST_F(VolumeCli, ImageDirectoriesWithSubdirectoriesStayImageDirectories) {
+  for (const char* sub : {"a/thumbs", "f/originals"}) std::filesystem::create_directories(dir_ / sub);
+  const cv::Mat grey(24, 24, CV_8UC1, cv::Scalar(90)), colour(24, 24, CV_8UC3, cv::Scalar(10, 80, 200));
+  ASSERT_TRUE(cv::imwrite(dir_ / "a/x.png", grey));
+  ASSERT_TRUE(cv::imwrite(dir_ / "a/thumbs/x.png", grey));
+  ASSERT_TRUE(cv::imwrite(dir_ / "f/x.png", colour));
+  EXPECT_FALSE(directory_holds_volumes(dir_ / "a"));
+  const std::string args = "fuse --method y-average --anatomical-dir " + quoted(dir_ / "a") + " --functional-dir " +
+                           quoted(dir_ / "f") + " --output-dir ";
+  Result r = run(args + quoted(dir_ / "o"));
+  EXPECT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(contains(r.err, "fused 1, failed 0, unpaired 0")) << r.err;
+  EXPECT_EQ(list_dir(dir_ / "o"), std::set<std::string>{"x.png"});
+
+  // A DICOM Part 10 file (the "DICM" marker after the 128-byte preamble) makes it a series.
+  std::ofstream(dir_ / "a/thumbs/slice.dcm", std::ios::binary) << std::string(128, '\0') << "DICM";
+  EXPECT_TRUE(directory_holds_volumes(dir_ / "a"));
+  r = run(args + quoted(dir_ / "o2"));
+  EXPECT_EQ(r.status, 1);
+  EXPECT_TRUE(contains(r.err, "holds volumes but")) << r.err;
+}
+
 // bench-volume's report: every stage of the volume path, and the same slices as 2D pairs.
 TEST_F(VolumeCli, BenchVolumeReportsTheVolumePathsOverhead) {
   const Result r = run("bench-volume --size 32 --slices 4 --threads 1 --output " + quoted(dir_ / "bench.json"));

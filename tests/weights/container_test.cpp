@@ -1,9 +1,15 @@
 // read_state_dict / save_state_dict on archives written by save_state_dict or synthesised here.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <limits>
 #include <set>
 #include <string>
@@ -165,7 +171,24 @@ TEST(WeightsContainer, RefusesNonZipFiles) {
   // The legacy (pre-1.6) format is a bare pickle.
   std::ofstream(dir / "legacy.pth") << PickleBytes().proto(2).empty_dict().stop().str();
   expect_mentions(weights_error([&] { read_state_dict(dir / "legacy.pth"); }), {dir / "legacy.pth", "legacy"});
-  expect_mentions(weights_error([&] { read_state_dict(dir / "absent.pth"); }), {dir / "absent.pth", "cannot open"});
+  expect_mentions(weights_error([&] { read_state_dict(dir / "absent.pth"); }), {dir / "absent.pth", "no such file"});
+}
+
+// fopen() of a FIFO blocks until a writer comes; the reader must refuse it at once.
+TEST(WeightsContainer, RefusesAFifoWithoutBlocking) {
+  TempDir dir;
+  const std::string path = dir / "pipe.pth";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto reading = std::async(std::launch::async, [&] { return weights_error([&] { read_state_dict(path); }); });
+  const bool finished = reading.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+  if (!finished) {
+    // Releases a reader stuck in fopen() so the test can end.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) ::close(fd);
+  }
+  const std::string message = reading.get();
+  EXPECT_TRUE(finished) << "read_state_dict blocked on a FIFO";
+  expect_mentions(message, {path, "is a FIFO, not a regular file"});
 }
 
 TEST(WeightsContainer, RefusesTruncatedArchives) {
