@@ -10,6 +10,7 @@
 //     argv and the exit status crosses between them.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 
@@ -98,6 +99,16 @@ inline constexpr const char* kAppDescription =
 inline std::string weights_lookup_help(const WeightsSpec& spec) {
   return "Weights of the " + spec.what + " (.pth state dict); default: $" + spec.env + ", else the shipped " +
          spec.default_file + " (see below)";
+}
+
+// --max-image-pixels for the commands that read 2D images (ImageReadOptions::max_pixels, image.h);
+// `max_pixels` holds the default.
+inline CLI::Option* add_max_image_pixels_option(CLI::App* cmd, std::int64_t& max_pixels) {
+  return cmd
+      ->add_option("--max-image-pixels", max_pixels,
+                   "Refuse an image whose header declares more pixels (width x height) than this, before decoding "
+                   "it (default 2^26: 8192x8192)")
+      ->check(CLI::PositiveNumber);
 }
 
 }  // namespace efcnet::cli

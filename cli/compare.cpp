@@ -63,14 +63,14 @@ ResultFiles find_results(const MethodSpec& method, const std::string& anatomical
   return files;
 }
 
-// The evaluator's grey reading of a fused file, checked against the size of the pair's inputs.
-cv::Mat read_fused_grey(const std::string& path, const cv::Mat& input) {
-  cv::Mat grey = metrics::read_grey(path);
-  if (grey.size() != input.size()) {
-    throw IoError(path + " (" + size_text(grey) + ") differs in size from the pair's inputs (" + size_text(input) +
+// A fused image, checked against the size of the pair's inputs.
+cv::Mat read_fused(const std::string& path, const cv::Mat& input, const ImageReadOptions& options) {
+  cv::Mat fused = read_functional(path, options);
+  if (fused.size() != input.size()) {
+    throw IoError(path + " (" + size_text(fused) + ") differs in size from the pair's inputs (" + size_text(input) +
                   ")");
   }
-  return grey;
+  return fused;
 }
 
 struct PairInputs {
@@ -78,14 +78,20 @@ struct PairInputs {
   cv::Mat anatomical_grey, functional_grey;  // as the evaluator reads them (metrics.h)
 };
 
-PairInputs read_inputs(const ImagePair& pair) {
-  PairInputs in{read_anatomical(pair.anatomical), read_functional(pair.functional), {}, {}};
+// The evaluator's grey is read_functional's image through metrics::to_grey, so each file is
+// decoded once; only a colour anatomical file is decoded twice, fusion wanting its codec's grey.
+PairInputs read_inputs(const ImagePair& pair, const ImageReadOptions& options) {
+  const cv::Mat anatomical_as_stored = read_functional(pair.anatomical, options);
+  PairInputs in{anatomical_as_stored.channels() == 1 ? anatomical_as_stored : read_anatomical(pair.anatomical, options),
+                read_functional(pair.functional, options),
+                {},
+                {}};
   if (in.anatomical.size() != in.functional.size()) {
     throw IoError(pair.anatomical + " (" + size_text(in.anatomical) + ") and " + pair.functional + " (" +
                   size_text(in.functional) + ") differ in size");
   }
-  in.anatomical_grey = metrics::read_grey(pair.anatomical);
-  in.functional_grey = metrics::read_grey(pair.functional);
+  in.anatomical_grey = metrics::to_grey(anatomical_as_stored);
+  in.functional_grey = metrics::to_grey(in.functional);
   return in;
 }
 
@@ -131,7 +137,8 @@ std::size_t Comparison::problem_count() const {
 }
 
 Comparison run_comparison(const std::string& anatomical_dir, const std::string& functional_dir,
-                          const std::vector<MethodSpec>& methods, const std::string& output_dir, std::FILE* log) {
+                          const std::vector<MethodSpec>& methods, const std::string& output_dir,
+                          const ImageReadOptions& read_options, std::FILE* log) {
   std::set<std::string> names;
   for (const MethodSpec& method : methods) {
     if (const std::string problem = method_name_problem(method.name); !problem.empty()) {
@@ -184,7 +191,7 @@ Comparison run_comparison(const std::string& anatomical_dir, const std::string& 
     compared.functional = pair.functional;
     PairInputs in;
     try {
-      in = read_inputs(pair);
+      in = read_inputs(pair, read_options);
       compared.anatomical_picture = picture_path("pictures/anatomical", pair.name);
       compared.functional_picture = picture_path("pictures/functional", pair.name);
       write_image_atomic((out / compared.anatomical_picture).string(), in.anatomical);
@@ -233,11 +240,12 @@ Comparison run_comparison(const std::string& anatomical_dir, const std::string& 
           fused_path = (out / outcome.picture).string();
           write_image_atomic(fused_path, fused);
           // Scored from the file as written, exactly as `efcnet evaluate` would read it.
-          fused_grey = read_fused_grey(fused_path, in.anatomical);
+          fused_grey = metrics::to_grey(read_fused(fused_path, in.anatomical, read_options));
         } else {
-          fused_grey = read_fused_grey(fused_path, in.anatomical);
+          const cv::Mat fused = read_fused(fused_path, in.anatomical, read_options);
+          fused_grey = metrics::to_grey(fused);
           const std::string picture = picture_path("pictures/" + method.name, pair.name);
-          write_image_atomic((out / picture).string(), read_functional(fused_path));
+          write_image_atomic((out / picture).string(), fused);
           outcome.picture = picture;
         }
         try {

@@ -74,10 +74,11 @@ struct Comparison {
 // pictures/<method>/ (PNG copies of the inputs and of each results directory's images, so that
 // the report is self-contained and every browser shows them). `log` gets a progress bar over the
 // pairs (progress.h) and one line per problem (an unpaired input, a missing result, an unreadable
-// file, a failed fusion); the other pairs and methods go on. Throws only IoError, for an unusable
-// directory, and OptionError, for an unusable or repeated method name.
+// file, a failed fusion); the other pairs and methods go on. Every image is read (decoded once)
+// with `read_options`. Throws only IoError, for an unusable directory, and OptionError, for an
+// unusable or repeated method name.
 Comparison run_comparison(const std::string& anatomical_dir, const std::string& functional_dir,
                           const std::vector<MethodSpec>& methods, const std::string& output_dir,
-                          std::FILE* log = stderr);
+                          const ImageReadOptions& read_options = {}, std::FILE* log = stderr);
 
 }  // namespace efcnet::cli

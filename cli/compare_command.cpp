@@ -2,6 +2,7 @@
 // dataset, reported as a web page (compare.h runs the comparison, compare_report.h writes it).
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
@@ -29,6 +30,7 @@ struct CompareSettings {
   std::string weights, seem_weights;
   bool no_efcnet = false, no_baselines = false, overwrite = false;
   int threads = 0;
+  std::int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
 std::string utc_now() {
@@ -116,7 +118,9 @@ void compare(const CompareSettings& s) {
   }
   methods.insert(methods.end(), results.begin(), results.end());
 
-  const Comparison comparison = run_comparison(s.anatomical_dir, s.functional_dir, methods, s.output_dir);
+  ImageReadOptions read_options;
+  read_options.max_pixels = s.max_image_pixels;
+  const Comparison comparison = run_comparison(s.anatomical_dir, s.functional_dir, methods, s.output_dir, read_options);
   if (comparison.pairs.empty()) {
     throw std::runtime_error("compare: no pairs in " + s.anatomical_dir + " and " + s.functional_dir);
   }
@@ -163,7 +167,9 @@ Problems: an input file without a partner ("unpaired: ..."), a pair whose images
 differ in size, a results directory without a pair's image ("missing: ..."; the pair stays in the
 report, shown as missing for that method only), or an unreadable or wrongly sized result
 ("failed: ..."): each is named on stderr with the file, the rest is still compared and reported,
-and the exit status is 1. A progress bar runs over the pairs on stderr.
+and the exit status is 1. A progress bar runs over the pairs on stderr. An image whose header
+declares more than --max-image-pixels pixels, or more than memory can hold decoded, counts as
+unreadable: it is refused before it is decoded.
 
 Weights, first found wins: --weights / --seem-weights, then $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS,
 then the shipped efcnet_default.pth / seem_default.pth (see `efcnet fuse --help`).)";
@@ -192,6 +198,7 @@ void add_compare_command(CLI::App& app) {
          "LibTorch intra-op threads for efcnet (default: all cores, " + std::to_string(core_count()) + " here)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--overwrite", settings->overwrite, "Replace an existing report in --output-dir");
+  add_max_image_pixels_option(cmd, settings->max_image_pixels);
   cmd->callback([settings] { compare(*settings); });
 }
 

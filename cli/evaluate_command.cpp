@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <map>
@@ -42,6 +43,7 @@ struct EvaluateSettings {
   std::string anatomical_dir, functional_dir, fused_dir;
   std::string format;
   int threads = 0;
+  std::int64_t max_image_pixels = kDefaultMaxImagePixels;
   // Volumes: how the inputs were prepared for fusion (as `efcnet fuse` was told).
   std::string frame, anatomical_window, functional_window, colormap, plane;
 
@@ -53,10 +55,16 @@ struct Triple {
   std::string name, anatomical, functional, fused;
 };
 
+ImageReadOptions read_options(const EvaluateSettings& s) {
+  ImageReadOptions options;
+  options.max_pixels = s.max_image_pixels;
+  return options;
+}
+
 // Reads with the evaluator's convention and scores; errors name the files involved.
-FusionMetrics score(const Triple& t) {
-  const cv::Mat a = metrics::read_grey(t.anatomical), b = metrics::read_grey(t.functional),
-                f = metrics::read_grey(t.fused);
+FusionMetrics score(const Triple& t, const ImageReadOptions& options) {
+  const cv::Mat a = metrics::read_grey(t.anatomical, options), b = metrics::read_grey(t.functional, options),
+                f = metrics::read_grey(t.fused, options);
   if (a.size() != b.size() || a.size() != f.size()) {
     throw std::runtime_error(t.anatomical + " (" + size_text(a) + "), " + t.functional + " (" + size_text(b) +
                              ") and " + t.fused + " (" + size_text(f) + ") differ in size");
@@ -187,7 +195,7 @@ void evaluate_single(const EvaluateSettings& s) {
     throw std::runtime_error("evaluate: --frame, the windows, --colormap and --plane are for volumes");
   }
   if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode and volumes");
-  print_single(score({"", s.anatomical, s.functional, s.fused}), resolved_format(s.format, "json"));
+  print_single(score({"", s.anatomical, s.functional, s.fused}, read_options(s)), resolved_format(s.format, "json"));
 }
 
 // ---- three directories ----
@@ -253,13 +261,14 @@ void evaluate_batch(const EvaluateSettings& s) {
 
   std::optional<ProgressBar> progress;
   if (triples.size() >= kLongRun || ::isatty(::fileno(stderr)) == 1) progress.emplace(triples.size());
+  const ImageReadOptions options = read_options(s);
   std::vector<std::optional<FusionMetrics>> results(triples.size());
   std::vector<std::string> errors(triples.size());
   std::atomic<std::size_t> next{0};
   auto work = [&] {
     for (std::size_t i = next++; i < triples.size(); i = next++) {
       try {
-        results[i] = score(triples[i]);
+        results[i] = score(triples[i], options);
       } catch (const std::exception& e) {
         errors[i] = e.what();
       }
@@ -317,8 +326,10 @@ the field's tables use. Every image is read as 8-bit BGR, converted to grey in f
   SSIM  SSIM(F,A) + SSIM(F,B), 7x7 window, data range 2 (sic, as scikit-image on float input)
   PSNR  10 log10(max(F)^2 / MSE)                     CC    (corr(A,F) + corr(B,F)) / 2
   MSE   (mean((A-F)^2) + mean((B-F)^2)) / 2
-  Images must be at least 17x17. A constant image makes SCD and CC NaN, and F equal to both
-  inputs makes PSNR infinite, as in the evaluator (null in JSON, nan / inf in CSV).)";
+  Images must be at least 17x17, and at most --max-image-pixels (default 2^26, 8192x8192): a
+  larger image, or one too large to decode in the memory available, is refused before decoding.
+  A constant image makes SCD and CC NaN, and F equal to both inputs makes PSNR infinite, as in the
+  evaluator (null in JSON, nan / inf in CSV).)";
 
 }  // namespace
 
@@ -337,6 +348,7 @@ void add_evaluate_command(CLI::App& app) {
       ->check(CLI::IsMember({"csv", "json", "table"}));
   cmd->add_option("--threads", settings->threads, "Triples scored at once (default: all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_max_image_pixels_option(cmd, settings->max_image_pixels);
   cmd->add_option("--frame", settings->frame, "Volumes: the frame of a 4D input that was fused (N or mean)");
   cmd->add_option("--anatomical-window", settings->anatomical_window, "Volumes: the anatomical window LO:HI fuse used");
   cmd->add_option("--functional-window", settings->functional_window, "Volumes: the functional window LO:HI fuse used");

@@ -1,6 +1,7 @@
 // `efcnet fuse`: one pair, or every pair of two directories matched by file name.
 #include <algorithm>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <functional>
@@ -13,6 +14,7 @@
 #include "commands.h"
 #include "efcnet/default_weights.h"
 #include "efcnet/image.h"
+#include "efcnet/inference.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
@@ -51,7 +53,7 @@ void fuse_single(const FuseSettings& s) {
   if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec)))
     throw std::runtime_error(existing_output_message(s.output));
 
-  const ImagePairData in = read_image_pair(s.anatomical, s.functional);
+  const ImagePairData in = read_image_pair(s.anatomical, s.functional, image_read_options(s));
   const PairFusion fuse = make_fusion(s);
   cv::Mat fused;
   try {
@@ -101,7 +103,8 @@ void fuse_batch(const FuseSettings& s) {
         [&progress](const FusionJob& job, const std::string& failure) {
           if (!failure.empty()) progress.message("failed: " + job.name + ": " + failure);
           progress.advance();
-        });
+        },
+        image_read_options(s));
     progress.finish();
   }
   const std::size_t failed = outcome.failed + refused;
@@ -160,7 +163,10 @@ Colour handling (as the authors' test script):
   grey functional image (CT, grey SPECT): fused directly; the output is grey.
   The anatomical image (MRI, CT, phase contrast) is read as grey.
   Images are read as OpenCV's IMREAD_COLOR / IMREAD_GRAYSCALE read them: RGBA loses its alpha,
-  16-bit samples are reduced to 8 bits by the codec (PNG keeps the high byte).
+  16-bit samples are reduced to 8 bits by the codec (PNG keeps the high byte). An image whose
+  header declares more than --max-image-pixels pixels (default 2^26, 8192x8192), or whose pair the
+  network could not fuse in the memory available (on the CPU), is refused before it is decoded.
+  Inputs must be regular files: a FIFO or a device is refused.
 
 Weights, first found wins:
   --weights / --seem-weights, then $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS, then the shipped
@@ -178,6 +184,17 @@ FuserOptions fuser_options(const FuseSettings& s) {
   options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
   options.device = s.device;
   options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
+  return options;
+}
+
+ImageReadOptions image_read_options(const FuseSettings& s) {
+  ImageReadOptions options;
+  options.max_pixels = s.max_image_pixels;
+  if (s.method == "efcnet" && s.device == "cpu") {
+    options.size_check = [](std::int64_t width, std::int64_t height) {
+      return working_memory_shortfall(height, width);
+    };
+  }
   return options;
 }
 
@@ -246,6 +263,7 @@ void add_fuse_command(CLI::App& app) {
                   "up to 3 levels off (measurements in models/README.md)")
       ->check(CLI::IsMember({"float32", "bf16"}));
   cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
+  add_max_image_pixels_option(cmd, settings->max_image_pixels);
   // Volumes (see "Volumes" below).
   cmd->add_option("--frame", settings->frame,
                   "Volumes: which frame of a 4D (dynamic) volume to fuse, N counting from 0, or 'mean' of all "

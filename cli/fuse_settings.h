@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -20,6 +21,7 @@ struct FuseSettings {
   std::string precision = "float32";
   int threads = 0;
   bool overwrite = false;
+  std::int64_t max_image_pixels = kDefaultMaxImagePixels;  // 2D images only
   // Volumes only (empty: not given).
   std::string frame, anatomical_window, functional_window, colormap, plane, slices_dir, montage;
   std::string register_kind, transform, save_transform, qc;  // registration (fuse_volume.cpp)
@@ -36,6 +38,10 @@ struct FuseSettings {
 
 // FuserOptions from the command line (weights looked up as --help says).
 FuserOptions fuser_options(const FuseSettings& s);
+
+// How the 2D images are read: --max-image-pixels, and for the network on the CPU its working memory
+// checked against the declared size before anything is decoded.
+ImageReadOptions image_read_options(const FuseSettings& s);
 
 // The CLI's message for an output that exists without --overwrite.
 std::string existing_output_message(const std::string& path);

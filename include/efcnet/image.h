@@ -10,9 +10,14 @@
 //   RGBA        the alpha channel is dropped, not composited.
 //   16-bit      reduced to 8 bits by the codec: PNG keeps the high byte (v >> 8), TIFF rounds v/256.
 //   EXIF        JPEG orientation tags are applied (IMREAD_COLOR/GRAYSCALE do, IMREAD_UNCHANGED doesn't).
+// Each file is read once and decoded once (cv::imdecode of the bytes read): the stored channel
+// count and the size come from its header (PNG IHDR, JPEG SOF, BMP, TIFF's first IFD), so an image
+// too large to decode is refused before any pixel is decoded.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -30,12 +35,28 @@ std::string size_text(const cv::Mat& image);
 
 // ---- reading ----
 
-// CV_8UC1. Throws IoError for a missing file, a directory, an unreadable, empty, truncated or
-// undecodable file.
-cv::Mat read_anatomical(const std::string& path);
+// The largest image read by default: 2^26 pixels (8192x8192), 192 MiB decoded in colour. The
+// network needs about 14 KiB of working memory per pixel (inference.h), so larger images are far
+// beyond what it can fuse; a few-MB PNG can declare 32768x32768 and decode to 3 GiB.
+inline constexpr std::int64_t kDefaultMaxImagePixels = std::int64_t{1} << 26;
+
+struct ImageReadOptions {
+  // A file whose header declares more pixels (width x height) than this is refused before decoding.
+  std::int64_t max_pixels = kDefaultMaxImagePixels;
+  // Called with the declared size before decoding; a non-empty answer refuses the file with it as
+  // the reason (e.g. working_memory_shortfall: fusion's own memory estimate, inference.h).
+  std::function<std::string(std::int64_t width, std::int64_t height)> size_check;
+};
+
+// CV_8UC1. Throws IoError for a missing file, a directory, a FIFO, device or other file that is
+// not regular (refused without blocking), an unreadable, empty, truncated or undecodable file,
+// and, before decoding, a declared size above options.max_pixels ("WxH pixels exceeds the limit
+// of N"), one whose decoding needs more memory than is available (MemAvailable), or one that
+// options.size_check refuses.
+cv::Mat read_anatomical(const std::string& path, const ImageReadOptions& options = {});
 
 // CV_8UC3 (BGR) for a colour file, CV_8UC1 for a grey one. Same errors as read_anatomical.
-cv::Mat read_functional(const std::string& path);
+cv::Mat read_functional(const std::string& path, const ImageReadOptions& options = {});
 
 // Whether the name ends in one of the image extensions we pair and write:
 // .png .jpg .jpeg .tif .tiff .bmp (any letter case).

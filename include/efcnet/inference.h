@@ -21,6 +21,7 @@
 
 #include "efcnet/inference_options.h"
 #include "efcnet/model.h"
+#include "efcnet/runtime.h"  // available_memory_bytes, gibibytes
 
 namespace efcnet {
 
@@ -108,16 +109,9 @@ StageFlops counted_flops(int64_t height, int64_t width, bool textbook_attention)
 // heap's fragmentation. About 14 KiB per pixel and 1 GiB: 1.9 GiB at 256x256, 15 GiB at 1024x1024.
 int64_t estimated_working_bytes(int64_t height, int64_t width);
 
-// Memory this process can still use, in bytes: /proc/meminfo's MemAvailable plus the freed
-// blocks its own heap holds for reuse. -1 where /proc/meminfo cannot be read.
-int64_t available_memory_bytes();
-
 // Empty when an H x W pair fits estimated_working_bytes into available_memory_bytes(); otherwise
 // the one-line reason ("a WxH pair needs about ... GiB of working memory, but only ... GiB is
 // available (MemAvailable)"), for a refusal before any work starts.
 std::string working_memory_shortfall(int64_t height, int64_t width);
-
-// "1.93 GiB", for messages.
-std::string gibibytes(int64_t bytes);
 
 }  // namespace efcnet

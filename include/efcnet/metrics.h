@@ -16,6 +16,7 @@
 #include <opencv2/core.hpp>
 
 #include "efcnet/error.h"
+#include "efcnet/image.h"  // ImageReadOptions
 
 namespace efcnet::metrics {
 
@@ -47,9 +48,9 @@ class MetricsError : public Error {
 
 // The evaluator's reading convention: decoded as 8-bit BGR whatever the file holds, converted with
 // COLOR_BGR2GRAY in float and rounded half to even. Returns CV_8UC1; throws MetricsError naming
-// the file when it cannot be read (missing, a directory, truncated or undecodable: the refusals
-// and messages of read_functional in image.h).
-cv::Mat read_grey(const std::string& path);
+// the file when it cannot be read (missing, not a regular file, truncated, undecodable or too
+// large: the refusals and messages of read_functional in image.h, with `options`).
+cv::Mat read_grey(const std::string& path, const ImageReadOptions& options = {});
 
 // The conversion read_grey applies to a decoded image: CV_8UC3 (BGR) through COLOR_BGR2GRAY in
 // float, rounded half to even; CV_8UC1 as it is. Throws MetricsError for any other type.

@@ -100,8 +100,10 @@ struct ImagePairData {
   cv::Mat functional;  // read_functional
 };
 
-// Both images of a pair; IoError naming both files (and their sizes) when the sizes differ.
-ImagePairData read_image_pair(const std::string& anatomical_path, const std::string& functional_path);
+// Both images of a pair (image.h's refusals, with `options`); IoError naming both files (and
+// their sizes) when the sizes differ.
+ImagePairData read_image_pair(const std::string& anatomical_path, const std::string& functional_path,
+                              const ImageReadOptions& options = {});
 
 struct BatchOutcome {
   std::size_t fused = 0;
@@ -117,8 +119,8 @@ using JobReport = std::function<void(const FusionJob& job, const std::string& fa
 // encoding overlap with the network; `make_fusion` is called once on the calling thread after the
 // reader has started, so loading the weights overlaps with the first read. A job that cannot be
 // read, fused or written fails alone and the batch goes on; an error thrown by `make_fusion` ends
-// the batch and is rethrown once both threads have stopped.
+// the batch and is rethrown once both threads have stopped. Images are read with `read_options`.
 BatchOutcome fuse_files(const std::vector<FusionJob>& jobs, const std::function<PairFusion()>& make_fusion,
-                        WriteMode mode, const JobReport& report = {});
+                        WriteMode mode, const JobReport& report = {}, const ImageReadOptions& read_options = {});
 
 }  // namespace efcnet

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <string>
 
@@ -39,6 +40,15 @@ int thread_count(int requested);
 // Sets LibTorch's intra-op threads to thread_count(threads). LibTorch's own default counts
 // physical cores through cpuinfo, which finds one on some 2-vCPU machines.
 void set_threads(int threads);
+
+// ---- memory ----
+
+// Memory this process can still use, in bytes: /proc/meminfo's MemAvailable plus the freed
+// blocks its own heap holds for reuse. -1 where /proc/meminfo cannot be read.
+int64_t available_memory_bytes();
+
+// "1.93 GiB", for messages.
+std::string gibibytes(int64_t bytes);
 
 // ---- heap ----
 

@@ -33,6 +33,13 @@ namespace fs = std::filesystem;
 using metrics::FusionMetrics;
 using metrics::kMetricNames;
 
+efcnet::ImageReadOptions image_read_options(std::int64_t max_image_pixels) {
+  if (max_image_pixels <= 0) throw py::value_error("max_image_pixels must be positive");
+  efcnet::ImageReadOptions options;
+  options.max_pixels = max_image_pixels;
+  return options;
+}
+
 // efcnet.Error, created in the module init.
 PyObject* error_type = nullptr;
 
@@ -403,31 +410,37 @@ the process ends. The efcnet command does this for its own process; the package 
 unless called.)");
   m.def(
       "read_anatomical",
-      [](const std::filesystem::path& path) {
+      [](const std::filesystem::path& path, std::int64_t max_image_pixels) {
+        const efcnet::ImageReadOptions options = image_read_options(max_image_pixels);
         cv::Mat image;
         {
           py::gil_scoped_release release;
-          image = efcnet::read_anatomical(path.string());
+          image = efcnet::read_anatomical(path.string(), options);
         }
         return array_from_image(image, ChannelOrder::rgb);
       },
-      py::arg("path"),
+      py::arg("path"), py::kw_only(), py::arg("max_image_pixels") = efcnet::kDefaultMaxImagePixels,
       "Reads an anatomical image as `efcnet fuse` does (OpenCV IMREAD_GRAYSCALE): uint8 (H, W).\n"
-      "efcnet.Error names a missing, unreadable, truncated or undecodable file.");
+      "efcnet.Error names a missing, unreadable, truncated or undecodable file, one that is not a\n"
+      "regular file (a FIFO or a device), and, before decoding it, one whose header declares more\n"
+      "than max_image_pixels pixels (width x height; default 2**26) or more than memory can hold.");
   m.def(
       "read_functional",
-      [](const std::filesystem::path& path, const std::string& order) {
+      [](const std::filesystem::path& path, const std::string& order, std::int64_t max_image_pixels) {
         const ChannelOrder channel_order = parse_order(order);
+        const efcnet::ImageReadOptions options = image_read_options(max_image_pixels);
         cv::Mat image;
         {
           py::gil_scoped_release release;
-          image = efcnet::read_functional(path.string());
+          image = efcnet::read_functional(path.string(), options);
         }
         return array_from_image(image, channel_order);
       },
-      py::arg("path"), py::arg("order") = "rgb",
+      py::arg("path"), py::arg("order") = "rgb", py::kw_only(),
+      py::arg("max_image_pixels") = efcnet::kDefaultMaxImagePixels,
       "Reads a functional image as `efcnet fuse` does: uint8 (H, W, 3) in `order` for a file that\n"
-      "stores colour, (H, W) for a grey one. efcnet.Error names a file that cannot be read.");
+      "stores colour, (H, W) for a grey one. efcnet.Error names a file that cannot be read, with the\n"
+      "refusals of read_anatomical (max_image_pixels included).");
   m.def(
       "phantom",
       [](int size, const std::string& kind, const std::string& order) {

@@ -5,9 +5,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <limits>
+#include <sstream>
 #include <thread>
 
 #if defined(__x86_64__)
@@ -66,6 +68,27 @@ std::string cpu_model() {
 int core_count() { return std::max(1, static_cast<int>(std::thread::hardware_concurrency())); }
 
 int thread_count(int requested) { return requested > 0 ? requested : core_count(); }
+
+int64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    std::istringstream fields(line);
+    std::string key;
+    int64_t kib = 0;
+    if (fields >> key >> kib && key == "MemAvailable:") {
+      // Freed blocks this process's heap keeps count as available to it.
+      return kib * 1024 + static_cast<int64_t>(mallinfo2().fordblks);
+    }
+  }
+  return -1;
+}
+
+std::string gibibytes(int64_t bytes) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
+  return text;
+}
 
 void keep_freed_memory_for_reuse(std::size_t largest_block) {
   if (largest_block == kEveryBlock) {

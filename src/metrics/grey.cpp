@@ -35,12 +35,12 @@ bool whole_grey_levels(const cv::Mat& image) {
 double FusionMetrics::operator[](std::size_t i) const { return this->*kMembers.at(i); }
 double& FusionMetrics::operator[](std::size_t i) { return this->*kMembers.at(i); }
 
-cv::Mat read_grey(const std::string& path) {
+cv::Mat read_grey(const std::string& path, const ImageReadOptions& options) {
   // io's reader: the same refusals (and messages) as fusion's, truncated PNGs included. A grey file
   // comes back as is, which is what the evaluator's BGR decode and conversion give for it.
   cv::Mat image;
   try {
-    image = read_functional(path);
+    image = read_functional(path, options);
   } catch (const IoError& e) {
     throw MetricsError(e.what());
   }

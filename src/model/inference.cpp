@@ -2,13 +2,9 @@
 // weights folded and its tensors laid out for oneDNN.
 #include "efcnet/inference.h"
 
-#include <malloc.h>
-
 #include <algorithm>
 #include <array>
 #include <chrono>
-#include <fstream>
-#include <sstream>
 #include <stdexcept>
 #include <string>
 
@@ -587,33 +583,12 @@ int64_t estimated_working_bytes(int64_t height, int64_t width) {
   return height * width * kBytesPerPixel + kFixedBytes;
 }
 
-int64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string line;
-  while (std::getline(meminfo, line)) {
-    std::istringstream fields(line);
-    std::string key;
-    int64_t kib = 0;
-    if (fields >> key >> kib && key == "MemAvailable:") {
-      // Freed blocks this process's heap keeps count as available to it.
-      return kib * 1024 + static_cast<int64_t>(mallinfo2().fordblks);
-    }
-  }
-  return -1;
-}
-
 std::string working_memory_shortfall(int64_t height, int64_t width) {
   const int64_t needed = estimated_working_bytes(height, width);
   const int64_t available = available_memory_bytes();
   if (available < 0 || needed <= available) return {};
   return "a " + std::to_string(width) + "x" + std::to_string(height) + " pair needs about " + gibibytes(needed) +
          " of working memory, but only " + gibibytes(available) + " is available (MemAvailable)";
-}
-
-std::string gibibytes(int64_t bytes) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%.2f GiB", static_cast<double>(bytes) / (int64_t{1} << 30));
-  return text;
 }
 
 void set_threads(int threads) { torch::set_num_threads(thread_count(threads)); }

@@ -10,8 +10,9 @@
 
 namespace efcnet {
 
-ImagePairData read_image_pair(const std::string& anatomical_path, const std::string& functional_path) {
-  ImagePairData pair{read_anatomical(anatomical_path), read_functional(functional_path)};
+ImagePairData read_image_pair(const std::string& anatomical_path, const std::string& functional_path,
+                              const ImageReadOptions& options) {
+  ImagePairData pair{read_anatomical(anatomical_path, options), read_functional(functional_path, options)};
   if (pair.anatomical.size() != pair.functional.size()) {
     throw IoError(anatomical_path + " (" + size_text(pair.anatomical) + ") and " + functional_path + " (" +
                   size_text(pair.functional) + ") differ in size");
@@ -20,7 +21,7 @@ ImagePairData read_image_pair(const std::string& anatomical_path, const std::str
 }
 
 BatchOutcome fuse_files(const std::vector<FusionJob>& jobs, const std::function<PairFusion()>& make_fusion,
-                        WriteMode mode, const JobReport& report) {
+                        WriteMode mode, const JobReport& report, const ImageReadOptions& read_options) {
   struct Decoded {
     std::size_t job;
     ImagePairData images;
@@ -48,7 +49,7 @@ BatchOutcome fuse_files(const std::vector<FusionJob>& jobs, const std::function<
     for (std::size_t i = 0; i < jobs.size(); ++i) {
       Decoded item{i, {}, {}};
       try {
-        item.images = read_image_pair(jobs[i].anatomical, jobs[i].functional);
+        item.images = read_image_pair(jobs[i].anatomical, jobs[i].functional, read_options);
       } catch (const std::exception& e) {
         item.error = e.what();
       }

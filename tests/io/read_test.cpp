@@ -1,12 +1,19 @@
 // Reading follows OpenCV's IMREAD_COLOR / IMREAD_GRAYSCALE exactly, and every bad file is a
 // named IoError.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
 #include <fstream>
 #include <functional>
+#include <future>
 
 #include <gtest/gtest.h>
 #include <opencv2/imgcodecs.hpp>
 
 #include "efcnet/image.h"
+#include "support/png_files.h"
 #include "support/temp_dir.h"
 
 namespace efcnet {
@@ -178,6 +185,137 @@ TEST(ReadImage, RgbaDropsAlpha) {
   EXPECT_EQ(image.at<cv::Vec3b>(0, 0), cv::Vec3b(10, 120, 230));
   EXPECT_EQ(image.at<cv::Vec3b>(1, 2), cv::Vec3b(1, 2, 3));
   EXPECT_TRUE(mats_equal(image, cv::imread(path, cv::IMREAD_COLOR)));
+}
+
+// A 32768x32768 PNG of a few hundred bytes: the header declares the size, the pixel data ends
+// after one row. Decoding it would map 3 GiB before finding out.
+TEST(ReadImage, DeclaredSizeAboveTheLimitIsRefusedBeforeDecoding) {
+  TempDir dir;
+  const std::string path = dir / "huge.png";
+  const auto bytes = efcnet::testing::zero_png(32768, 32768, 2, 1);
+  write_bytes(path, bytes, bytes.size());
+  ::testing::internal::CaptureStderr();
+  expect_named_error([&] { read_functional(path); }, path, "32768x32768 pixels exceeds the limit of 67108864");
+  expect_named_error([&] { read_anatomical(path); }, path, "32768x32768 pixels exceeds the limit of 67108864");
+  EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");  // no decoder ran
+}
+
+// Each format's header gives the size: PNG IHDR, JPEG SOF, BMP, TIFF's first IFD.
+TEST(ReadImage, PixelLimitAppliesToEveryFormat) {
+  TempDir dir;
+  for (const char* ext : {".png", ".jpg", ".bmp", ".tif"}) {
+    for (const int type : {CV_8UC1, CV_8UC3}) {
+      const std::string path = dir / ("i" + std::to_string(type) + ext);
+      ASSERT_TRUE(cv::imwrite(path, noise(40, 50, type)));
+      ImageReadOptions options;
+      options.max_pixels = 1999;
+      expect_named_error([&] { read_functional(path, options); }, path, "50x40 pixels exceeds the limit of 1999");
+      expect_named_error([&] { read_anatomical(path, options); }, path, "50x40 pixels exceeds the limit of 1999");
+      options.max_pixels = 2000;
+      EXPECT_EQ(read_functional(path, options).size(), cv::Size(50, 40)) << path;
+    }
+  }
+}
+
+TEST(ReadImage, SizeCheckSeesTheDeclaredSize) {
+  TempDir dir;
+  const std::string path = dir / "f.png";
+  ASSERT_TRUE(cv::imwrite(path, noise(20, 30, CV_8UC3)));
+  ImageReadOptions options;
+  std::int64_t seen_width = 0, seen_height = 0;
+  options.size_check = [&](std::int64_t width, std::int64_t height) {
+    seen_width = width;
+    seen_height = height;
+    return std::string("not enough memory for this test");
+  };
+  expect_named_error([&] { read_functional(path, options); }, path, "not enough memory for this test");
+  EXPECT_EQ(seen_width, 30);
+  EXPECT_EQ(seen_height, 20);
+}
+
+// One decode, with the flag the header's channel count picks, must give what OpenCV's two-step
+// reading (IMREAD_UNCHANGED for the channel count, then imread) gives, whatever the layout.
+TEST(ReadImage, OneDecodeMatchesImreadForEveryStoredLayout) {
+  TempDir dir;
+  std::vector<std::string> paths;
+  auto written = [&](const std::string& name, const cv::Mat& image) {
+    paths.push_back(dir / name);
+    ASSERT_TRUE(cv::imwrite(paths.back(), image)) << name;
+  };
+  for (const char* ext : {".png", ".tif"}) {
+    for (const int type : {CV_8UC1, CV_8UC3, CV_8UC4, CV_16UC1, CV_16UC3, CV_16UC4}) {
+      written("l" + std::to_string(type) + ext, noise(9, 13, type));
+    }
+  }
+  for (const char* ext : {".jpg", ".bmp"}) {
+    for (const int type : {CV_8UC1, CV_8UC3}) written("l" + std::to_string(type) + ext, noise(9, 13, type));
+  }
+  // Grey + alpha and palette PNGs (cv::imwrite makes neither): OpenCV stores both as colour.
+  using efcnet::testing::png_file;
+  using efcnet::testing::zlib_compressed;
+  efcnet::testing::PngBytes raw;
+  for (int y = 0; y < 3; ++y) raw.insert(raw.end(), {0, 10, 200, 90, 30, 250, 255});
+  const efcnet::testing::PngBytes palette{0, 0, 0, 10, 10, 10, 200, 200, 200};  // grey entries
+  efcnet::testing::PngBytes indices;
+  for (int y = 0; y < 3; ++y) indices.insert(indices.end(), {0, 0, 1, 2, 1, 0, 2});
+  for (const auto& [name, bytes] :
+       {std::pair{"grey_alpha.png", png_file(3, 3, 8, 4, zlib_compressed(raw))},
+        std::pair{"palette.png", png_file(6, 3, 8, 3, zlib_compressed(indices), {{"PLTE", palette}})}}) {
+    paths.push_back(dir / name);
+    write_bytes(paths.back(), bytes, bytes.size());
+  }
+  for (const std::string& path : paths) {
+    const int stored = cv::imread(path, cv::IMREAD_UNCHANGED).channels();
+    ASSERT_GT(stored, 0) << path;
+    EXPECT_TRUE(
+        mats_equal(read_functional(path), cv::imread(path, stored >= 3 ? cv::IMREAD_COLOR : cv::IMREAD_GRAYSCALE)))
+        << path;
+    EXPECT_TRUE(mats_equal(read_anatomical(path), cv::imread(path, cv::IMREAD_GRAYSCALE))) << path;
+  }
+}
+
+// A JPEG whose EXIF says "rotate 90 degrees clockwise" (orientation 6) is read rotated, as imread does.
+TEST(ReadImage, JpegExifOrientationIsApplied) {
+  TempDir dir;
+  const std::string path = dir / "rotated.jpg";
+  std::vector<unsigned char> bytes;
+  ASSERT_TRUE(cv::imencode(".jpg", noise(20, 30, CV_8UC3), bytes));
+  const std::vector<unsigned char> exif{0xff, 0xe1, 0, 34,   'E', 'x', 'i', 'f', 0, 0, 'M', 'M', 0, 0x2a, 0, 0, 0, 8,
+                                        0,    1,    1, 0x12, 0,   3,   0,   0,   0, 1, 0,   6,   0, 0,    0, 0, 0, 0};
+  bytes.insert(bytes.begin() + 2, exif.begin(), exif.end());
+  write_bytes(path, bytes, bytes.size());
+  const cv::Mat functional = read_functional(path), anatomical = read_anatomical(path);
+  EXPECT_EQ(functional.size(), cv::Size(20, 30));
+  EXPECT_TRUE(mats_equal(functional, cv::imread(path, cv::IMREAD_COLOR)));
+  EXPECT_TRUE(mats_equal(anatomical, cv::imread(path, cv::IMREAD_GRAYSCALE)));
+}
+
+// A FIFO would block open() until a writer comes; the reader must refuse it at once.
+TEST(ReadImage, FifoIsRefusedWithoutBlocking) {
+  TempDir dir;
+  const std::string path = dir / "pipe.png";
+  ASSERT_EQ(::mkfifo(path.c_str(), 0600), 0);
+  auto reading = std::async(std::launch::async, [&] {
+    try {
+      read_functional(path);
+    } catch (const IoError& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  });
+  const bool finished = reading.wait_for(std::chrono::seconds(2)) == std::future_status::ready;
+  if (!finished) {
+    // Releases a reader stuck in open() so the test can end.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_NONBLOCK);
+    if (fd >= 0) ::close(fd);
+  }
+  const std::string message = reading.get();
+  EXPECT_TRUE(finished) << "read_functional blocked on a FIFO";
+  EXPECT_EQ(message, path + ": is a FIFO, not a regular file");
+}
+
+TEST(ReadImage, DeviceIsRefused) {
+  expect_named_error([] { read_anatomical("/dev/zero"); }, "/dev/zero", "is a character device, not a regular file");
 }
 
 TEST(ImageExtension, KnownExtensionsAnyCase) {
