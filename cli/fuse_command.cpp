@@ -146,6 +146,14 @@ files; a volume with a 2D image is refused):
   not fused (left 0). A 4D volume needs --frame. Volumes too large for memory are refused before
   any work.
 
+DICOM output (--output-format dicom; --output DIR, or DO/<stem>/ in directory mode):
+  a directory holding one Multi-frame True Color (grey: Grayscale Byte) Secondary Capture file
+  with the anatomical grid's geometry per frame. From a DICOM anatomical it joins the same patient
+  and study and frame of reference as a new series; from a NIfTI one it starts a new study with
+  empty patient fields (said on stderr). Its description names efcnet, the model and the options.
+  Written into a hidden temporary directory and renamed into place; --overwrite replaces a former
+  series (a directory of .dcm files only); an existing file of that name is refused.
+
 Registration (volumes acquired apart: a SPECT or PET from another day than the MRI):
   --register rigid estimates the transform that aligns the functional volume (after
   --frame) with the anatomical one before resampling: Mattes mutual information on the volumes'
@@ -285,6 +293,10 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_option("--montage", settings->montage,
                   "Volumes, one pair: also write a picture (.png) of evenly spaced slices: anatomical, functional "
                   "and fused rows");
+  cmd->add_option("--output-format", settings->output_format,
+                  "Volumes: nifti (default: --output O.nii.gz) or dicom (--output DIR: a DICOM series directory, "
+                  "see \"DICOM output\")")
+      ->check(CLI::IsMember({"nifti", "dicom"}));
   cmd->add_option("--register", settings->register_kind,
                   "Volumes: align the functional volume with the anatomical one first (Mattes mutual information): "
                   "rigid or none (default: none, the headers' physical space as it is); see \"Registration\"")
@@ -312,6 +324,9 @@ void add_fuse_command(CLI::App& app) {
           "fuse: --frame, --anatomical-window, --functional-window, --colormap, --plane, --slices-dir, --montage, "
           "--register, --transform, --save-transform and --qc are for volumes (NIfTI files, DICOM series), not 2D "
           "images");
+    }
+    if (!volumes && !settings->output_format.empty()) {
+      throw std::runtime_error("fuse: --output-format is for volumes; a 2D output's extension sets its format");
     }
     use_fusion_runtime(settings->threads, settings->device);
     if (volumes) {

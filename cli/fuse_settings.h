@@ -25,6 +25,7 @@ struct FuseSettings {
   // Volumes only (empty: not given).
   std::string frame, anatomical_window, functional_window, colormap, plane, slices_dir, montage;
   std::string register_kind, transform, save_transform, qc;  // registration (fuse_volume.cpp)
+  std::string output_format;                                 // nifti (empty: the default) or dicom
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !output.empty(); }
   bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !output_dir.empty(); }

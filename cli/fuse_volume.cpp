@@ -13,11 +13,13 @@
 #include <CLI/CLI.hpp>
 
 #include "command_support.h"
+#include "commands.h"
 #include "efcnet/image.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
 #include "efcnet/registration.h"
 #include "efcnet/volume.h"
+#include "efcnet/volume_dicom.h"
 #include "efcnet/volume_fusion.h"
 #include "fuse_settings.h"
 
@@ -153,6 +155,45 @@ class LoadError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// What a DICOM series says of its making: software, model and options (file names, not paths).
+DicomOutputOptions dicom_options(const VolumeJob& job, const FuseSettings& s, const PreparedVolumes& prepared) {
+  const auto name = [](const std::string& path) { return fs::path(path).filename().string(); };
+  const auto window = [](const Window& w) {
+    char text[64];
+    std::snprintf(text, sizeof text, "%g:%g", w.low, w.high);
+    return std::string(text);
+  };
+  const std::string model = s.method == "efcnet" ? name(fuser_options(s).weights) : s.method;
+  const std::string colormap = s.colormap.empty() ? colormap_name(kDefaultFunctionalColormap) : s.colormap;
+  DicomOutputOptions options;
+  options.anatomical = job.anatomical;
+  options.software_versions = kVersion;
+  options.series_description = std::string(kVersion) + " fusion, " + model + ", " + colormap;
+  options.derivation_description =
+      std::string(kVersion) + " fuse: method " + s.method +
+      (s.method == "efcnet" ? ", weights " + model + ", SEEM weights " + name(fuser_options(s).seem_weights) +
+                                  ", precision " + s.precision
+                            : "") +
+      "; anatomical " + name(job.anatomical) + ", window " + window(prepared.anatomical_window) + "; functional " +
+      name(job.functional) + ", window " + window(prepared.functional_window) + ", colormap " + colormap + "; plane " +
+      (s.plane.empty() ? "axial" : s.plane) + (s.frame.empty() ? "" : "; frame " + s.frame);
+  return options;
+}
+
+// The fused volume as NIfTI, or as a DICOM series (--output-format dicom).
+void write_output(const VolumeJob& job, const FuseSettings& s, const VolumeResult& result) {
+  if (s.output_format != "dicom") {
+    write_volume_atomic(job.output, result.fused.fused, s.write_mode());
+    return;
+  }
+  const DicomSeriesWritten written =
+      write_volume_dicom_atomic(job.output, result.fused.fused, dicom_options(job, s, result.prepared), s.write_mode());
+  if (!written.patient_from_anatomical) {
+    std::fprintf(stderr, "%s: the anatomical volume is not DICOM: a new study (generated UIDs), patient fields empty\n",
+                 job.output.c_str());
+  }
+}
+
 VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, VolumeFusionOptions options,
                       const std::optional<RegistrationOptions>& registration,
                       const std::function<const SliceFuser&()>& fuser) {
@@ -189,19 +230,26 @@ VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, VolumeFusionO
     throw std::runtime_error(job.anatomical + " + " + job.functional + ": " + e.what());
   }
   progress.finish();
-  write_volume_atomic(job.output, result.fused.fused, s.write_mode());
+  write_output(job, s, result);
   return result;
 }
 
-void check_output_path(const std::string& output, bool overwrite) {
-  if (!has_volume_extension(output)) {
+void check_output_path(const std::string& output, bool overwrite, bool dicom) {
+  std::error_code ec;
+  if (dicom && has_volume_extension(output)) {
+    throw std::runtime_error(output + ": --output-format dicom writes a directory; give a name without .nii/.nii.gz");
+  }
+  if (dicom && fs::exists(fs::symlink_status(output, ec)) && !fs::is_directory(fs::symlink_status(output, ec))) {
+    throw std::runtime_error(output + ": exists and is not a directory; --output-format dicom writes a directory");
+  }
+  if (!dicom && !has_volume_extension(output)) {
     throw std::runtime_error(output + ": a fused volume is written as .nii or .nii.gz");
   }
   const fs::path dir = fs::path(output).has_parent_path() ? fs::path(output).parent_path() : ".";
-  std::error_code ec;
   if (!fs::is_directory(dir, ec)) throw std::runtime_error(output + ": directory " + dir.string() + " does not exist");
   if (!overwrite && fs::exists(fs::symlink_status(output, ec)))
     throw std::runtime_error(existing_output_message(output));
+  if (dicom) check_dicom_output(output, overwrite ? WriteMode::replace : WriteMode::no_clobber);
 }
 
 void write_pictures(const FuseSettings& s, const VolumeResult& result) {
@@ -274,7 +322,7 @@ void fuse_volume_single(const FuseSettings& s) {
     throw std::runtime_error("fuse: a single pair needs all of --anatomical, --functional and --output");
   }
   if (!s.format.empty()) throw std::runtime_error("fuse: --format is for --output-dir of 2D images");
-  check_output_path(s.output, s.overwrite);
+  check_output_path(s.output, s.overwrite, s.output_format == "dicom");
   if (!s.montage.empty() && fs::path(s.montage).extension() != ".png") {
     throw std::runtime_error(s.montage + ": --montage writes a .png picture");
   }
@@ -313,7 +361,6 @@ void fuse_volume_batch(const FuseSettings& s) {
   } catch (const Error& e) {
     throw std::runtime_error(with_flags(e.what()));
   }
-
   const Pairing pairing = pair_volumes_by_name(s.anatomical_dir, s.functional_dir);
   prepare_output_dir(s);
   const std::size_t unpaired = report_unpaired(s, pairing, "volume", volume_stem);
@@ -332,8 +379,9 @@ void fuse_volume_batch(const FuseSettings& s) {
   };
   for (std::size_t i = 0; i < pairing.pairs.size(); ++i) {
     const ImagePair& pair = pairing.pairs[i];
-    const VolumeJob job{pair.name, pair.anatomical, pair.functional,
-                        (fs::path(s.output_dir) / (pair.name + ".nii.gz")).string()};
+    const VolumeJob job{
+        pair.name, pair.anatomical, pair.functional,
+        (fs::path(s.output_dir) / (pair.name + (s.output_format == "dicom" ? "" : ".nii.gz"))).string()};
     std::error_code ec;
     if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
       std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());

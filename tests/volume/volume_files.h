@@ -86,6 +86,7 @@ inline std::string dicom_numbers(std::initializer_list<double> values) {
 
 struct DicomSeriesOptions {
   std::string series_uid = "1.2.826.0.1.3680043.2.1125.7701.1";
+  std::string frame_of_reference_uid = "1.2.826.0.1.3680043.2.1125.7701.9";
   std::string description = "efcnet test series";
   // Rescale tags; GDCM's writer stores (value - intercept) / slope and needs a whole slope.
   double slope = 1, intercept = 0;
@@ -130,6 +131,7 @@ inline void write_dicom_series(const std::string& dir, const VolumeGeometry& g, 
     set("0010|0010", "Phantom^Test");
     set("0020|000d", "1.2.826.0.1.3680043.2.1125.7701");
     set("0020|000e", options.series_uid);
+    set("0020|0052", options.frame_of_reference_uid);
     set("0020|0013", std::to_string(k + 1));
     set("0020|0032", dicom_numbers({position[0], position[1], position[2]}));
     set("0020|0037", dicom_numbers({d[0], d[3], d[6], d[1], d[4], d[7]}));
