@@ -29,7 +29,8 @@ using StateDict = std::vector<std::pair<std::string, torch::Tensor>>;
 StateDict read_state_dict(const std::string& path, const torch::Device& device = torch::kCPU);
 
 // Copies `dict` into the module's parameters and buffers (converting dtype, e.g. float16 -> float32).
-// Refuses missing keys, unexpected keys and shape mismatches, naming `source` and the key.
+// Refuses missing keys, unexpected keys, shape mismatches and non-finite values (NaN, infinity),
+// naming `source` and the key.
 void load_state_dict(torch::nn::Module& module, const StateDict& dict, const std::string& source);
 
 // read_state_dict + load_state_dict, onto the device the module's parameters are on.

@@ -174,6 +174,46 @@ def test_a_huge_declared_storage_is_refused_without_allocating(tmp_path):
         efcnet.load_state_dict(overflowing)
 
 
+def test_a_zero_stride_view_is_refused_not_materialised(tmp_path):
+    # 4 bytes of storage seen as 32768 x 32768 float32: numpy would be handed 4 GiB.
+    expanded = archive(tmp_path / "expanded.pth", {"data.pkl": tensor_pickle(1, [32768, 32768], [0, 0]),
+                                                   "data/0": np.zeros(1, np.float32).tobytes()})
+    with pytest.raises(efcnet.Error, match="^" + re.escape(str(expanded)) + r".*stride 0: its elements overlap"):
+        efcnet.load_state_dict(expanded)
+    overlapping = archive(tmp_path / "overlap.pth", {"data.pkl": tensor_pickle(8, [4, 4], [1, 1]),
+                                                     "data/0": np.zeros(8, np.float32).tobytes()})
+    with pytest.raises(efcnet.Error, match="^" + re.escape(str(overlapping)) + r".*make elements overlap"):
+        efcnet.load_state_dict(overlapping)
+
+
+def test_a_record_declaring_more_than_it_can_inflate_to_is_refused(tmp_path):
+    # A deflated storage record whose directory entry declares 4 GB: LibTorch's reader would
+    # allocate the declared size before inflating a byte.
+    path = tmp_path / "bomb.pth"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("archive/version", "3\n")
+        z.writestr("archive/data.pkl", tensor_pickle(4, [4], [1]))
+        z.writestr("archive/data/0", np.zeros(4, np.float32).tobytes())
+    data = bytearray(path.read_bytes())
+    entry = data.rindex(b"PK\x01\x02")  # the directory entry of archive/data/0, written last
+    assert data[entry + 46:entry + 46 + 14] == b"archive/data/0"
+    data[entry + 24:entry + 28] = struct.pack("<I", 0xF0000000)
+    path.write_bytes(bytes(data))
+    with pytest.raises(efcnet.Error, match="^" + re.escape(str(path)) + r": zip record 'archive/data/0' declares 4026531840"):
+        efcnet.load_state_dict(path)
+
+
+def test_non_finite_weights_are_refused_by_key(golden, tmp_path):
+    weights = efcnet.load_state_dict(GOLDEN / "efcnet_random.pth")
+    key = next(k for k, v in weights.items() if v.dtype == np.float32)
+    weights[key] = weights[key].copy()
+    weights[key].flat[0] = np.nan
+    broken = tmp_path / "nan.pth"
+    efcnet.save_state_dict(weights, broken)
+    with pytest.raises(efcnet.Error, match="^" + re.escape(str(broken)) + r".*non-finite values.*" + re.escape(key)):
+        efcnet.Fuser(broken, GOLDEN / "seem_authors.pth")
+
+
 def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path):
     whole = tmp_path / "whole.pth"
     efcnet.save_state_dict({"w": np.ones((64, 64), np.float32), "b": np.zeros(64, np.float32)}, whole)
@@ -187,5 +227,5 @@ def test_truncated_and_foreign_files_are_refused_naming_the_file(tmp_path):
     legacy.write_bytes(pickle.dumps({}, protocol=2))
     with pytest.raises(efcnet.Error, match="^" + re.escape(str(legacy)) + ": not a torch.save zip archive"):
         efcnet.load_state_dict(legacy)
-    with pytest.raises(efcnet.Error, match="^" + re.escape(str(tmp_path / "absent.pth")) + ": cannot open"):
+    with pytest.raises(efcnet.Error, match="^" + re.escape(str(tmp_path / "absent.pth")) + ": no such file"):
         efcnet.load_state_dict(tmp_path / "absent.pth")

@@ -14,6 +14,7 @@
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
 #include "pickle_detail.h"
+#include "zip_directory.h"
 
 // Storage records hold raw little-endian elements, copied as they are.
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "weights I/O assumes a little-endian host");
@@ -76,6 +77,26 @@ void require_zip_signature(const std::string& path) {
   }
 }
 
+// Bounds every record's declared size before PyTorchStreamReader allocates it (zip_directory.h).
+void check_zip_directory(const std::string& path) {
+  std::FILE* file = std::fopen(path.c_str(), "rb");
+  if (file == nullptr) fail(path, std::string("cannot open: ") + std::strerror(errno));
+  const ReadAt read_at = [file](uint64_t offset, std::size_t size) {
+    std::string bytes(size, '\0');
+    if (fseeko(file, static_cast<off_t>(offset), SEEK_SET) != 0) return std::string();
+    bytes.resize(std::fread(bytes.data(), 1, size, file));
+    return bytes;
+  };
+  try {
+    if (fseeko(file, 0, SEEK_END) != 0) fail(path, "cannot seek");
+    read_zip_directory(read_at, static_cast<uint64_t>(ftello(file)), path);
+  } catch (...) {
+    std::fclose(file);
+    throw;
+  }
+  std::fclose(file);
+}
+
 // The whole storage `record` names, as a 1-D CPU tensor.
 torch::Tensor load_storage(PyTorchStreamReader& reader, const std::string& path, const std::string& key,
                            const TensorRecord& record) {
@@ -124,6 +145,7 @@ StateDict read_state_dict(const std::string& path, const torch::Device& device) 
   require_zip_signature(path);
   StateDict dict;
   try {
+    check_zip_directory(path);
     PyTorchStreamReader reader(path);
     dict = read_records(reader, path);
   } catch (const PickleError& e) {

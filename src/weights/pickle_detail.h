@@ -20,7 +20,7 @@ bool is_storage_key(std::string_view key);
 bool is_storage_location(std::string_view location);
 
 // Why the record cannot describe a tensor (dims mismatch, negative or overflowing sizes, view
-// outside its storage, ...), or "" when it is consistent.
+// outside its storage, elements that overlap, ...), or "" when it is consistent.
 std::string tensor_record_problem(const TensorRecord& tensor);
 
 // `text` in single quotes, cut to a readable length, non-printable bytes as \xNN: untrusted

@@ -4,8 +4,8 @@
 // it names. This one runs only the opcodes a state dict uses and resolves only a handful of
 // globals to built-in behaviour: nothing from the input is ever imported or called. Objects live
 // in arenas owned by the parser and are referred to by index, so aliasing through the memo is
-// cheap, reference cycles cannot leak and every allocation is bounded by the input size or by
-// the limits below.
+// cheap, reference cycles cannot leak, and what the parser creates is charged against a memory
+// budget proportional to the input (a few bytes of opcodes can make a dict of a hundred bytes).
 #include <cstdint>
 #include <deque>
 #include <string>
@@ -31,6 +31,14 @@ constexpr std::size_t kMaxMarkDepth = 64;
 constexpr std::size_t kMaxMemoEntries = 1 << 22;
 constexpr std::size_t kMaxTensors = 1 << 17;  // tensors created, and entries of the state dict
 constexpr std::size_t kMaxGlobalLineBytes = 256;
+// The budget: kBudgetBaseBytes + kBudgetPerInputByte x the pickle's size. A torch.save pickle
+// costs about 20 bytes of objects per byte (each tensor's tuples, storage, record and memo
+// entries), so the base covers real state dicts (thousands of tensors, a pickle of a megabyte or
+// so) and the proportional part keeps a 64 MB hostile pickle well under a gigabyte.
+constexpr std::size_t kBudgetBaseBytes = std::size_t{16} << 20;
+constexpr std::size_t kBudgetPerInputByte = 8;
+// Rough heap cost of a hash-map node and of an allocation's bookkeeping.
+constexpr std::size_t kNodeBytes = 48;
 constexpr int kHighestProtocol = 5;
 
 enum class Kind : uint8_t { None, Bool, Int, Float, String, Tuple, List, Dict, Global, StorageClass, Storage, Tensor };
@@ -90,7 +98,8 @@ struct StorageObject {
 
 class Unpickler {
  public:
-  Unpickler(std::string_view input, const std::string& source) : input_(input), source_(source) {}
+  Unpickler(std::string_view input, const std::string& source)
+      : input_(input), source_(source), budget_(kBudgetBaseBytes + kBudgetPerInputByte * input.size()) {}
 
   StateDictRecord run() {
     while (true) {
@@ -105,6 +114,15 @@ class Unpickler {
  private:
   [[noreturn]] void fail(const std::string& what) const {
     throw PickleError(source_ + ": " + what + " (pickle byte " + std::to_string(op_offset_) + ")");
+  }
+
+  // ---- memory budget ----
+  void charge(std::size_t bytes) {
+    charged_ += bytes;
+    if (charged_ > budget_) {
+      fail("the pickle builds more than " + std::to_string(budget_ >> 20) + " MiB of objects from " +
+           std::to_string(input_.size()) + " bytes (a state dict needs far less)");
+    }
   }
 
   // ---- input ----
@@ -177,6 +195,7 @@ class Unpickler {
   Value make_string(std::string_view text) {
     const auto found = interned_.find(text);
     if (found != interned_.end()) return Value{Kind::String, 0, found->second};
+    charge(sizeof(std::string) + text.size() + 2 * kNodeBytes);
     strings_.emplace_back(text);
     const auto index = static_cast<uint32_t>(strings_.size() - 1);
     interned_.emplace(strings_.back(), index);  // deque elements never move: the view stays valid
@@ -184,11 +203,13 @@ class Unpickler {
   }
 
   Value make_sequence(Kind kind, std::vector<Value> items) {
+    charge(sizeof(std::vector<Value>) + kNodeBytes + items.size() * sizeof(Value));
     sequences_.push_back(std::move(items));
     return Value{kind, 0, static_cast<uint32_t>(sequences_.size() - 1)};
   }
 
   Value make_dict(bool ordered) {
+    charge(sizeof(DictObject) + kNodeBytes);
     dicts_.emplace_back();
     dicts_.back().ordered = ordered;
     return Value{Kind::Dict, 0, static_cast<uint32_t>(dicts_.size() - 1)};
@@ -196,6 +217,8 @@ class Unpickler {
 
   Value make_tensor(TensorRecord tensor) {
     if (tensors_.size() >= kMaxTensors) fail("more than " + std::to_string(kMaxTensors) + " tensors");
+    charge(sizeof(TensorRecord) + tensor.storage_key.size() + tensor.device.size() +
+           2 * tensor.sizes.size() * sizeof(int64_t) + 3 * kNodeBytes);
     tensors_.push_back(std::move(tensor));
     return Value{Kind::Tensor, 0, static_cast<uint32_t>(tensors_.size() - 1)};
   }
@@ -216,6 +239,7 @@ class Unpickler {
     }
     const auto [slot, inserted] = dict.position.emplace(key.index, dict.items.size());
     if (inserted) {
+      charge(sizeof(dict.items[0]) + kNodeBytes);
       dict.items.emplace_back(key.index, value);
     } else {
       dict.items[slot->second].second = value;  // Python keeps the first position, last value
@@ -226,6 +250,7 @@ class Unpickler {
     if (target.kind != Kind::List) {
       fail(std::string(opcode) + " on " + described(target.kind) + ", not a list");
     }
+    charge(sizeof(Value));
     sequences_[target.index].push_back(item);
   }
 
@@ -235,6 +260,7 @@ class Unpickler {
     if (memo_.size() >= kMaxMemoEntries && memo_.find(key) == memo_.end()) {
       fail("memo larger than " + std::to_string(kMaxMemoEntries) + " entries");
     }
+    if (memo_.find(key) == memo_.end()) charge(kNodeBytes);
     memo_[key] = value;
   }
 
@@ -401,6 +427,7 @@ class Unpickler {
              " is described twice with different type, size or location");
       }
     }
+    charge(sizeof(StorageObject) + kNodeBytes);
     storages_.push_back(storage);
     return Value{Kind::Storage, 0, static_cast<uint32_t>(storages_.size() - 1)};
   }
@@ -554,18 +581,21 @@ class Unpickler {
   const std::string& source_;
   std::size_t pos_ = 0;
   std::size_t op_offset_ = 0;
+  const std::size_t budget_;
+  std::size_t charged_ = 0;
 
   std::vector<Value> stack_;
   std::vector<std::size_t> marks_;  // stack sizes at each open MARK
   std::unordered_map<uint64_t, Value> memo_;
 
+  // Arenas are deques: they grow without copying what they hold, so memory stays near the charge.
   std::deque<std::string> strings_;
   std::unordered_map<std::string_view, uint32_t> interned_;
-  std::vector<std::vector<Value>> sequences_;  // tuples and lists
-  std::vector<DictObject> dicts_;
-  std::vector<StorageObject> storages_;
+  std::deque<std::vector<Value>> sequences_;  // tuples and lists
+  std::deque<DictObject> dicts_;
+  std::deque<StorageObject> storages_;
   std::unordered_map<uint32_t, std::size_t> storage_by_key_;  // interned key -> first description
-  std::vector<TensorRecord> tensors_;
+  std::deque<TensorRecord> tensors_;
 };
 
 }  // namespace

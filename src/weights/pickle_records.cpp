@@ -1,7 +1,9 @@
 // DType facts and the consistency rules every TensorRecord must meet.
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "efcnet/weights_records.h"
 #include "pickle_detail.h"
@@ -39,6 +41,29 @@ bool checked_extent(const TensorRecord& t, int64_t& extent) {
     }
   }
   return checked_add(last, 1, extent);
+}
+
+// Whether two index tuples of the view can reach the same storage element. Dimensions of size 1
+// never step; the others, by increasing stride, must each step past everything the smaller ones
+// reach (the layouts PyTorch's own tensors have). A zero stride is the extreme case: `expand`
+// makes a 1-element storage look like billions of elements, which materialising would allocate.
+std::string overlap_problem(const TensorRecord& t) {
+  std::vector<std::size_t> dims;
+  for (std::size_t d = 0; d < t.sizes.size(); ++d) {
+    if (t.sizes[d] > 1) dims.push_back(d);
+  }
+  std::sort(dims.begin(), dims.end(), [&](std::size_t a, std::size_t b) { return t.strides[a] < t.strides[b]; });
+  int64_t reach = 0;  // furthest element the smaller dimensions reach from the first one
+  for (std::size_t d : dims) {
+    if (t.strides[d] <= reach) {
+      return t.strides[d] == 0 ? "dimension " + std::to_string(d) + " of size " + std::to_string(t.sizes[d]) +
+                                     " has stride 0: its elements overlap (an expanded view is not stored)"
+                               : "strides " + std::to_string(t.strides[d]) + " in dimension " + std::to_string(d) +
+                                     " make elements overlap";
+    }
+    reach += (t.sizes[d] - 1) * t.strides[d];  // bounded by the view's extent, checked first
+  }
+  return "";
 }
 
 }  // namespace
@@ -127,7 +152,7 @@ std::string tensor_record_problem(const TensorRecord& t) {
     return "view needs " + std::to_string(extent) + " elements but storage " + printable_quoted(t.storage_key) +
            " holds " + std::to_string(t.storage_numel);
   }
-  return "";
+  return overlap_problem(t);
 }
 
 bool is_storage_key(std::string_view key) {

@@ -79,6 +79,15 @@ void load_state_dict(torch::nn::Module& module, const StateDict& dict, const std
   if (!duplicate.empty()) problems.push_back("duplicate key(s) " + key_list(duplicate));
   if (!undefined.empty()) problems.push_back("undefined tensor(s) for " + key_list(undefined));
   for (const auto& mismatch : mismatched) problems.push_back("shape mismatch for " + mismatch);
+  if (problems.empty()) {
+    // NaN weights would fuse to a black image without a word: refuse them by name.
+    std::vector<std::string> non_finite;
+    for (const auto& [key, target] : targets) {
+      const torch::Tensor& value = *values.at(key);
+      if (value.is_floating_point() && !torch::isfinite(value).all().item<bool>()) non_finite.push_back(key);
+    }
+    if (!non_finite.empty()) problems.push_back("non-finite values (NaN or infinity) in " + key_list(non_finite));
+  }
   if (!problems.empty()) {
     std::string message = source + ": state dict does not fit the module: ";
     for (std::size_t i = 0; i < problems.size(); ++i) message += (i ? "; " : "") + problems[i];

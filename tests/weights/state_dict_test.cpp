@@ -1,6 +1,7 @@
 // module_state_dict / load_state_dict / load_weights on small torch::nn modules.
 #include <gtest/gtest.h>
 
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -116,6 +117,19 @@ TEST(WeightsStateDict, RefusesShapeMismatchNamingKeyAndShapes) {
   dict.back().second = torch::zeros({4, 2});  // head.weight is [2, 4]
   expect_mentions(weights_error([&] { load_state_dict(net, dict, "some.pth"); }),
                   {"some.pth", "shape mismatch for 'head.weight'", "file [4, 2]", "module [2, 4]"});
+}
+
+// NaN weights would fuse to a black image: refused by key, the module left as it was.
+TEST(WeightsStateDict, RefusesNonFiniteValuesNamingTheKeys) {
+  Net net;
+  const StateDict before = cloned(module_state_dict(net));
+  StateDict dict = cloned(before);
+  dict[0].second.fill_(std::numeric_limits<float>::quiet_NaN());      // scale
+  dict.back().second[0][1] = std::numeric_limits<float>::infinity();  // head.weight
+  dict[2].second = dict[2].second.to(torch::kFloat16);                // body.0.weight, finite
+  expect_mentions(weights_error([&] { load_state_dict(net, dict, "some.pth"); }),
+                  {"some.pth", "non-finite values (NaN or infinity) in 'scale', 'head.weight'"});
+  EXPECT_TRUE(torch::equal(module_state_dict(net)[0].second, before[0].second));
 }
 
 TEST(WeightsStateDict, RefusedLoadLeavesTheModuleUnchanged) {

@@ -325,6 +325,26 @@ TEST(PickleRefusal, ViewOutsideItsStorage) {
                  "sizes have 2 dimensions but strides have 1");
 }
 
+// A 1-element storage expanded to 65536 x 65536 (stride 0) would materialise as 16 GiB of float32.
+TEST(PickleRefusal, ZeroStrideAndOverlappingViews) {
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {65536, 65536}, {0, 0}, 1)),
+                 "has stride 0: its elements overlap");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {4, 3}, {1, 1}, 6)), "make elements overlap");
+  EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", {3, 4}, {2, 1}, 12)), "make elements overlap");
+  // Size-1 dimensions never step, whatever their stride; transposed and sliced views do not overlap.
+  EXPECT_EQ(read(single_entry_dict("w", PickleBytes().float_tensor("0", {1, 3}, {0, 1}, 3))).entries.size(), 1u);
+  EXPECT_EQ(read(single_entry_dict("w", PickleBytes().float_tensor("0", {3, 2}, {1, 3}, 6))).entries.size(), 1u);
+  EXPECT_EQ(read(single_entry_dict("w", PickleBytes().float_tensor("0", {2, 2}, {4, 1}, 8))).entries.size(), 1u);
+}
+
+// `]` then `}a` over and over: two bytes of input make a dict of a hundred bytes, so a 64 MB file
+// of them would build gigabytes. The budget refuses it in proportion to the input.
+TEST(PickleRefusal, ObjectsBeyondTheMemoryBudget) {
+  std::string many_dicts;
+  for (int i = 0; i < (1 << 21); ++i) many_dicts += "}a";
+  EXPECT_REFUSED(PickleBytes().proto(2).op(']').raw(many_dicts).stop().str(), "MiB of objects from");
+}
+
 TEST(PickleRefusal, TooManyDimensions) {
   const std::vector<int64_t> ones(33, 1);
   EXPECT_REFUSED(single_entry_dict("w", PickleBytes().float_tensor("0", ones, ones, 1)), "33 dimensions");
