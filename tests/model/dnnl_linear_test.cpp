@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include "model/dnnl_linear.h"
+#include "support/required.h"
 
 namespace efcnet {
 namespace {
@@ -22,7 +23,7 @@ TEST(DnnlLinear, GeluEpilogueMatchesLinearThenGelu) {
   torch::manual_seed(41);
   const Layer layer;
   const auto linear = DnnlLinear::create(layer.weight, layer.bias, Epilogue::gelu);
-  if (linear == nullptr) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
+  if (linear == nullptr) EFCNET_SKIP_UNLESS_CI() << "this build has no oneDNN 2.x (libdnnl-dev)";
   torch::NoGradGuard no_grad;
   for (const int64_t rows : {1, 37, 2048}) {  // one kernel per row count
     const auto x = torch::randn({rows, 40});
@@ -36,7 +37,7 @@ TEST(DnnlLinear, AccumulateEpilogueAddsToTheDestination) {
   torch::manual_seed(42);
   const Layer layer;
   const auto linear = DnnlLinear::create(layer.weight, layer.bias, Epilogue::accumulate);
-  if (linear == nullptr) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
+  if (linear == nullptr) EFCNET_SKIP_UNLESS_CI() << "this build has no oneDNN 2.x (libdnnl-dev)";
   torch::NoGradGuard no_grad;
   // Rows of a wider matrix (a row stride of 130), as the token mixer's chunks are views.
   const auto storage = torch::randn({50, 130});
@@ -53,7 +54,7 @@ TEST(DnnlLinear, LeavesOtherInputsToTheCaller) {
   EXPECT_EQ(DnnlLinear::create(torch::randn({8, 4}, torch::kFloat64), torch::randn({8}), Epilogue::gelu), nullptr);
   EXPECT_EQ(DnnlLinear::create(torch::randn({8, 4}), torch::randn({5}), Epilogue::gelu), nullptr);
   const auto linear = DnnlLinear::create(torch::randn({8, 4}), torch::randn({8}), Epilogue::gelu);
-  if (linear == nullptr) GTEST_SKIP() << "this build has no oneDNN 2.x (libdnnl-dev)";
+  if (linear == nullptr) EFCNET_SKIP_UNLESS_CI() << "this build has no oneDNN 2.x (libdnnl-dev)";
   auto dst = torch::zeros({3, 8});
   EXPECT_FALSE((*linear)(torch::randn({3, 5}), dst));                       // other input width
   EXPECT_FALSE((*linear)(torch::randn({4, 4}), dst));                       // other row count
