@@ -49,6 +49,16 @@ struct VolumeGeometry {
   std::string text() const;
 };
 
+// The most values (voxels x frames x components) a volume may hold: each extent and slice counts
+// fit an int, and 8 GiB as float. A header announcing more is refused before anything is read.
+inline constexpr int64_t kMaxVolumeValues = (int64_t{1} << 31) - 1;
+
+// Empty for a geometry the library can use; otherwise what is wrong, in a few words: an extent
+// below 1 or more voxels than kMaxVolumeValues, a spacing that is not finite and positive, an
+// origin or direction that is not finite, or a singular direction (an axis of zero length, or
+// two along one line). Every reader refuses such a header before reading voxels.
+std::string geometry_problem(const VolumeGeometry& geometry);
+
 // Shape, spacing, origin and direction equal within `tolerance` (mm, and direction cosines).
 bool same_geometry(const VolumeGeometry& a, const VolumeGeometry& b, double tolerance = 1e-6);
 
@@ -100,12 +110,14 @@ bool is_dicom_file(const std::string& path);
 
 // The header of a NIfTI file, of a DICOM series directory (its first file) or of a DICOM file.
 // Throws IoError for a missing or unreadable file, VolumeError for a directory with no DICOM
-// series or several (each named with its UID and description).
+// series or several (each named with its UID and description), and VolumeError for a header
+// whose geometry_problem is not empty or that announces more than kMaxVolumeValues values.
 VolumeInfo read_volume_info(const std::string& path);
 
 // Reads a scalar volume as float in the file's units. A 4D file needs `frame` (VolumeError naming
 // the frame count otherwise); a 2D file reads as one slice. DICOM series are sorted by position
-// along the slice normal (not by file name). Throws IoError for truncated or corrupt files.
+// along the slice normal (not by file name). Throws IoError for truncated or corrupt files, and
+// refuses the headers read_volume_info refuses before allocating anything.
 Volume read_volume(const std::string& path, const FrameChoice& frame = {});
 
 // Reads an 8-bit volume as written by write_volume_atomic (grey or RGB24 NIfTI): a fused volume.
@@ -182,6 +194,7 @@ struct SliceLayout {
   bool slice_flip = false, row_flip = false, column_flip = false;
   int slices = 0, rows = 0, columns = 0;
 };
+// Throws VolumeError for a direction that is not finite or is singular.
 SliceLayout slice_layout(const VolumeGeometry& geometry, Plane plane);
 // Throws VolumeError (naming `name`) when the plane's slices are smaller than the fusion's 11x11.
 void check_slice_size(const VolumeGeometry& geometry, Plane plane, const std::string& name);

@@ -39,6 +39,21 @@ std::string number_text(double value, const char* format = "%.1f") {
   return buf;
 }
 
+// Empty for a finite, non-singular direction; otherwise what is wrong with it.
+std::string direction_problem(const std::array<double, 9>& d) {
+  for (const double v : d) {
+    if (!std::isfinite(v)) return "direction is not finite";
+  }
+  // |det| against the product of the axes' lengths (Hadamard's bound): 1 for orthogonal axes, 0
+  // for an axis of zero length or axes in one plane.
+  const double det =
+      d[0] * (d[4] * d[8] - d[5] * d[7]) - d[1] * (d[3] * d[8] - d[5] * d[6]) + d[2] * (d[3] * d[7] - d[4] * d[6]);
+  double lengths = 1;
+  for (int c = 0; c < 3; ++c) lengths *= std::sqrt(d[c] * d[c] + d[3 + c] * d[3 + c] + d[6 + c] * d[6 + c]);
+  if (!(std::abs(det) > 1e-6 * lengths)) return "direction is singular (its voxel axes do not span 3D)";
+  return "";
+}
+
 }  // namespace
 
 std::array<double, 3> VolumeGeometry::physical_point(double i, double j, double k) const {
@@ -54,6 +69,28 @@ std::string VolumeGeometry::text() const {
   return std::to_string(size[0]) + "x" + std::to_string(size[1]) + "x" + std::to_string(size[2]) + " voxels of " +
          number_text(spacing[0], "%g") + "x" + number_text(spacing[1], "%g") + "x" + number_text(spacing[2], "%g") +
          " mm";
+}
+
+std::string geometry_problem(const VolumeGeometry& g) {
+  for (const int64_t extent : g.size) {
+    if (extent < 1) {
+      return "an extent below 1 voxel (" + std::to_string(g.size[0]) + "x" + std::to_string(g.size[1]) + "x" +
+             std::to_string(g.size[2]) + ")";
+    }
+  }
+  if (g.size[0] > kMaxVolumeValues / g.size[1] / g.size[2]) {
+    return g.text() + ": more than " + std::to_string(kMaxVolumeValues) + " voxels";
+  }
+  for (const double s : g.spacing) {
+    if (!(std::isfinite(s) && s > 0)) {
+      return "spacing " + number_text(g.spacing[0], "%g") + "x" + number_text(g.spacing[1], "%g") + "x" +
+             number_text(g.spacing[2], "%g") + " mm is not finite and positive";
+    }
+  }
+  for (const double o : g.origin) {
+    if (!std::isfinite(o)) return "origin is not finite";
+  }
+  return direction_problem(g.direction);
 }
 
 bool same_geometry(const VolumeGeometry& a, const VolumeGeometry& b, double tolerance) {
@@ -142,6 +179,9 @@ const char* plane_name(Plane plane) {
 }
 
 SliceLayout slice_layout(const VolumeGeometry& g, Plane plane) {
+  if (const std::string problem = direction_problem(g.direction); !problem.empty()) {
+    throw VolumeError("a volume cannot be sliced: its " + problem);
+  }
   // Which patient axis (LPS: 0 = x to the left, 1 = y posterior, 2 = z superior) each voxel axis
   // runs along, and in which sense: the largest direction cosine first, then the largest of the
   // rest, so that oblique volumes still give a permutation.

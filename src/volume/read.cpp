@@ -1,7 +1,9 @@
 // Reading NIfTI files and DICOM series or files through ITK, as float in the file's own units.
 #include <algorithm>
 #include <cctype>
+#include <climits>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -88,13 +90,83 @@ std::vector<std::string> dicom_series_files(const std::string& dir) {
   return names->GetFileNames(uids.front());
 }
 
+// A header that no voxel should be read for: unusable geometry, or more values than the library
+// reads (refused here, before ITK allocates them).
+void check_header(const VolumeInfo& info, const std::string& path) {
+  std::string problem = geometry_problem(info.geometry);
+  const double values = static_cast<double>(info.geometry.voxel_count()) * info.frames * info.components;
+  if (problem.empty() && (info.frames < 1 || info.components < 1)) problem = "a header without values";
+  if (problem.empty() && values > static_cast<double>(kMaxVolumeValues)) {
+    problem = info.geometry.text() + " with " + std::to_string(info.frames) + " frame(s) of " +
+              std::to_string(info.components) + " component(s): more than " + std::to_string(kMaxVolumeValues) +
+              " values";
+  }
+  if (!problem.empty()) throw VolumeError(path + ": " + problem);
+}
+
+// A DICOM series' reader with its header read and checked, no voxels yet.
+itk::ImageSeriesReader<FloatImage>::Pointer series_reader(const std::string& dir, VolumeInfo& info) {
+  auto reader = itk::ImageSeriesReader<FloatImage>::New();
+  reader->SetImageIO(itk::GDCMImageIO::New());
+  reader->SetFileNames(dicom_series_files(dir));
+  try {
+    reader->UpdateOutputInformation();
+  } catch (const itk::ExceptionObject& e) {
+    throw IoError(dir + ": cannot read: " + itk_message(e));
+  }
+  info.geometry = detail::geometry_of(*reader->GetOutput());
+  info.dimensions = 3;
+  check_header(info, dir);
+  return reader;
+}
+
 itk::ImageIOBase::Pointer file_io(Source source) {
   if (source == Source::nifti) return itk::NiftiImageIO::New().GetPointer();
   return itk::GDCMImageIO::New().GetPointer();
 }
 
+// ITK's NIfTI reader aborts the process (in VNL) on a non-finite qform or sform, and nifti1_io
+// turns a zero or non-finite pixdim into 1 without a word: the raw header is checked first.
+void check_nifti_header(const std::string& path) {
+  int swapped = 0;
+  nifti_1_header* raw = nifti_read_header(path.c_str(), &swapped, 1);
+  if (raw == nullptr) throw IoError(path + ": cannot read: not a NIfTI-1 header");
+  std::string spacing;
+  bool spacing_ok = true;
+  for (int a = 1; a <= std::min<int>(raw->dim[0], 3); ++a) {
+    spacing_ok = spacing_ok && std::isfinite(raw->pixdim[a]) && raw->pixdim[a] != 0;
+    spacing += (a > 1 ? "x" : "") + std::to_string(raw->pixdim[a]);
+  }
+  free(raw);
+  if (!spacing_ok) throw VolumeError(path + ": spacing (pixdim) " + spacing + " is not finite and non-zero");
+  nifti_image* header = nifti_image_read(path.c_str(), 0);
+  if (header == nullptr) throw IoError(path + ": cannot read: not a NIfTI-1 header");
+  const auto problem = [](const mat44& m) -> std::string {
+    std::array<double, 9> d{};
+    for (int r = 0; r < 3; ++r) {
+      for (int c = 0; c < 4; ++c) {
+        if (!std::isfinite(m.m[r][c])) return "is not finite";
+        if (c < 3) d[r * 3 + c] = m.m[r][c];
+      }
+    }
+    VolumeGeometry g;
+    g.size = {1, 1, 1};
+    g.direction = d;
+    return geometry_problem(g).empty() ? "" : "is singular";
+  };
+  std::string message;
+  if (header->qform_code > 0 && !problem(header->qto_xyz).empty())
+    message = "direction (qform) " + problem(header->qto_xyz);
+  if (message.empty() && header->sform_code > 0 && !problem(header->sto_xyz).empty()) {
+    message = "direction (sform) " + problem(header->sto_xyz);
+  }
+  nifti_image_free(header);
+  if (!message.empty()) throw VolumeError(path + ": " + message);
+}
+
 // Header of one file.
 VolumeInfo file_info(const std::string& path, Source source) {
+  if (source == Source::nifti) check_nifti_header(path);
   auto io = file_io(source);
   io->SetFileName(path);
   try {
@@ -118,7 +190,8 @@ VolumeInfo file_info(const std::string& path, Source source) {
     for (int r = 0; r < spatial; ++r) info.geometry.direction[r * 3 + a] = axis[r];
   }
   for (int a = spatial; a < 3; ++a) info.geometry.size[a] = 1;
-  if (info.dimensions == 4) info.frames = static_cast<int>(io->GetDimensions(3));
+  if (info.dimensions == 4) info.frames = static_cast<int>(std::min<itk::SizeValueType>(io->GetDimensions(3), INT_MAX));
+  check_header(info, path);
   return info;
 }
 
@@ -162,10 +235,8 @@ void update(Reader& reader, const std::string& path) {
 }
 
 Volume read_series(const std::string& dir) {
-  using Reader = itk::ImageSeriesReader<FloatImage>;
-  auto reader = Reader::New();
-  reader->SetImageIO(itk::GDCMImageIO::New());
-  reader->SetFileNames(dicom_series_files(dir));
+  VolumeInfo info;
+  auto reader = series_reader(dir, info);
   update(*reader, dir);
   return detail::from_itk(*reader->GetOutput());
 }
@@ -261,18 +332,8 @@ FrameChoice parse_frame(const std::string& text) {
 VolumeInfo read_volume_info(const std::string& path) {
   const Source source = source_of(path);
   if (source != Source::dicom_series) return file_info(path, source);
-  using Reader = itk::ImageSeriesReader<FloatImage>;
-  auto reader = Reader::New();
-  reader->SetImageIO(itk::GDCMImageIO::New());
-  reader->SetFileNames(dicom_series_files(path));
-  try {
-    reader->UpdateOutputInformation();
-  } catch (const itk::ExceptionObject& e) {
-    throw IoError(path + ": cannot read: " + itk_message(e));
-  }
   VolumeInfo info;
-  info.geometry = detail::geometry_of(*reader->GetOutput());
-  info.dimensions = 3;
+  series_reader(path, info);
   return info;
 }
 

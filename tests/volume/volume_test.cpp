@@ -5,6 +5,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <limits>
 #include <random>
 #include <set>
 #include <string>
@@ -140,6 +142,73 @@ TEST(VolumeRead, TruncatedOrCorruptFilesAreIoErrors) {
       .write(flipped.data(), static_cast<std::streamsize>(flipped.size()));
   EXPECT_THROW(read_volume(dir / "flip.nii.gz"), IoError);
   EXPECT_THROW(read_volume(dir / "missing.nii"), IoError);
+}
+
+// A small float NIfTI written by ITK, then its 348-byte NIfTI-1 header changed by `edit`: values
+// that ITK's writer would not store (NaN spacing, a singular direction, absurd dimensions).
+std::string nifti_with_header(const TempDir& dir, const std::string& name,
+                              const std::function<void(nifti_1_header&)>& edit) {
+  const std::string path = dir / name;
+  const auto g = make_geometry({4, 3, 2}, {1, 1, 1}, {0, 0, 0});
+  testing::write_nifti<float>(path, g, ramp(g));
+  std::fstream file(path, std::ios::binary | std::ios::in | std::ios::out);
+  nifti_1_header header;
+  file.read(reinterpret_cast<char*>(&header), sizeof header);
+  EXPECT_EQ(header.sizeof_hdr, 348);
+  edit(header);
+  file.seekp(0);
+  file.write(reinterpret_cast<const char*>(&header), sizeof header);
+  return path;
+}
+
+// Each refusal comes from the header (read_volume_info too), as a VolumeError naming the file and
+// what is wrong, before any voxel is read: the 27-teravoxel file below is 400 bytes long.
+TEST(VolumeRead, HeadersWithUnusableGeometryOrAbsurdDimensionsAreRefused) {
+  TempDir dir;
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  struct Case {
+    std::string name, expected;
+    std::function<void(nifti_1_header&)> edit;
+  };
+  const std::vector<Case> cases = {
+      {"nan_spacing.nii", "spacing", [&](nifti_1_header& h) { h.pixdim[1] = static_cast<float>(nan); }},
+      {"zero_spacing.nii", "spacing", [](nifti_1_header& h) { h.pixdim[2] = 0; }},
+      {"infinite_spacing.nii", "spacing", [&](nifti_1_header& h) { h.pixdim[3] = static_cast<float>(inf); }},
+      {"nan_direction.nii", "direction",
+       [&](nifti_1_header& h) {
+         h.quatern_b = static_cast<float>(nan);
+         h.srow_x[0] = static_cast<float>(nan);
+       }},
+      {"singular_direction.nii", "direction",
+       [](nifti_1_header& h) {
+         h.qform_code = 0;
+         h.sform_code = 1;
+         for (float* row : {h.srow_x, h.srow_y, h.srow_z}) row[1] = row[0];  // j along i
+       }},
+      {"huge.nii", "voxels",
+       [](nifti_1_header& h) {
+         for (int a = 1; a <= 3; ++a) h.dim[a] = 30000;
+       }},
+  };
+  for (const Case& c : cases) {
+    const std::string path = nifti_with_header(dir, c.name, c.edit);
+    for (const bool header_only : {true, false}) {
+      try {
+        if (header_only)
+          read_volume_info(path);
+        else
+          read_volume(path);
+        ADD_FAILURE() << c.name << " was read" << (header_only ? " (header)" : "");
+      } catch (const VolumeError& e) {
+        const std::string message = e.what();
+        EXPECT_EQ(message.rfind(path + ": ", 0), 0u) << message;
+        EXPECT_NE(message.find(c.expected), std::string::npos) << message;
+        EXPECT_EQ(message.find('\n'), std::string::npos) << message;
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << c.name << ": not a VolumeError: " << e.what();
+      }
+    }
+  }
 }
 
 // Each slice k holds 100 + 10 k (+ a pattern), so order mistakes show.
@@ -327,6 +396,17 @@ TEST(VolumeSlices, SameAnatomyInAnotherVoxelOrderGivesTheSameSlices) {
   const SliceLayout coronal = slice_layout(g1, Plane::coronal);
   EXPECT_EQ(coronal.slice_axis, 1);
   EXPECT_TRUE(coronal.row_flip);  // superior at the top
+}
+
+// A geometry that no reader lets through (a NaN direction) is refused, not sliced along axis -1.
+TEST(VolumeSlices, AnUnusableDirectionIsRefusedRatherThanSliced) {
+  auto g = make_geometry({8, 8, 8}, {1, 1, 1}, {0, 0, 0});
+  g.direction.fill(std::numeric_limits<double>::quiet_NaN());
+  EXPECT_THROW(slice_layout(g, Plane::axial), VolumeError);
+  g.direction = {1, 1, 0, 0, 0, 0, 0, 0, 1};  // i and j along x
+  EXPECT_THROW(slice_layout(g, Plane::coronal), VolumeError);
+  EXPECT_NE(geometry_problem(g).find("direction"), std::string::npos) << geometry_problem(g);
+  EXPECT_EQ(geometry_problem(make_geometry({8, 8, 8}, {1, 1, 1}, {0, 0, 0}, kCoronalFlipped)), "");
 }
 
 TEST(VolumeSlices, InsertIsTheInverseOfExtract) {
