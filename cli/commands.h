@@ -2,7 +2,7 @@
 //
 // Two executables (see CMakeLists.txt), so that commands that need no LibTorch start in
 // milliseconds instead of the ~0.4 s that loading LibTorch takes:
-//   efcnet (cli/main.cpp): evaluate, phantom, --help and --version, LibTorch-free. Any command
+//   efcnet (cli/main.cpp): evaluate, phantom, bench-register, --help and --version, LibTorch-free. Any command
 //     line naming one of kTorchCommands it hands over whole, git-style: it execs efcnet-torch with
 //     the same arguments, OpenBLAS's kernels chosen in the environment first.
 //   efcnet-torch (cli/torch_main.cpp): the commands in kTorchCommands. Add a new LibTorch command
@@ -66,6 +66,7 @@ CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name);
 // efcnet (LibTorch-free).
 void add_evaluate_command(CLI::App& app);
 void add_phantom_command(CLI::App& app);
+void add_bench_register_command(CLI::App& app);
 
 // efcnet-torch.
 void add_fuse_command(CLI::App& app);
