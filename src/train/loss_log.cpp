@@ -1,9 +1,15 @@
 #include "loss_log.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
+#include <iterator>
 #include <sstream>
 
 #include "efcnet/files.h"
@@ -17,6 +23,17 @@
 
 namespace efcnet {
 namespace {
+
+std::string row_line(const LossRow& row) {
+  char buffer[64];
+  std::string line = std::to_string(row.epoch) + "," + std::to_string(row.step);
+  for (double v : row.terms) {
+    std::snprintf(buffer, sizeof buffer, ",%.8g", v);
+    line += buffer;
+  }
+  std::snprintf(buffer, sizeof buffer, ",%.3f\n", row.seconds);
+  return line + buffer;
+}
 
 std::vector<std::string> split_csv(const std::string& line) {
   std::vector<std::string> fields;
@@ -51,46 +68,72 @@ std::string LossLog::header() const {
   return h + ",seconds";
 }
 
-void LossLog::restore(int last_epoch) {
-  const std::string path = directory_ + "/loss.csv";
-  std::ifstream in(path);
-  if (!in) return;  // a run resumed without its log starts a new one
-  std::string line;
-  if (!std::getline(in, line) || line != header()) {
-    throw TrainingError(path + ": not a loss log of this kind of training (unexpected header)");
+LossLog::~LossLog() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::string LossLog::path() const { return directory_ + "/loss.csv"; }
+
+void LossLog::open(int last_epoch) {
+  const std::string path = this->path();
+  std::string text;
+  if (last_epoch > 0) {
+    std::ifstream in(path, std::ios::binary);
+    text.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
   }
-  const size_t columns = term_names_.size() + 3;
-  while (std::getline(in, line)) {
-    const auto fields = split_csv(line);
-    if (fields.size() != columns) continue;  // a torn last line cannot happen with atomic writes, but be lenient
-    LossRow row;
-    try {
-      row.epoch = std::stoi(fields[0]);
-      row.step = std::stoi(fields[1]);
-      for (size_t i = 0; i < term_names_.size(); ++i) row.terms.push_back(std::stod(fields[2 + i]));
-      row.seconds = std::stod(fields.back());
-    } catch (const std::exception&) {
-      throw TrainingError(path + ": malformed row '" + line + "'");
+  // Bytes of `text` to keep: the header and the whole lines of epochs <= last_epoch.
+  size_t keep = 0;
+  if (!text.empty()) {
+    const size_t header_end = text.find('\n');
+    if (header_end == std::string::npos || text.compare(0, header_end, header()) != 0) {
+      throw TrainingError(path + ": not a loss log of this kind of training (unexpected header)");
     }
-    if (row.epoch <= last_epoch) rows_.push_back(std::move(row));
+    keep = header_end + 1;
+    const size_t columns = term_names_.size() + 3;
+    for (size_t end; (end = text.find('\n', keep)) != std::string::npos; keep = end + 1) {
+      const std::string line = text.substr(keep, end - keep);
+      const auto fields = split_csv(line);
+      LossRow row;
+      try {
+        if (fields.size() != columns) throw std::invalid_argument("columns");
+        row.epoch = std::stoi(fields[0]);
+        row.step = std::stoi(fields[1]);
+        for (size_t i = 0; i < term_names_.size(); ++i) row.terms.push_back(std::stod(fields[2 + i]));
+        row.seconds = std::stod(fields.back());
+      } catch (const std::exception&) {
+        throw TrainingError(path + ": malformed row '" + line + "'");
+      }
+      if (row.epoch > last_epoch) break;
+      rows_.push_back(std::move(row));
+    }
+  }
+  if (fd_ >= 0) ::close(fd_);
+  fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0666);
+  if (fd_ < 0) throw TrainingError(path + ": cannot open: " + std::strerror(errno));
+  if (::ftruncate(fd_, static_cast<off_t>(keep)) != 0) {
+    throw TrainingError(path + ": cannot cut to its checkpointed rows: " + std::strerror(errno));
+  }
+  if (keep == 0) write_line(header() + "\n");
+}
+
+void LossLog::write_line(const std::string& line) {
+  // One write() of the whole line; a short write (a full disk) continues where it stopped, and a
+  // line a crash tears stays the last one, which open() cuts on resume.
+  for (size_t done = 0; done < line.size();) {
+    const ssize_t n = ::write(fd_, line.data() + done, line.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) throw TrainingError(path() + ": cannot append: " + std::strerror(n < 0 ? errno : ENOSPC));
+    done += static_cast<size_t>(n);
   }
 }
 
-void LossLog::append(LossRow row) { rows_.push_back(std::move(row)); }
+void LossLog::append(LossRow row) {
+  write_line(row_line(row));
+  rows_.push_back(std::move(row));
+}
 
-void LossLog::write_csv() const {
-  std::string text = header() + "\n";
-  char buffer[64];
-  for (const auto& row : rows_) {
-    text += std::to_string(row.epoch) + "," + std::to_string(row.step);
-    for (double v : row.terms) {
-      std::snprintf(buffer, sizeof buffer, ",%.8g", v);
-      text += buffer;
-    }
-    std::snprintf(buffer, sizeof buffer, ",%.3f\n", row.seconds);
-    text += buffer;
-  }
-  write_file_atomic(directory_ + "/loss.csv", text);
+void LossLog::sync() const {
+  if (fd_ >= 0 && ::fsync(fd_) != 0) throw TrainingError(path() + ": cannot sync: " + std::strerror(errno));
 }
 
 void LossLog::write_plot() const {

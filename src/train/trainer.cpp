@@ -53,6 +53,27 @@ CheckpointedRun::Setting precision_setting(const TrainOptions& options) {
   return {"meta.bfloat16", options.precision == Precision::bfloat16 ? 1 : 0, 0};
 }
 
+// Every weight finite after a step, checked before it is logged or saved: a step that overflows
+// (too high an lr) is named instead of checkpointed, so the last good checkpoint stays. One
+// reduction per tensor and one read back per step.
+void check_finite_weights(const torch::nn::Module& module, int epoch, int64_t step) {
+  torch::NoGradGuard no_grad;
+  std::vector<std::pair<std::string, torch::Tensor>> weights;
+  for (const auto& p : module.named_parameters()) weights.emplace_back(p.key(), p.value());
+  for (const auto& b : module.named_buffers()) {
+    if (b.value().is_floating_point()) weights.emplace_back(b.key(), b.value());
+  }
+  std::vector<torch::Tensor> finite;
+  for (const auto& w : weights) finite.push_back(torch::isfinite(w.second).all());
+  if (torch::stack(finite).all().item<bool>()) return;
+  for (size_t i = 0; i < weights.size(); ++i) {
+    if (!finite[i].item<bool>()) {
+      throw TrainingError("'" + weights[i].first + "' holds NaN or infinite values after step " + std::to_string(step) +
+                          " (epoch " + std::to_string(epoch) + "); lower lr (the last checkpoint is kept)");
+    }
+  }
+}
+
 TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const std::vector<Sample>& samples,
                     const torch::Device& device, DistributedGroup* group) {
   const int world = group ? group->world_size() : 1;
@@ -72,7 +93,7 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
     check_one_batch(samples.size(), options.batch_size, world);
     if (rank == 0) {
       done_epochs = prepare_output(task.checkpoints, options, samples.size(), adam, step);
-      if (done_epochs > 0) log.restore(done_epochs);
+      log.open(done_epochs);
     }
   });
   std::unique_ptr<GradientAverager> averager;
@@ -121,13 +142,13 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
         adam.step(learning_rate(options, step, total_steps));
         ++step;
         ++summary.steps;
+        check_finite_weights(module, epoch, step);
         if (group && options.distributed.check_replicas) {
           group->check_equal(tensor_digest(module.parameters()), "parameters after step " + std::to_string(step));
         }
         if (rank == 0) {
           log.append({epoch, static_cast<int>(step), std::move(terms),
                       std::chrono::duration<double>(Clock::now() - step_start).count()});
-          log.write_csv();
         }
         if (progress) progress->advance();
       }
@@ -139,6 +160,7 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
       }
       summary.last_epoch = epoch;
       if (rank != 0) continue;
+      log.sync();
       save_checkpoint(task.checkpoints, options, samples.size(), adam, epoch, step);
       log.write_plot();
       summary.last_epoch_loss = log.epoch_mean_total(epoch);

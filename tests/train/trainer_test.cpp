@@ -1,10 +1,14 @@
 // Training runs on tiny synthetic data: resume exactness, checkpoints, logs and refusals.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 #include <sstream>
 #include <thread>
 
@@ -419,6 +423,70 @@ TEST(Trainer, FrozenBatchNormStatisticsStayWhileTheWeightsTrainAndMustMatchOnRes
   fresh.freeze_batchnorm_statistics = true;
   EXPECT_NE(error_of([&] { train_network(fresh); }).find("freeze_batchnorm_statistics needs init_weights"),
             std::string::npos);
+}
+
+std::string file_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+ino_t inode_of(const std::string& path) {
+  struct stat info {};
+  EXPECT_EQ(::stat(path.c_str(), &info), 0) << path;
+  return info.st_ino;
+}
+
+// loss.csv grows by one appended line per step in the same file (not rewritten whole, which costs
+// the square of the steps), and a resume cuts, in place, what no checkpoint holds: rows of an
+// unfinished epoch and a line torn by a crash.
+TEST(Trainer, LossLogIsAppendedInPlaceAndResumeCutsWhatNoCheckpointHolds) {
+  SyntheticData data(2);  // one step per epoch
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  const std::string log = out / "run/loss.csv";
+  const std::string epoch1 = file_text(log);
+  ASSERT_EQ(std::count(epoch1.begin(), epoch1.end(), '\n'), 2) << epoch1;
+  const ino_t inode = inode_of(log);
+  const std::string stale = "2,2,0.5,0.5,0.5,0.5,2,9.000\n";
+  std::ofstream(log, std::ios::app) << stale << "2,3,0.4";  // a killed epoch 2, its last line torn
+  auto options = data.options(out / "run", 2);
+  options.resume = true;
+  train_network(options);
+  const std::string resumed = file_text(log);
+  EXPECT_EQ(inode_of(log), inode) << "loss.csv was replaced, not appended to";
+  ASSERT_EQ(resumed.rfind(epoch1, 0), 0u) << resumed;
+  const std::string added = resumed.substr(epoch1.size());
+  EXPECT_EQ(added.rfind("2,2,", 0), 0u) << added;
+  EXPECT_EQ(std::count(added.begin(), added.end(), '\n'), 1) << added;
+  EXPECT_NE(added, stale);
+}
+
+// An optimizer step that leaves weights non-finite (the largest double as lr: Adam's step size
+// overflows to infinity) is named with the parameter and the step, and nothing is saved after it:
+// the last good checkpoint and its state stay. The loss of that step was still finite.
+TEST(Trainer, NonFiniteWeightsAfterAStepStopTheRunBeforeACheckpoint) {
+  SyntheticData data(2);  // one step per epoch
+  TempDir out;
+  train_network(data.options(out / "run", 1));
+  const std::string state = file_text(out / "run/training_state.pth");
+  auto options = data.options(out / "run", 2);
+  options.resume = true;
+  options.lr = std::numeric_limits<double>::max();
+  try {
+    train_network(options);
+    ADD_FAILURE() << "a step to infinite weights was checkpointed";
+  } catch (const TrainingError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find("after step 2 (epoch 2)"), std::string::npos) << message;
+    const auto quote = message.find('\'');
+    const std::string name = message.substr(quote + 1, message.find('\'', quote + 1) - quote - 1);
+    EXPECT_TRUE(FusionNetwork()->named_parameters().contains(name)) << message;
+  }
+  EXPECT_FALSE(fs::exists(out / "run/model_2.pth"));
+  EXPECT_EQ(file_text(out / "run/training_state.pth"), state);
+  FusionNetwork network;
+  load_weights(*network, out / "run/model_1.pth");
+  for (const auto& p : network->parameters()) ASSERT_TRUE(torch::isfinite(p).all().item<bool>());
 }
 
 TEST(Trainer, RefusesACorruptTrainingState) {
