@@ -31,6 +31,7 @@
 #include "efcnet/runtime.h"
 #include "efcnet/tensor_image.h"
 #include "efcnet/weights.h"
+#include "output_text.h"
 
 namespace efcnet::cli {
 namespace {
@@ -330,7 +331,8 @@ void print_table(const json& report) {
               report["precision"].get<std::string>().c_str(), report["winograd"].get<bool>() ? "" : " (no Winograd)",
               report["dnnl_linear"].get<bool>() ? "" : " (no oneDNN linear)", report["cpu"].get<std::string>().c_str(),
               report["blas_kernels"].is_null() ? "(not OpenBLAS)" : report["blas_kernels"].get<std::string>().c_str(),
-              report["load_average_before"].dump().c_str(), report["load_average_after"].dump().c_str());
+              json_text(report["load_average_before"], -1).c_str(),
+              json_text(report["load_average_after"], -1).c_str());
   for (const auto& run : report["runs"]) {
     if (run.contains("error")) {
       std::printf("\n%dx%d: %s\n", run["size"].get<int>(), run["size"].get<int>(),
@@ -399,7 +401,7 @@ void run_bench(const BenchSettings& s) {
   report["runs"] = runs;
   report["load_average_after"] = load_average<json>();
   if (s.format == "json") {
-    std::printf("%s\n", report.dump(2).c_str());
+    std::printf("%s\n", json_text(report).c_str());
   } else {
     print_table(report);
   }

@@ -18,6 +18,7 @@
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 #include "efcnet/volume.h"
+#include "output_text.h"
 
 namespace efcnet::cli {
 namespace {
@@ -154,7 +155,7 @@ void run(const Settings& s) {
   };
   report["volume_seconds_per_slice_over_2d_seconds_per_pair"] =
       (volume_total / n) / (pairs_total / static_cast<double>(std::max<std::size_t>(pairs.size(), 1)));
-  const std::string text = report.dump(2) + "\n";
+  const std::string text = json_text(report) + "\n";
   if (s.output.empty()) {
     std::fputs(text.c_str(), stdout);
   } else {

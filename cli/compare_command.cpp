@@ -54,6 +54,18 @@ MethodSpec results_method(const std::string& argument) {
   return {name, "results in " + dir, nullptr, dir};
 }
 
+// Whether `inner` is `outer` or lies below it, links and ".." resolved (`outer` need not exist).
+bool is_within(const fs::path& inner, const fs::path& outer) {
+  std::error_code ec;
+  auto resolved = [&ec](const fs::path& path) {
+    const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+    return p.has_filename() ? p : p.parent_path();  // "dir/" as "dir"
+  };
+  const fs::path in = resolved(inner), out = resolved(outer);
+  return std::mismatch(out.begin(), out.end(), in.begin(), in.end()).first == out.end();
+}
+
+// The output directory is written into before the inputs are all read: none may lie inside it.
 void refuse_output_among_inputs(const CompareSettings& s, const std::vector<MethodSpec>& methods) {
   std::vector<std::string> inputs{s.anatomical_dir, s.functional_dir};
   for (const MethodSpec& method : methods) {
@@ -63,6 +75,10 @@ void refuse_output_among_inputs(const CompareSettings& s, const std::vector<Meth
   for (const std::string& input : inputs) {
     if (fs::equivalent(s.output_dir, input, ec)) {
       throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
+    }
+    if (is_within(input, s.output_dir)) {
+      throw std::runtime_error(input + ": is inside --output-dir " + s.output_dir +
+                               ", which compare writes into; choose another --output-dir");
     }
   }
 }
@@ -93,9 +109,12 @@ void compare(const CompareSettings& s) {
   }
   refuse_output_among_inputs(s, results);
   const fs::path report = fs::path(s.output_dir) / "report.html";
-  std::error_code ec;
-  if (!s.overwrite && fs::exists(fs::symlink_status(report, ec))) {
-    throw std::runtime_error(report.string() + ": already exists (pass --overwrite to replace the report)");
+  for (const char* file : {"report.html", "scores.csv", "scores.json"}) {
+    const fs::path path = fs::path(s.output_dir) / file;
+    std::error_code ec;
+    if (!s.overwrite && fs::exists(fs::symlink_status(path, ec))) {
+      throw std::runtime_error(path.string() + ": already exists (pass --overwrite to replace the report)");
+    }
   }
 
   std::vector<MethodSpec> methods;
@@ -161,7 +180,12 @@ Written into --output-dir (created if missing), every file atomically (temp file
   scores.json   the same, with the run's details and the reason for each missing or failed result
   efcnet/, y-average/, y-max/   the fused images of the methods run here, <stem>.png
   pictures/     PNG copies of the inputs and of each results directory's images, for the page
-An existing report is not replaced without --overwrite (the other files are then replaced too).
+The three report files are replaced together: all are written in full before any replaces an old
+one. An existing report is not replaced without --overwrite (the other files are then replaced too);
+an input or results directory inside --output-dir is refused, --overwrite or not.
+File names are data: scores.csv quotes a field holding a comma, quote or line break (RFC 4180) and
+puts ' before one starting with = + - @, so that no spreadsheet runs it; scores.json writes bytes
+of a name that are not UTF-8 as U+FFFD.
 
 Problems: an input file without a partner ("unpaired: ..."), a pair whose images cannot be read or
 differ in size, a results directory without a pair's image ("missing: ..."; the pair stays in the

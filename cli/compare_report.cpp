@@ -12,8 +12,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "command_support.h"
 #include "efcnet/image.h"
 #include "metrics_output.h"
+#include "output_text.h"
 
 namespace efcnet::cli {
 namespace {
@@ -414,7 +416,7 @@ std::string scores_csv(const Comparison& c) {
   for (const char* name : kMetricNames) csv += std::string(",") + name;
   csv += "\n";
   auto row = [&csv](const std::string& method, const std::string& file, const std::optional<FusionMetrics>& m) {
-    csv += method + "," + file;
+    csv += csv_text_field(method) + "," + csv_text_field(file);
     for (std::size_t i = 0; i < kMetricCount; ++i) csv += "," + (m ? number_text((*m)[i]) : std::string());
     csv += "\n";
   };
@@ -482,7 +484,7 @@ std::string scores_json(const Comparison& c, const ReportContext& context) {
     methods.push_back(std::move(entry));
   }
   document["methods"] = std::move(methods);
-  return document.dump(2) + "\n";
+  return json_text(document) + "\n";
 }
 
 std::string report_html(const Comparison& c, const ReportContext& context) {
@@ -507,9 +509,9 @@ std::string report_html(const Comparison& c, const ReportContext& context) {
 
 void write_report(const std::string& output_dir, const Comparison& comparison, const ReportContext& context) {
   const std::filesystem::path dir(output_dir);
-  write_file_atomic((dir / "scores.csv").string(), scores_csv(comparison));
-  write_file_atomic((dir / "scores.json").string(), scores_json(comparison, context));
-  write_file_atomic((dir / "report.html").string(), report_html(comparison, context));
+  replace_together({{(dir / "scores.csv").string(), scores_csv(comparison)},
+                    {(dir / "scores.json").string(), scores_json(comparison, context)},
+                    {(dir / "report.html").string(), report_html(comparison, context)}});
 }
 
 }  // namespace efcnet::cli

@@ -26,6 +26,7 @@
 #include "efcnet/runtime.h"
 #include "efcnet/volume.h"
 #include "metrics_output.h"
+#include "output_text.h"
 
 namespace efcnet::cli {
 namespace {
@@ -80,7 +81,7 @@ FusionMetrics score(const Triple& t, const ImageReadOptions& options) {
 
 void print_single(const FusionMetrics& m, const std::string& format) {
   if (format == "json") {
-    std::printf("%s\n", metrics_json(m).dump(2).c_str());
+    std::printf("%s\n", json_text(metrics_json(m)).c_str());
     return;
   }
   for (std::size_t i = 0; i < kMetricNames.size(); ++i)
@@ -102,7 +103,7 @@ void print_batch(const std::vector<Scored>& rows, const std::string& format) {
     Json document = Json::object();
     document["files"] = std::move(files);
     document["mean"] = metrics_json(mean);
-    std::printf("%s\n", document.dump(2).c_str());
+    std::printf("%s\n", json_text(document).c_str());
     return;
   }
   if (format == "csv") {
@@ -110,7 +111,7 @@ void print_batch(const std::vector<Scored>& rows, const std::string& format) {
     for (const char* name : kMetricNames) header += std::string(",") + name;
     std::printf("%s\n", header.c_str());
     auto print_row = [](const std::string& name, const FusionMetrics& m) {
-      std::string line = name;
+      std::string line = csv_text_field(name);
       for (std::size_t i = 0; i < kMetricNames.size(); ++i) line += "," + number_text(m[i]);
       std::printf("%s\n", line.c_str());
     };
@@ -306,7 +307,10 @@ constexpr const char* kFooter = R"(Modes:
                Triples are scored in parallel (--threads, default all cores). Files without a
                partner, and triples that cannot be read or differ in size, are named on stderr and
                make the exit status 1; the others are still scored. CSV: a header
-               file,EN,...,MSE, one row per triple, and a final row "mean".
+               file,EN,...,MSE, one row per triple, and a final row "mean"; a name holding a
+               comma, quote or line break is quoted (RFC 4180), one starting with = + - @ gets a
+               leading ' so that no spreadsheet runs it. JSON: bytes of a name that are not
+               UTF-8 become U+FFFD.
   volumes      --anatomical A.nii.gz --functional F.nii.gz --fused O.nii.gz [--format csv|json|table]
                [--frame N|mean] [--anatomical-window LO:HI] [--functional-window LO:HI]
                [--colormap NAME] [--plane axial|coronal|sagittal]

@@ -18,8 +18,10 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 
+#include "efcnet/image.h"
 #include "efcnet/metrics.h"
 #include "support/command.h"
+#include "support/csv.h"
 #include "support/required.h"
 #include "support/temp_dir.h"
 
@@ -339,6 +341,12 @@ class CompareOptions : public ::testing::Test {
                                             " --functional-dir " + quoted(dir_ / "F") + " " + args,
                                         dir_);
   }
+  // A 32x32 pair A/<name>.png, F/<name>.png.
+  void write_pair(const std::string& name) {
+    const efcnet::Phantom p = efcnet::make_phantom(32, efcnet::PhantomKind::spect);
+    ASSERT_TRUE(cv::imwrite(dir_ / ("A/" + name + ".png"), p.anatomical));
+    ASSERT_TRUE(cv::imwrite(dir_ / ("F/" + name + ".png"), p.functional));
+  }
   TempDir dir_;
 };
 
@@ -383,6 +391,54 @@ TEST_F(CompareOptions, UnusableMethodsAreRefusedBeforeAnyWork) {
       compare("--no-efcnet --output-dir " + quoted(dir_ / "results") + " --method r=" + quoted(dir_ / "results"));
   EXPECT_EQ(same.status, 1);
   EXPECT_TRUE(contains(same.err, "is an input directory")) << same.err;
+}
+
+// File names are data in every report file: RFC 4180 fields and no formulas in the CSV, U+FFFD
+// for the bytes of a name that is not UTF-8 in the JSON. The three files are replaced together:
+// none of them may be left from the earlier report beside new ones.
+TEST_F(CompareOptions, OddFileNamesReachEveryReportFileAndAllThreeAreReplacedTogether) {
+  const std::vector<std::string> names = {"=HYPERLINK(x)", "a,b \"c\"", "caf\xe9"};  // sorted
+  for (const std::string& name : names) write_pair(name);
+  for (const char* file : {"report.html", "scores.csv", "scores.json"}) {
+    fs::create_directories(dir_ / "R");
+    std::ofstream(dir_ / ("R/" + std::string(file))) << "the earlier report";
+  }
+  const Result r = compare("--no-efcnet --overwrite --output-dir " + quoted(dir_ / "R"));
+  ASSERT_EQ(r.status, 0) << r.err;
+
+  const auto rows = efcnet::testing::parse_csv(slurp(dir_ / "R/scores.csv"));
+  ASSERT_EQ(rows.size(), 1 + 2 * (names.size() + 1));
+  const std::vector<std::string> shown = {"'=HYPERLINK(x)", "a,b \"c\"", "caf\xe9", "mean"};
+  for (std::size_t i = 0; i < shown.size(); ++i) {
+    ASSERT_EQ(rows[1 + i].size(), 14u);
+    EXPECT_EQ(rows[1 + i][0], "y-average");
+    EXPECT_EQ(rows[1 + i][1], shown[i]);
+  }
+  const Json scores = Json::parse(slurp(dir_ / "R/scores.json"));
+  EXPECT_EQ(scores.at("dataset").at("pairs").at(2).at("name"), "caf\xEF\xBF\xBD");
+  EXPECT_EQ(scores.at("methods").at(0).at("files").at(0).at("file"), names[0]);
+  const std::string html = slurp(dir_ / "R/report.html");
+  EXPECT_TRUE(contains(html, "caf\xe9")) << "the page names the pair";
+}
+
+// A results directory inside --output-dir would be written into before it is read (y-max's own
+// images here), or hold the report's pictures: refused before any work, whatever --overwrite says.
+TEST_F(CompareOptions, AResultsDirectoryInsideTheOutputDirectoryIsRefused) {
+  write_pair("x");
+  fs::create_directories(dir_ / "R/y-max");
+  const cv::Mat earlier(32, 32, CV_8UC1, cv::Scalar(7));
+  ASSERT_TRUE(cv::imwrite(dir_ / "R/y-max/x.png", earlier));
+  const std::string png = slurp(dir_ / "R/y-max/x.png");
+  const Result r = compare("--no-efcnet --overwrite --output-dir " + quoted(dir_ / "R") +
+                           " --method old=" + quoted(dir_ / "R/y-max"));
+  EXPECT_EQ(r.status, 1) << r.err;
+  EXPECT_TRUE(contains(r.err, (dir_ / "R/y-max") + ": is inside --output-dir " + (dir_ / "R"))) << r.err;
+  EXPECT_EQ(slurp(dir_ / "R/y-max/x.png"), png);
+  EXPECT_EQ(efcnet::testing::list_dir(dir_ / "R"), (std::set<std::string>{"y-max"}));
+
+  const Result anatomical = compare("--no-efcnet --output-dir " + quoted(dir_.path().string()));
+  EXPECT_EQ(anatomical.status, 1) << anatomical.err;
+  EXPECT_TRUE(contains(anatomical.err, (dir_ / "A") + ": is inside --output-dir")) << anatomical.err;
 }
 
 }  // namespace

@@ -15,6 +15,7 @@
 
 #include "efcnet/metrics.h"
 #include "support/command.h"
+#include "support/csv.h"
 #include "support/required.h"
 #include "support/temp_dir.h"
 
@@ -171,6 +172,40 @@ TEST_F(EvaluateCli, DirectoriesJson) {
   EXPECT_EQ(json.at("files").at(1).at("file"), "t2");
   EXPECT_EQ(json.at("files").at(1).at("VIF").get<double>(), library_metrics("t2").VIF);
   EXPECT_EQ(json.at("mean").size(), m::kMetricNames.size());
+}
+
+// File names are data: a comma, a quote or a line break stays inside one CSV field (RFC 4180), and
+// a name a spreadsheet would run as a formula starts with an apostrophe; the numbers are as ever.
+TEST_F(EvaluateCli, OddFileNamesStayOneCsvFieldAndNeverRunAsFormulas) {
+  const std::vector<std::string> names = {"+x", "-2", "=1+1", "@SUM(A1)", "a,b", "line\nbreak", "say \"hi\""};
+  for (std::size_t i = 0; i < names.size(); ++i) write_triple(names[i], make_triple(static_cast<int>(i) + 1));
+  const Result r = run(dir_args() + " --format csv");
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto rows = efcnet::testing::parse_csv(r.out);
+  ASSERT_EQ(rows.size(), names.size() + 2) << r.out;
+  const std::vector<std::string> shown = {"'+x", "'-2", "'=1+1", "'@SUM(A1)", "a,b", "line\nbreak", "say \"hi\""};
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    const auto& row = rows[i + 1];
+    ASSERT_EQ(row.size(), 13u) << r.out;
+    EXPECT_EQ(row[0], shown[i]);
+    const m::FusionMetrics expected = library_metrics(names[i]);
+    for (std::size_t k = 0; k < 12; ++k) EXPECT_EQ(std::stod(row[k + 1]), expected[k]) << names[i];
+  }
+  EXPECT_EQ(rows.back()[0], "mean");
+}
+
+// A name that is not UTF-8 reaches JSON with U+FFFD for its stray bytes, and CSV as it is.
+TEST_F(EvaluateCli, ANameThatIsNotUtf8IsReplacedInJsonAndKeptInCsv) {
+  write_triple("caf\xe9", make_triple(1));
+  write_triple("t2", make_triple(2));
+  const Result json = run(dir_args() + " --format json");
+  ASSERT_EQ(json.status, 0) << json.err;
+  const nlohmann::json files = nlohmann::json::parse(json.out).at("files");
+  EXPECT_EQ(files.at(0).at("file"), "caf\xEF\xBF\xBD");
+  EXPECT_EQ(files.at(0).at("EN").get<double>(), library_metrics("caf\xe9").EN);
+  const Result csv = run(dir_args() + " --format csv");
+  ASSERT_EQ(csv.status, 0) << csv.err;
+  EXPECT_EQ(efcnet::testing::parse_csv(csv.out).at(1).at(0), "caf\xe9");
 }
 
 TEST_F(EvaluateCli, DegenerateValuesAreNullInJsonAndSpelledOutInCsv) {
