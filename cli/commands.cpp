@@ -2,6 +2,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <filesystem>
 #include <stdexcept>
 
 #if EFCNET_IMAGE_IO
@@ -22,6 +23,17 @@ CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name) {
     if (name == command.name) return app.add_subcommand(command.name, command.description);
   }
   throw std::logic_error("efcnet: no command named " + std::string(name) + " in kTorchCommands");
+}
+
+std::string existing_output_message(const std::string& path) {
+  return path + ": already exists (pass --overwrite to replace it)";
+}
+
+void refuse_existing_output(const std::string& path, bool overwrite) {
+  std::error_code ec;
+  if (!overwrite && std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
+    throw std::runtime_error(existing_output_message(path));
+  }
 }
 
 int report_error(const char* message) {

@@ -83,6 +83,14 @@ void add_compare_command(CLI::App& app);
 // (0: every core) and, on the CPU, a heap that keeps freed feature maps for the next pair.
 void use_fusion_runtime(int threads, const std::string& device);
 
+// The one line for an output that exists without --overwrite: "PATH: already exists (pass
+// --overwrite to replace it)".
+std::string existing_output_message(const std::string& path);
+
+// Unless `overwrite`, throws existing_output_message for anything at `path` (a dangling link
+// too): what each command checks for its outputs before any work.
+void refuse_existing_output(const std::string& path, bool overwrite);
+
 // What both executables print for an error that ends a command: "efcnet: error: <message>".
 int report_error(const char* message);
 

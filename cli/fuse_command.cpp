@@ -206,10 +206,6 @@ ImageReadOptions image_read_options(const FuseSettings& s) {
   return options;
 }
 
-std::string existing_output_message(const std::string& path) {
-  return path + ": already exists (pass --overwrite to replace it)";
-}
-
 void prepare_output_dir(const FuseSettings& s) {
   std::error_code ec;
   for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {

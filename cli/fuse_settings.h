@@ -44,9 +44,6 @@ FuserOptions fuser_options(const FuseSettings& s);
 // checked against the declared size before anything is decoded.
 ImageReadOptions image_read_options(const FuseSettings& s);
 
-// The CLI's message for an output that exists without --overwrite.
-std::string existing_output_message(const std::string& path);
-
 // Directory mode, for images and volumes alike: refuses an --output-dir that is an input
 // directory and creates it if missing.
 void prepare_output_dir(const FuseSettings& s);

@@ -6,9 +6,11 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <regex>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include <CLI/CLI.hpp>
 
@@ -252,6 +254,26 @@ void check_output_path(const std::string& output, bool overwrite, bool dicom) {
   if (dicom) check_dicom_output(output, overwrite ? WriteMode::replace : WriteMode::no_clobber);
 }
 
+// --montage and --slices-dir before any work: an existing montage, or a slices directory already
+// holding <plane>_<k>.png slices (an earlier run's, whose count need not match), is refused
+// without --overwrite.
+void check_picture_paths(const FuseSettings& s) {
+  if (!s.montage.empty() && fs::path(s.montage).extension() != ".png") {
+    throw std::runtime_error(s.montage + ": --montage writes a .png picture");
+  }
+  if (!s.montage.empty()) refuse_existing_output(s.montage, s.overwrite);
+  std::error_code ec;
+  if (s.slices_dir.empty() || s.overwrite || !fs::is_directory(s.slices_dir, ec)) return;
+  const std::regex slice_name(std::string(plane_name(s.plane.empty() ? Plane::axial : parse_plane(s.plane))) +
+                              "_[0-9]+\\.png");
+  std::vector<std::string> slices;
+  for (const auto& entry : fs::directory_iterator(s.slices_dir, ec)) {
+    if (std::regex_match(entry.path().filename().string(), slice_name)) slices.push_back(entry.path().string());
+  }
+  if (!slices.empty())
+    throw std::runtime_error(existing_output_message(*std::min_element(slices.begin(), slices.end())));
+}
+
 void write_pictures(const FuseSettings& s, const VolumeResult& result) {
   if (!s.slices_dir.empty()) {
     std::error_code ec;
@@ -264,10 +286,13 @@ void write_pictures(const FuseSettings& s, const VolumeResult& result) {
       char name[64];
       std::snprintf(name, sizeof name, "%s_%0*d.png", plane_name(s.plane.empty() ? Plane::axial : parse_plane(s.plane)),
                     digits, k);
-      write_image_atomic((fs::path(s.slices_dir) / name).string(), extract_slice(result.fused.fused, layout, k));
+      write_image_atomic((fs::path(s.slices_dir) / name).string(), extract_slice(result.fused.fused, layout, k),
+                         s.write_mode());
     }
   }
-  if (!s.montage.empty()) write_image_atomic(s.montage, make_montage(result.prepared, result.fused.fused));
+  if (!s.montage.empty()) {
+    write_image_atomic(s.montage, make_montage(result.prepared, result.fused.fused), s.write_mode());
+  }
   if (!s.save_transform.empty()) write_transform_atomic(s.save_transform, *result.transform, s.write_mode());
   if (!s.qc.empty()) write_image_atomic(s.qc, result.qc);
 }
@@ -323,9 +348,7 @@ void fuse_volume_single(const FuseSettings& s) {
   }
   if (!s.format.empty()) throw std::runtime_error("fuse: --format is for --output-dir of 2D images");
   check_output_path(s.output, s.overwrite, s.output_format == "dicom");
-  if (!s.montage.empty() && fs::path(s.montage).extension() != ".png") {
-    throw std::runtime_error(s.montage + ": --montage writes a .png picture");
-  }
+  check_picture_paths(s);
   check_registration_outputs(s);
   const std::optional<RegistrationOptions> registration = registration_options(s);
   std::unique_ptr<SliceFuser> slot;

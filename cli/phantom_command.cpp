@@ -20,6 +20,7 @@ void add_phantom_command(CLI::App& app) {
     PhantomKind kind = PhantomKind::spect;
     bool volume = false;
     int slices = 0;
+    bool overwrite = false;
   };
   auto settings = std::make_shared<Settings>();
   CLI::App* cmd = app.add_subcommand(
@@ -41,6 +42,8 @@ void add_phantom_command(CLI::App& app) {
                 "another voxel order and shifted by a few mm (float32, both in LPS physical space)");
   cmd->add_option("--slices", settings->slices, "With --volume: anatomical slices (default: --size / 4)")
       ->check(CLI::Range(2, 4096));
+  cmd->add_flag("--overwrite", settings->overwrite,
+                "Replace an existing pair in --out-dir (otherwise either file being there is refused)");
 
   cmd->callback([settings] {
     std::error_code ec;
@@ -48,20 +51,24 @@ void add_phantom_command(CLI::App& app) {
     if (!std::filesystem::is_directory(settings->out_dir)) {
       throw std::runtime_error(settings->out_dir + ": cannot create the directory" + (ec ? ": " + ec.message() : ""));
     }
+    if (!settings->volume && settings->slices > 0) throw std::runtime_error("phantom: --slices is for --volume");
     const std::filesystem::path dir(settings->out_dir);
+    const char* extension = settings->volume ? ".nii.gz" : ".png";
+    const std::string anatomical = (dir / "anatomical").string() + extension;
+    const std::string functional = (dir / "functional").string() + extension;
+    for (const std::string& path : {anatomical, functional}) refuse_existing_output(path, settings->overwrite);
+    const WriteMode mode = settings->overwrite ? WriteMode::replace : WriteMode::no_clobber;
     if (settings->volume) {
       const VolumePhantom phantom = make_volume_phantom(
           settings->size, settings->slices > 0 ? settings->slices : std::max(2, settings->size / 4));
-      write_volume_atomic((dir / "anatomical.nii.gz").string(), phantom.anatomical);
-      write_volume_atomic((dir / "functional.nii.gz").string(), phantom.functional);
-      std::printf("%s\n%s\n", (dir / "anatomical.nii.gz").c_str(), (dir / "functional.nii.gz").c_str());
-      return;
+      write_volume_atomic(anatomical, phantom.anatomical, mode);
+      write_volume_atomic(functional, phantom.functional, mode);
+    } else {
+      const Phantom phantom = make_phantom(settings->size, settings->kind);
+      write_image_atomic(anatomical, phantom.anatomical, mode);
+      write_image_atomic(functional, phantom.functional, mode);
     }
-    if (settings->slices > 0) throw std::runtime_error("phantom: --slices is for --volume");
-    const Phantom phantom = make_phantom(settings->size, settings->kind);
-    write_image_atomic((dir / "anatomical.png").string(), phantom.anatomical);
-    write_image_atomic((dir / "functional.png").string(), phantom.functional);
-    std::printf("%s\n%s\n", (dir / "anatomical.png").c_str(), (dir / "functional.png").c_str());
+    std::printf("%s\n%s\n", anatomical.c_str(), functional.c_str());
   });
 }
 

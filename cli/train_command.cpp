@@ -379,6 +379,7 @@ void add_train_seem_command(CLI::App& app) {
 void add_pack_pairs_command(CLI::App& app) {
   struct Settings {
     std::string anatomical_dir, functional_dir, output;
+    bool overwrite = false;
   };
   auto settings = std::make_shared<Settings>();
   auto* command = add_torch_subcommand(app, "pack-pairs");
@@ -395,21 +396,29 @@ void add_pack_pairs_command(CLI::App& app) {
                    "The file to write (atomically): a torch.save archive of uint8 planes <name>/functional and "
                    "<name>/anatomical, as many bytes as the pairs' pixels (compress it to carry it)")
       ->required();
+  command->add_flag("--overwrite", settings->overwrite, "Replace an existing --output (checked before reading)");
   command->callback([settings] {
+    refuse_existing_output(settings->output, settings->overwrite);
     const int pairs = pack_training_pairs(settings->anatomical_dir, settings->functional_dir, settings->output);
     std::printf("packed %d pairs into %s\n", pairs, settings->output.c_str());
   });
 }
 
 void add_identity_seem_command(CLI::App& app) {
-  auto output = std::make_shared<std::string>();
+  struct Settings {
+    std::string output;
+    bool overwrite = false;
+  };
+  auto settings = std::make_shared<Settings>();
   auto* command = add_torch_subcommand(app, "identity-seem");
-  command->add_option("--output", *output, "Where to write the SEEM state dict (atomically)")->required();
-  command->callback([output] {
+  command->add_option("--output", settings->output, "Where to write the SEEM state dict (atomically)")->required();
+  command->add_flag("--overwrite", settings->overwrite, "Replace an existing --output");
+  command->callback([settings] {
+    refuse_existing_output(settings->output, settings->overwrite);
     SmoothEdgeExtractor seem;
     set_identity(*seem);
-    save_state_dict(module_state_dict(*seem), *output);
-    std::printf("wrote SEEM weights that pass the functional image through to %s\n", output->c_str());
+    save_state_dict(module_state_dict(*seem), settings->output);
+    std::printf("wrote SEEM weights that pass the functional image through to %s\n", settings->output.c_str());
   });
 }
 
@@ -417,11 +426,14 @@ void add_export_weights_command(CLI::App& app) {
   struct Settings {
     std::string input, output;
     ExportOptions options;
+    bool overwrite = false;
   };
   auto settings = std::make_shared<Settings>();
   auto* command = add_torch_subcommand(app, "export-weights");
   command->add_option("--input", settings->input, "Weights to read (.pth)")->required()->check(CLI::ExistingFile);
   command->add_option("--output", settings->output, "Where to write (atomically)")->required();
+  command->add_flag("--overwrite", settings->overwrite,
+                    "Replace an existing --output (the same file as --input included: it is read first)");
   command->add_flag("--half", settings->options.half,
                     "Store kernels and weight matrices as float16 (half the size); biases and normalisation "
                     "parameters and statistics stay float32");
@@ -438,6 +450,7 @@ void add_export_weights_command(CLI::App& app) {
                    "black and white where they are; positive and finite, network weights only")
       ->default_val(1.0);
   command->callback([settings] {
+    refuse_existing_output(settings->output, settings->overwrite);
     const auto kind = export_weights(settings->input, settings->output, settings->options);
     std::printf("wrote %s weights to %s\n", kind == WeightsKind::seem ? "SEEM" : "network", settings->output.c_str());
   });

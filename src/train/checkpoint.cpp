@@ -34,22 +34,33 @@ std::string checkpoint_path(const std::string& dir, const CheckpointedRun& run, 
   return dir + "/" + run.prefix + "_" + std::to_string(epoch) + ".pth";
 }
 
+void refuse_existing_run(const std::string& prefix, const TrainOptions& options) {
+  if (options.resume) return;
+  const std::regex run_file(prefix + "_[0-9]+\\.pth|" + kStateFile + "|loss\\.csv|loss\\.png");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(options.out_dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (std::regex_match(name, run_file)) {
+      throw TrainingError(options.out_dir + " already holds a training run (" + name +
+                          "); set resume to continue it, or choose another out_dir");
+    }
+  }
+}
+
 int prepare_output(const CheckpointedRun& run, const TrainOptions& options, size_t samples, Adam& adam, int64_t& step) {
   const std::string& dir = options.out_dir;
   std::error_code ec;
   fs::create_directories(dir, ec);
   if (!fs::is_directory(dir)) throw TrainingError(dir + ": cannot create the output directory");
+  if (!options.resume) {
+    refuse_existing_run(run.prefix, options);
+    return 0;
+  }
   const std::string state_path = dir + "/" + kStateFile;
   const std::regex checkpoint_name(run.prefix + "_[0-9]+\\.pth");
   bool has_checkpoints = false;
   for (const auto& entry : fs::directory_iterator(dir)) {
     has_checkpoints |= std::regex_match(entry.path().filename().string(), checkpoint_name);
-  }
-  if (!options.resume) {
-    if (has_checkpoints || fs::exists(state_path)) {
-      throw TrainingError(dir + " already holds a training run; set resume to continue it, or choose another out_dir");
-    }
-    return 0;
   }
   if (!fs::exists(state_path)) {
     if (has_checkpoints) throw TrainingError(state_path + ": missing, so the run in " + dir + " cannot be resumed");

@@ -31,6 +31,12 @@ struct CheckpointedRun {
 
 std::string checkpoint_path(const std::string& dir, const CheckpointedRun& run, int epoch);
 
+// Without options.resume, refuses an out_dir holding any file a run writes there: a
+// <prefix>_<epoch>.pth checkpoint, the training state, loss.csv or loss.png (a run interrupted in
+// its first epoch leaves only the log). Rank 0 calls it before reading the data, and again just
+// before the first write. A missing out_dir holds nothing.
+void refuse_existing_run(const std::string& prefix, const TrainOptions& options);
+
 // Creates options.out_dir. Without options.resume, refuses a directory that holds a run; with
 // it, restores the newest complete epoch's weights, Adam and `step` (after checking that data and
 // options agree with the run so far). Returns the last finished epoch (0: start from the beginning).

@@ -206,6 +206,7 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   std::vector<torch::Tensor> edge_maps;  // SEEM of each whole functional image (SEEM is frozen)
   const bool whole_image_maps = options.seem_on_whole_images && options.crop_height > 0;
   agreed(group.get(), [&] {
+    if (!group || group->rank() == 0) refuse_existing_run("model", options);
     samples = load_pairs(options);
     seem = SmoothEdgeExtractor();
     seem->to(device);
@@ -288,6 +289,7 @@ TrainingSummary seem_training(const SeemTrainOptions& options) {
   std::vector<Sample> samples;
   SmoothEdgeExtractor seem{nullptr};
   agreed(group.get(), [&] {
+    if (!group || group->rank() == 0) refuse_existing_run("seem", options);
     samples = load_functional(options);
     torch::manual_seed(options.seed);
     seem = SmoothEdgeExtractor();
