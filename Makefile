@@ -64,7 +64,7 @@ test-asan:
 
 # libFuzzer targets (tests/fuzz/<name>_fuzz.cpp), each for FUZZ_SECONDS from its seeds in
 # tests/fuzz/seeds/<name>; any crash, sanitizer report or leak fails the target and `make fuzz`.
-FUZZ_TARGETS ?= pickle zip image
+FUZZ_TARGETS ?= pickle zip image volume
 
 fuzz:
 	@CXX=clang++ cmake -S . -B $(BUILD)-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEFCNET_TORCH=OFF -DEFCNET_TESTS=ON -DEFCNET_FUZZ=ON >/dev/null
