@@ -39,12 +39,13 @@ struct Settings {
 
 struct MethodResult {
   double tre_mm = 0, seconds = 0;
+  double unmoved_mm = 0;  // the result on the unmoved pair away from the identity (the data set's own misalignment)
   std::string error;
 };
 
 ordered_json to_json(const MethodResult& r) {
   if (!r.error.empty()) return {{"error", r.error}};
-  return {{"tre_mm", r.tre_mm}, {"seconds", r.seconds}};
+  return {{"tre_mm", r.tre_mm}, {"seconds", r.seconds}, {"unmoved_from_identity_mm", r.unmoved_mm}};
 }
 
 // One method on one case: its transform for the unmoved pair and for the moved one; the error
@@ -59,6 +60,7 @@ MethodResult measure(const Register& method, const LinearTransform& motion, cons
     const LinearTransform moved = method(true, seconds);
     r.seconds = seconds;  // of the moved pair
     r.tre_mm = mean_corner_distance(compose(motion, moved), unmoved, head);
+    r.unmoved_mm = mean_corner_distance(unmoved, LinearTransform{}, head);
     if (moved_result) *moved_result = moved;
   } catch (const Error& e) {
     r.error = e.what();
