@@ -47,6 +47,7 @@ struct EvaluateSettings {
   std::int64_t max_image_pixels = kDefaultMaxImagePixels;
   // Volumes: how the inputs were prepared for fusion (as `efcnet fuse` was told).
   std::string frame, anatomical_window, functional_window, colormap, plane;
+  bool allow_uneven_slices = false;
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !fused.empty(); }
   bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !fused_dir.empty(); }
@@ -146,7 +147,7 @@ std::string resolved_format(const std::string& requested, const char* not_termin
 void evaluate_volumes(const EvaluateSettings& s) {
   VolumeFusionOptions options;
   try {
-    if (!s.frame.empty()) options.frame = parse_frame(s.frame);
+    if (!s.frame.empty()) options.read.frame = parse_frame(s.frame);
     if (!s.anatomical_window.empty()) options.anatomical_window = parse_window(s.anatomical_window);
     if (!s.functional_window.empty()) options.functional_window = parse_window(s.functional_window);
   } catch (const OptionError& e) {
@@ -154,8 +155,9 @@ void evaluate_volumes(const EvaluateSettings& s) {
   }
   if (!s.colormap.empty()) options.colormap = parse_colormap(s.colormap);
   if (!s.plane.empty()) options.plane = parse_plane(s.plane);
+  options.read.allow_uneven_slices = s.allow_uneven_slices;
   const PreparedVolumes prepared =
-      prepare_volumes(read_volume(s.anatomical, options.frame), read_volume(s.functional, options.frame), options,
+      prepare_volumes(read_volume(s.anatomical, options.read), read_volume(s.functional, options.read), options,
                       s.anatomical, s.functional);
   const ByteVolume fused = read_byte_volume(s.fused);
   if (!same_geometry(fused.geometry, prepared.anatomical.geometry, 1e-4)) {
@@ -192,8 +194,9 @@ void evaluate_single(const EvaluateSettings& s) {
     return;
   }
   if (!s.frame.empty() || !s.anatomical_window.empty() || !s.functional_window.empty() || !s.colormap.empty() ||
-      !s.plane.empty()) {
-    throw std::runtime_error("evaluate: --frame, the windows, --colormap and --plane are for volumes");
+      !s.plane.empty() || s.allow_uneven_slices) {
+    throw std::runtime_error(
+        "evaluate: --frame, the windows, --colormap, --plane and --allow-uneven-slices are for volumes");
   }
   if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode and volumes");
   print_single(score({"", s.anatomical, s.functional, s.fused}, read_options(s)), resolved_format(s.format, "json"));
@@ -358,6 +361,8 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--functional-window", settings->functional_window, "Volumes: the functional window LO:HI fuse used");
   cmd->add_option("--colormap", settings->colormap, "Volumes: the functional colormap fuse used (default hot-iron)")
       ->check(CLI::IsMember({"hot-iron", "pet", "hot-metal-blue", "pet-20-step", "grey"}));
+  cmd->add_flag("--allow-uneven-slices", settings->allow_uneven_slices,
+                "Volumes: an uneven DICOM series was fused with fuse's --allow-uneven-slices");
   cmd->add_option("--plane", settings->plane, "Volumes: the slices to score (default axial)")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
 

@@ -281,6 +281,9 @@ void add_fuse_command(CLI::App& app) {
                   "Volumes: pseudo-colour of the functional volume: hot-iron (default), pet, hot-metal-blue, "
                   "pet-20-step (DICOM PS3.6 Annex B palettes) or grey (CT; a grey output)")
       ->check(CLI::IsMember({"hot-iron", "pet", "hot-metal-blue", "pet-20-step", "grey"}));
+  cmd->add_flag("--allow-uneven-slices", settings->allow_uneven_slices,
+                "Volumes: a DICOM series with a slice missing or unevenly spaced slices is resampled onto an even "
+                "grid (its median spacing) from the slices' true positions, instead of refused");
   cmd->add_option("--plane", settings->plane,
                   "Volumes: axial (default), coronal or sagittal slices, in patient space whatever the voxel order")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));

@@ -26,13 +26,14 @@ struct FuseSettings {
   std::string frame, anatomical_window, functional_window, colormap, plane, slices_dir, montage;
   std::string register_kind, transform, save_transform, qc;  // registration (fuse_volume.cpp)
   std::string output_format;                                 // nifti (empty: the default) or dicom
+  bool allow_uneven_slices = false;
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !output.empty(); }
   bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !output_dir.empty(); }
   bool volume_options_given() const {
     return !frame.empty() || !anatomical_window.empty() || !functional_window.empty() || !colormap.empty() ||
            !plane.empty() || !slices_dir.empty() || !montage.empty() || !register_kind.empty() || !transform.empty() ||
-           !save_transform.empty() || !qc.empty();
+           !save_transform.empty() || !qc.empty() || allow_uneven_slices;
   }
   WriteMode write_mode() const { return overwrite ? WriteMode::replace : WriteMode::no_clobber; }
 };

@@ -32,8 +32,9 @@ namespace fs = std::filesystem;
 // Library messages speak of options; the command line names its flags.
 VolumeFusionOptions volume_options(const FuseSettings& s) {
   VolumeFusionOptions options;
+  options.read.allow_uneven_slices = s.allow_uneven_slices;
   try {
-    if (!s.frame.empty()) options.frame = parse_frame(s.frame);
+    if (!s.frame.empty()) options.read.frame = parse_frame(s.frame);
   } catch (const OptionError& e) {
     throw std::runtime_error(std::string("--frame: ") + e.what());
   }
@@ -105,14 +106,14 @@ void check_headers(const std::string& path, const VolumeInfo& info, const Volume
     throw VolumeError(path + ": holds " + std::to_string(info.components) +
                       " values per voxel (colour?); a volume of intensities is needed");
   }
-  if (info.dimensions == 4 && info.frames > 1 && options.frame.kind == FrameChoice::Kind::none) {
+  if (info.dimensions == 4 && info.frames > 1 && options.read.frame.kind == FrameChoice::Kind::none) {
     throw VolumeError(path + ": is 4D with " + std::to_string(info.frames) + " frames; choose one with --frame N (0.." +
                       std::to_string(info.frames - 1) + ") or their mean with --frame mean");
   }
-  if (info.dimensions == 4 && info.frames > 1 && options.frame.kind == FrameChoice::Kind::index &&
-      options.frame.index >= info.frames) {
+  if (info.dimensions == 4 && info.frames > 1 && options.read.frame.kind == FrameChoice::Kind::index &&
+      options.read.frame.index >= info.frames) {
     throw VolumeError(path + ": has " + std::to_string(info.frames) + " frames, so no frame " +
-                      std::to_string(options.frame.index) + " (--frame counts from 0)");
+                      std::to_string(options.read.frame.index) + " (--frame counts from 0)");
   }
 }
 
@@ -199,7 +200,8 @@ void write_output(const VolumeJob& job, const FuseSettings& s, const VolumeResul
 VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, VolumeFusionOptions options,
                       const std::optional<RegistrationOptions>& registration,
                       const std::function<const SliceFuser&()>& fuser) {
-  const VolumeInfo a = read_volume_info(job.anatomical), f = read_volume_info(job.functional);
+  const VolumeInfo a = read_volume_info(job.anatomical, options.read),
+                   f = read_volume_info(job.functional, options.read);
   check_headers(job.anatomical, a, options);
   check_headers(job.functional, f, options);
   check_slice_size(a.geometry, options.plane, job.anatomical);
@@ -212,8 +214,8 @@ VolumeResult fuse_one(const VolumeJob& job, const FuseSettings& s, VolumeFusionO
 
   VolumeResult result;
   {
-    const Volume anatomical = read_volume(job.anatomical, options.frame);
-    const Volume functional = read_volume(job.functional, options.frame);
+    const Volume anatomical = read_volume(job.anatomical, options.read);
+    const Volume functional = read_volume(job.functional, options.read);
     if (registration) {
       options.functional_transform =
           register_pair(anatomical, functional, job.anatomical, job.functional, *registration);

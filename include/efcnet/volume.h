@@ -92,6 +92,15 @@ struct FrameChoice {
 // "N" (0-based) or "mean"; throws OptionError otherwise.
 FrameChoice parse_frame(const std::string& text);
 
+// How a volume is read.
+struct VolumeReadOptions {
+  FrameChoice frame;  // which frame of a 4D input
+  // A DICOM series with a slice missing or unevenly spaced slices: resampled along its stack onto
+  // an even grid at its spacing (the median gap between neighbours), linearly from the slices'
+  // true positions, instead of refused. Duplicated positions and tilted slices are refused anyway.
+  bool allow_uneven_slices = false;
+};
+
 // What a file says about itself, read from its header only (nothing is decoded).
 struct VolumeInfo {
   VolumeGeometry geometry;  // of the first three dimensions
@@ -108,17 +117,21 @@ bool is_volume_path(const std::string& path);
 // not opened).
 bool is_dicom_file(const std::string& path);
 
-// The header of a NIfTI file, of a DICOM series directory (its first file) or of a DICOM file.
-// Throws IoError for a missing or unreadable file, VolumeError for a directory with no DICOM
-// series or several (each named with its UID and description), and VolumeError for a header
-// whose geometry_problem is not empty or that announces more than kMaxVolumeValues values.
-VolumeInfo read_volume_info(const std::string& path);
+// The header of a NIfTI file, of a DICOM series directory or of a DICOM file. Throws IoError for
+// a missing or unreadable file, VolumeError for a directory with no DICOM series or several (each
+// named with its UID and description), and VolumeError for a header whose geometry_problem is not
+// empty or that announces more than kMaxVolumeValues values. A series is checked file by file:
+// one 2D slice each, one orientation, one pixel spacing, one size, distinct positions, evenly
+// spaced within 1 % with no slice missing (unless options.allow_uneven_slices; its geometry is
+// then the even grid it will be read onto); a failure is a VolumeError naming the directory, the
+// files and the positions concerned.
+VolumeInfo read_volume_info(const std::string& path, const VolumeReadOptions& options = {});
 
-// Reads a scalar volume as float in the file's units. A 4D file needs `frame` (VolumeError naming
-// the frame count otherwise); a 2D file reads as one slice. DICOM series are sorted by position
-// along the slice normal (not by file name). Throws IoError for truncated or corrupt files, and
-// refuses the headers read_volume_info refuses before allocating anything.
-Volume read_volume(const std::string& path, const FrameChoice& frame = {});
+// Reads a scalar volume as float in the file's units. A 4D file needs options.frame (VolumeError
+// naming the frame count otherwise); a 2D file reads as one slice. DICOM series are sorted by
+// position along the slice normal (not by file name). Throws IoError for truncated or corrupt
+// files, and refuses what read_volume_info refuses before allocating anything.
+Volume read_volume(const std::string& path, const VolumeReadOptions& options = {});
 
 // Reads an 8-bit volume as written by write_volume_atomic (grey or RGB24 NIfTI): a fused volume.
 ByteVolume read_byte_volume(const std::string& path);
@@ -207,7 +220,7 @@ void insert_slice(ByteVolume& volume, const SliceLayout& layout, int k, const cv
 // ---- fusion of volumes ----
 
 struct VolumeFusionOptions {
-  FrameChoice frame;                        // for 4D inputs
+  VolumeReadOptions read;                   // both inputs: a 4D input's frame, uneven DICOM series
   std::optional<Window> anatomical_window;  // default: robust_window
   std::optional<Window> functional_window;
   Colormap colormap = kDefaultFunctionalColormap;  // of the functional volume

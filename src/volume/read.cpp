@@ -20,6 +20,7 @@
 #include "efcnet/volume.h"
 #include "volume/itk_convert.h"
 #include "volume/nifti_header.h"
+#include "volume/series_check.h"
 
 namespace efcnet {
 namespace {
@@ -105,20 +106,30 @@ void check_header(const VolumeInfo& info, const std::string& path) {
   if (!problem.empty()) throw VolumeError(path + ": " + problem);
 }
 
-// A DICOM series' reader with its header read and checked, no voxels yet.
-itk::ImageSeriesReader<FloatImage>::Pointer series_reader(const std::string& dir, VolumeInfo& info) {
-  auto reader = itk::ImageSeriesReader<FloatImage>::New();
-  reader->SetImageIO(itk::GDCMImageIO::New());
-  reader->SetFileNames(dicom_series_files(dir));
+// A DICOM series' reader with its files' headers read and checked, no voxels yet.
+struct SeriesReader {
+  itk::ImageSeriesReader<FloatImage>::Pointer reader;
+  detail::SeriesSlices slices;
+};
+SeriesReader series_reader(const std::string& dir, VolumeInfo& info, bool allow_uneven) {
+  const std::vector<std::string> files = dicom_series_files(dir);
+  SeriesReader series{itk::ImageSeriesReader<FloatImage>::New(), detail::check_series_slices(dir, files, allow_uneven)};
+  series.reader->SetImageIO(itk::GDCMImageIO::New());
+  series.reader->SetFileNames(files);
   try {
-    reader->UpdateOutputInformation();
+    series.reader->UpdateOutputInformation();
   } catch (const itk::ExceptionObject& e) {
     throw IoError(dir + ": cannot read: " + itk_message(e));
   }
-  info.geometry = detail::geometry_of(*reader->GetOutput());
+  info.geometry = detail::geometry_of(*series.reader->GetOutput());
+  if (info.geometry.size[2] != static_cast<int64_t>(files.size())) {
+    throw VolumeError(dir + ": its " + std::to_string(files.size()) + " files read as " +
+                      std::to_string(info.geometry.size[2]) + " slices");
+  }
+  if (!series.slices.even) info.geometry = detail::even_series_geometry(info.geometry, series.slices);
   info.dimensions = 3;
   check_header(info, dir);
-  return reader;
+  return series;
 }
 
 itk::ImageIOBase::Pointer file_io(Source source) {
@@ -196,11 +207,12 @@ void update(Reader& reader, const std::string& path) {
   }
 }
 
-Volume read_series(const std::string& dir) {
+Volume read_series(const std::string& dir, bool allow_uneven) {
   VolumeInfo info;
-  auto reader = series_reader(dir, info);
-  update(*reader, dir);
-  return detail::from_itk(*reader->GetOutput());
+  const SeriesReader series = series_reader(dir, info, allow_uneven);
+  update(*series.reader, dir);
+  Volume stacked = detail::from_itk(*series.reader->GetOutput());
+  return series.slices.even ? stacked : detail::resample_uneven_series(stacked, series.slices);
 }
 
 // One frame or the mean of a 4D file's frames, with its first three axes' geometry.
@@ -291,17 +303,18 @@ FrameChoice parse_frame(const std::string& text) {
   throw OptionError("frame '" + text + "' is neither a frame number (from 0) nor 'mean'");
 }
 
-VolumeInfo read_volume_info(const std::string& path) {
+VolumeInfo read_volume_info(const std::string& path, const VolumeReadOptions& options) {
   const Source source = source_of(path);
   if (source != Source::dicom_series) return file_info(path, source);
   VolumeInfo info;
-  series_reader(path, info);
+  series_reader(path, info, options.allow_uneven_slices);
   return info;
 }
 
-Volume read_volume(const std::string& path, const FrameChoice& frame) {
+Volume read_volume(const std::string& path, const VolumeReadOptions& options) {
   const Source source = source_of(path);
-  if (source == Source::dicom_series) return read_series(path);
+  if (source == Source::dicom_series) return read_series(path, options.allow_uneven_slices);
+  const FrameChoice& frame = options.frame;
   const VolumeInfo info = file_info(path, source);
   if (info.components != 1) {
     throw VolumeError(path + ": holds " + std::to_string(info.components) +

@@ -135,6 +135,19 @@ TEST_F(VolumeCli, RefusalsNameTheProblemAndLeaveNothingBehind) {
               " --output " + quoted(dir_ / "out/o.png") + " --colormap pet",
           {"for volumes"});
   refused(fuse_args(a, f, dir_ / "out/o.nii.gz") + " --anatomical-window 5:1", {"--anatomical-window"});
+  // A DICOM series with a slice missing: refused before any work, unless --allow-uneven-slices.
+  std::filesystem::create_directory(dir_ / "in/gap");
+  const VolumeGeometry grid = testing::make_geometry({48, 48, 5}, {1, 1, 4}, {-24, -24, -10});
+  testing::DicomSeriesOptions gap;
+  gap.slice_positions = {0, 4, 12, 16, 20};
+  testing::write_dicom_series(dir_ / "in/gap", grid,
+                              std::vector<float>(static_cast<std::size_t>(grid.voxel_count()), 50.0f), gap);
+  refused(fuse_args(dir_ / "in/gap", f, dir_ / "out/o.nii.gz") + " --method y-average",
+          {"gap: a slice missing between 4.0 and 12.0 mm", "--allow-uneven-slices"});
+  const Result allowed =
+      run(fuse_args(dir_ / "in/gap", f, dir_ / "allowed.nii.gz") + " --method y-average --allow-uneven-slices");
+  ASSERT_EQ(allowed.status, 0) << allowed.err;
+  EXPECT_EQ(read_volume_info(dir_ / "allowed.nii.gz").geometry.size[2], 6);
 }
 
 TEST_F(VolumeCli, DirectoryModePairsVolumesByName) {
@@ -200,7 +213,7 @@ TEST_F(VolumeCli, HelpExplainsEveryVolumeOption) {
   const Result r = run("fuse --help");
   ASSERT_EQ(r.status, 0);
   for (const char* option : {"--frame", "--anatomical-window", "--functional-window", "--colormap", "--plane",
-                             "--slices-dir", "--montage", "hot-iron", "RGB24", "DICOM series"})
+                             "--slices-dir", "--montage", "hot-iron", "RGB24", "DICOM series", "--allow-uneven-slices"})
     EXPECT_TRUE(contains(r.out, option)) << option;
 }
 

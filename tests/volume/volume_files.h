@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <random>
 #include <sstream>
 #include <string>
@@ -92,6 +93,13 @@ struct DicomSeriesOptions {
   double slope = 1, intercept = 0;
   unsigned shuffle_seed = 0;  // file names in a shuffled order when not 0
   std::string name_prefix = "img";
+  // When not empty: slice k at this distance (mm) from the origin along the k axis, instead of
+  // k x spacing (a missing, duplicated or uneven slice).
+  std::vector<double> slice_positions;
+  // Tags written into one slice's file over the others' values: slice_tags[k][tag] = value.
+  std::map<int64_t, std::map<std::string, std::string>> slice_tags;
+  // One slice's pixel spacing (column, row: i, j) over the grid's (GDCM writes the image's own).
+  std::map<int64_t, std::array<double, 2>> slice_pixel_spacing;
 };
 
 // Writes a volume on an axis-aligned or oblique grid as one int16 DICOM file per k-slice, with
@@ -116,10 +124,14 @@ inline void write_dicom_series(const std::string& dir, const VolumeGeometry& g, 
     for (std::size_t v = 0; v < n; ++v)
       out[v] = static_cast<int16_t>(std::lround(values[static_cast<std::size_t>(k) * n + v]));
     Slice::SpacingType spacing;
-    spacing[0] = g.spacing[0];
-    spacing[1] = g.spacing[1];
+    const auto own_spacing = options.slice_pixel_spacing.find(k);
+    spacing[0] = own_spacing != options.slice_pixel_spacing.end() ? own_spacing->second[0] : g.spacing[0];
+    spacing[1] = own_spacing != options.slice_pixel_spacing.end() ? own_spacing->second[1] : g.spacing[1];
     slice->SetSpacing(spacing);
-    const auto position = g.physical_point(0, 0, static_cast<double>(k));
+    const double at = options.slice_positions.empty()
+                          ? static_cast<double>(k)
+                          : options.slice_positions[static_cast<std::size_t>(k)] / g.spacing[2];
+    const auto position = g.physical_point(0, 0, at);
     itk::MetaDataDictionary& dict = slice->GetMetaDataDictionary();
     auto set = [&dict](const std::string& tag, const std::string& value) {
       itk::EncapsulateMetaData<std::string>(dict, tag, value);
@@ -136,10 +148,13 @@ inline void write_dicom_series(const std::string& dir, const VolumeGeometry& g, 
     set("0020|0032", dicom_numbers({position[0], position[1], position[2]}));
     set("0020|0037", dicom_numbers({d[0], d[3], d[6], d[1], d[4], d[7]}));
     set("0028|0004", "MONOCHROME2");
-    set("0028|0030", dicom_numbers({g.spacing[1], g.spacing[0]}));  // row spacing, column spacing
+    set("0028|0030", dicom_numbers({spacing[1], spacing[0]}));  // row spacing, column spacing
     set("0018|0050", dicom_numbers({g.spacing[2]}));
     set("0028|1052", dicom_numbers({options.intercept}));
     set("0028|1053", dicom_numbers({options.slope}));
+    if (const auto own = options.slice_tags.find(k); own != options.slice_tags.end()) {
+      for (const auto& [tag, value] : own->second) set(tag, value);
+    }
     auto io = itk::GDCMImageIO::New();
     io->KeepOriginalUIDOn();
     auto writer = itk::ImageFileWriter<Slice>::New();

@@ -111,11 +111,11 @@ TEST(VolumeRead, FourDNeedsAFrameAndNamesTheCount) {
     EXPECT_NE(std::string(e.what()).find("3 frames"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find(path), std::string::npos) << e.what();
   }
-  const Volume second = read_volume(path, parse_frame("1"));
+  const Volume second = read_volume(path, {parse_frame("1")});
   for (std::size_t v = 0; v < n; ++v) ASSERT_EQ(second.voxels[v], 10.0f + v) << v;
-  const Volume mean = read_volume(path, parse_frame("mean"));
+  const Volume mean = read_volume(path, {parse_frame("mean")});
   for (std::size_t v = 0; v < n; ++v) ASSERT_FLOAT_EQ(mean.voxels[v], 10.0f + v) << v;  // (0 + 10 + 20) / 3
-  EXPECT_THROW(read_volume(path, parse_frame("3")), VolumeError);
+  EXPECT_THROW(read_volume(path, {parse_frame("3")}), VolumeError);
   EXPECT_THROW(parse_frame("-1"), OptionError);
   EXPECT_THROW(parse_frame("first"), OptionError);
 }
@@ -286,6 +286,77 @@ TEST(VolumeRead, DicomDirectoriesWithoutImagesOrWithSeveralSeriesAreRefused) {
     const std::string message = e.what();
     for (const char* part : {"2 DICOM series", "7701.10", "7701.20", "T1 axial", "T2 axial"})
       EXPECT_NE(message.find(part), std::string::npos) << part << " not in: " << message;
+  }
+}
+
+// A series written with these options (slice k at positions[k] mm along the stack), and the message
+// read_volume_info refuses it with ("" if it reads).
+std::string series_refusal(const std::string& dir, const testing::DicomSeriesOptions& options, int slices) {
+  std::filesystem::create_directory(dir);
+  const auto g = make_geometry({8, 6, slices}, {1, 1, 3}, {-4, -3, 10});
+  testing::write_dicom_series(dir, g, slice_coded(g), options);
+  try {
+    read_volume_info(dir);
+  } catch (const VolumeError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(DicomSeries, EachSliceIsCheckedAndAFailureNamesTheFilesAndPositions) {
+  TempDir dir;
+  testing::DicomSeriesOptions missing, duplicated, uneven, tilted, spacing, even;
+  missing.slice_positions = {0, 3, 6, 12, 15};
+  EXPECT_EQ(series_refusal(dir / "missing", missing, 5),
+            dir / "missing" +
+                ": a slice missing between 6.0 and 12.0 mm from the first slice (img_002.dcm, img_003.dcm), spacing "
+                "3.0 mm; --allow-uneven-slices resamples it onto an even grid from the slices' positions");
+  duplicated.slice_positions = {0, 3, 3, 6, 9};
+  EXPECT_NE(
+      series_refusal(dir / "duplicated", duplicated, 5).find("are both at 3.0 mm along the stack (a duplicated slice)"),
+      std::string::npos);
+  uneven.slice_positions = {0, 3, 6, 10, 13};
+  EXPECT_NE(series_refusal(dir / "uneven", uneven, 5)
+                .find(": uneven slice spacing: 4.0 mm between 6.0 and 10.0 mm from the first slice"),
+            std::string::npos);
+  tilted.slice_tags[2]["0020|0037"] = testing::dicom_numbers({1, 0, 0, 0, 0.8, 0.6});
+  EXPECT_NE(series_refusal(dir / "tilted", tilted, 5)
+                .find("two slice orientations: img_002.dcm is tilted against img_000.dcm"),
+            std::string::npos);
+  spacing.slice_pixel_spacing[3] = {1.5, 1.5};
+  EXPECT_NE(
+      series_refusal(dir / "spacing", spacing, 5).find("mixed pixel spacing: img_003.dcm differs from img_000.dcm"),
+      std::string::npos);
+  // Within the tolerance (1 % of the spacing) a series is even.
+  even.slice_positions = {0, 3, 6.02, 9, 12};
+  EXPECT_EQ(series_refusal(dir / "even", even, 5), "");
+}
+
+TEST(DicomSeries, AnUnevenSeriesIsResampledFromItsTruePositionsWhenAllowed) {
+  TempDir dir;
+  std::filesystem::create_directory(dir / "gap");
+  const auto g = make_geometry({8, 6, 5}, {1, 1, 3}, {-4, -3, 10});
+  const auto values = slice_coded(g);  // slice k: 100 + 10 k + (v % 7)
+  testing::DicomSeriesOptions options;
+  options.slice_positions = {0, 3, 6, 12, 15};
+  testing::write_dicom_series(dir / "gap", g, values, options);
+  VolumeReadOptions allow;
+  allow.allow_uneven_slices = true;
+  const VolumeInfo info = read_volume_info(dir / "gap", allow);
+  EXPECT_EQ(info.geometry.size[2], 6);
+  EXPECT_NEAR(info.geometry.spacing[2], 3, 1e-6);
+  const Volume volume = read_volume(dir / "gap", allow);
+  expect_geometry_near(volume.geometry, make_geometry({8, 6, 6}, {1, 1, 3}, {-4, -3, 10}), 1e-4);
+  const std::size_t plane = 48;
+  ASSERT_EQ(volume.voxels.size(), 6 * plane);
+  // The true slices keep their values; the missing one at 9 mm is halfway between 6 and 12 mm.
+  const int source_of[] = {0, 1, 2, -1, 3, 4};
+  for (int k = 0; k < 6; ++k) {
+    for (std::size_t v = 0; v < plane; ++v) {
+      const float expected = source_of[k] >= 0 ? values[static_cast<std::size_t>(source_of[k]) * plane + v]
+                                               : (values[2 * plane + v] + values[3 * plane + v]) / 2;
+      ASSERT_NEAR(volume.voxels[static_cast<std::size_t>(k) * plane + v], expected, 1e-3) << k << " " << v;
+    }
   }
 }
 
