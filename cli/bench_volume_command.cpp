@@ -12,8 +12,8 @@
 
 #include "command_support.h"
 #include "commands.h"
-#include "efcnet/default_weights.h"
 #include "efcnet/image.h"
+#include "efcnet/models.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
@@ -29,7 +29,8 @@ struct Settings {
   int size = 256;
   int slices = 64;
   int threads = 0;
-  std::string weights, seem_weights, output;
+  ModelChoice model;
+  std::string output;
 };
 
 void run(const Settings& s) {
@@ -42,8 +43,9 @@ void run(const Settings& s) {
     write_volume_atomic(functional_path, phantom.functional);
   }
   FuserOptions options;
-  options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
-  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
+  const Model model = resolve_model(s.model);
+  options.weights = model.network;
+  options.seem_weights = model.seem;
   const Fuser fuser(options);
 
   // The 2D pairs: the slices the volume path will fuse, as PNG files (prepared untimed).
@@ -173,8 +175,7 @@ void add_bench_volume_command(CLI::App& app) {
   cmd->add_option("--slices", settings->slices, "Anatomical slices (default: 64)")->check(CLI::Range(2, 4096));
   cmd->add_option("--threads", settings->threads, "LibTorch intra-op threads (default: all cores)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
-  cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
+  add_model_options(cmd, settings->model);
   cmd->add_option("--output", settings->output, "Write the JSON report here (default: stdout)");
   cmd->callback([settings] { run(*settings); });
 }

@@ -1,5 +1,6 @@
 #include "commands.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -23,6 +24,32 @@ CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name) {
     if (name == command.name) return app.add_subcommand(command.name, command.description);
   }
   throw std::logic_error("efcnet: no command named " + std::string(name) + " in kTorchCommands");
+}
+
+void add_model_options(CLI::App* cmd, ModelChoice& choice) {
+  cmd->add_option("--model", choice.model,
+                  "A shipped model by name: its network and SEEM (default: \"default\"; `efcnet models` lists them)");
+  cmd->add_option("--weights", choice.weights,
+                  "Instead of --model: the fusion network's weights (.pth state dict); needs --seem-weights");
+  cmd->add_option("--seem-weights", choice.seem_weights,
+                  "Instead of --model: the weights of the SEEM that network was trained with; needs --weights");
+}
+
+void add_models_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("models", "List the shipped models, one line each: name and what it is");
+  cmd->footer(R"(A model is a fusion network and the SEEM it was trained with: `efcnet fuse --model NAME`.
+Shipped models are efcnet_NAME.pth + seem_NAME.pth, listed with their description in models.tsv
+(NAME, a tab, one line), in $EFCNET_MODELS_DIR (your own models, searched first),
+<exe dir>/../share/efcnet/models, <exe dir>/../models or the source tree's models/; a listed
+model whose files are missing is not shown. models/README.md is the shipped models' card.)");
+  cmd->callback([] {
+    const auto models = shipped_models();
+    if (models.empty()) throw std::runtime_error("no shipped models found (models.tsv with its .pth files)");
+    std::size_t width = 0;
+    for (const auto& m : models) width = std::max(width, m.name.size());
+    for (const auto& m : models)
+      std::printf("%-*s  %s\n", static_cast<int>(width), m.name.c_str(), m.description.c_str());
+  });
 }
 
 std::string existing_output_message(const std::string& path) {

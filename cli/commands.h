@@ -2,7 +2,7 @@
 //
 // Two executables (see CMakeLists.txt), so that commands that need no LibTorch start in
 // milliseconds instead of the ~0.4 s that loading LibTorch takes:
-//   efcnet (cli/main.cpp): evaluate, phantom, bench-register, --help and --version, LibTorch-free. Any command
+//   efcnet (cli/main.cpp): evaluate, phantom, bench-register, models, --help and --version, LibTorch-free. Any command
 //     line naming one of kTorchCommands it hands over whole, git-style: it execs efcnet-torch with
 //     the same arguments, OpenBLAS's kernels chosen in the environment first.
 //   efcnet-torch (cli/torch_main.cpp): the commands in kTorchCommands. Add a new LibTorch command
@@ -16,7 +16,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "efcnet/default_weights.h"
+#include "efcnet/models.h"
 
 namespace efcnet::cli {
 
@@ -43,7 +43,7 @@ inline constexpr CommandSummary kTorchCommands[] = {
     {"identity-seem",
      "Write SEEM weights that pass the functional image through unchanged, so that the fusion network sees "
      "its grey levels rather than SEEM's map of their edges: the default weights' SEEM since round three "
-     "(models/README.md). Train a network on it (`efcnet train --seem-weights`) before fusing with it."},
+     "(docs/model-history.md). Train a network on it (`efcnet train --seem-weights`) before fusing with it."},
     {"export-weights",
      "Check a network or SEEM weights file against the model and write it again as a plain torch.save "
      "archive (readable by torch.load(weights_only=True)): e.g. a training checkpoint to ship in float16, "
@@ -67,6 +67,7 @@ CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name);
 void add_evaluate_command(CLI::App& app);
 void add_phantom_command(CLI::App& app);
 void add_bench_register_command(CLI::App& app);
+void add_models_command(CLI::App& app);
 
 // efcnet-torch.
 void add_fuse_command(CLI::App& app);
@@ -104,11 +105,17 @@ inline constexpr const char* kAppDescription =
     "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"
     "(SPECT, PET, GFP) into one image that keeps the anatomy's detail and the functional colour.";
 
-// --help text for a weights option: where the file comes from when the option is not given.
-inline std::string weights_lookup_help(const WeightsSpec& spec) {
-  return "Weights of the " + spec.what + " (.pth state dict); default: $" + spec.env + ", else the shipped " +
-         spec.default_file + " (see below)";
-}
+// --model, --weights and --seem-weights, into `choice` (the rules of resolve_model, models.h).
+void add_model_options(CLI::App* cmd, ModelChoice& choice);
+
+// The model lookup, for the footers of the commands that fuse.
+inline constexpr const char* kModelLookupHelp =
+    R"(Model (a network and the SEEM it was trained with), first given wins:
+  --model NAME (`efcnet models` lists the shipped ones), or --weights with --seem-weights (one
+  alone is refused); then $EFCNET_WEIGHTS with $EFCNET_SEEM_WEIGHTS; then the shipped model
+  "default". Shipped models are efcnet_NAME.pth + seem_NAME.pth, listed in models.tsv, in
+  $EFCNET_MODELS_DIR (your own), <exe dir>/../share/efcnet/models, <exe dir>/../models or the
+  source tree's models/.)";
 
 // --max-image-pixels for the commands that read 2D images (ImageReadOptions::max_pixels, image.h);
 // `max_pixels` holds the default.

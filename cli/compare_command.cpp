@@ -14,7 +14,7 @@
 #include "commands.h"
 #include "compare.h"
 #include "compare_report.h"
-#include "efcnet/default_weights.h"
+#include "efcnet/models.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/runtime.h"
 
@@ -27,7 +27,7 @@ using Clock = std::chrono::steady_clock;
 struct CompareSettings {
   std::string anatomical_dir, functional_dir, output_dir;
   std::vector<std::string> methods;  // NAME=DIR
-  std::string weights, seem_weights;
+  ModelChoice model;
   bool no_efcnet = false, no_baselines = false, overwrite = false;
   int threads = 0;
   std::int64_t max_image_pixels = kDefaultMaxImagePixels;
@@ -104,8 +104,9 @@ void compare(const CompareSettings& s) {
     results.push_back(std::move(method));
   }
   if (names.empty()) throw std::runtime_error("compare: no methods (--no-efcnet and --no-baselines, and no --method)");
-  if (s.no_efcnet && (!s.weights.empty() || !s.seem_weights.empty())) {
-    throw std::runtime_error("compare: --weights and --seem-weights are for efcnet, which --no-efcnet leaves out");
+  if (s.no_efcnet && (!s.model.model.empty() || !s.model.weights.empty() || !s.model.seem_weights.empty())) {
+    throw std::runtime_error(
+        "compare: --model, --weights and --seem-weights are for efcnet, which --no-efcnet leaves out");
   }
   refuse_output_among_inputs(s, results);
   const fs::path report = fs::path(s.output_dir) / "report.html";
@@ -120,8 +121,9 @@ void compare(const CompareSettings& s) {
   std::vector<MethodSpec> methods;
   if (!s.no_efcnet) {
     FuserOptions options;
-    options.weights = context.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
-    options.seem_weights = context.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
+    const Model model = resolve_model(s.model);
+    options.weights = context.weights = model.network;
+    options.seem_weights = context.seem_weights = model.seem;
     use_fusion_runtime(s.threads, options.device);
     auto fuser = std::make_shared<const Fuser>(options);
     methods.push_back({"efcnet", "the EFCNet network, fused here",
@@ -154,7 +156,7 @@ void compare(const CompareSettings& s) {
 }
 
 constexpr const char* kFooter = R"(Methods, in the report's order:
-  efcnet      the network, fused here (--weights/--seem-weights; --no-efcnet leaves it out)
+  efcnet      the network, fused here (--model, or --weights with --seem-weights; --no-efcnet leaves it out)
   y-average   (Y + anatomical) / 2 and
   y-max       max(Y, anatomical), the classical baselines, fused here (--no-baselines leaves them out)
   NAME=DIR    any number of --method options: another method's existing results, DIR/<stem>.<ext>
@@ -195,15 +197,14 @@ and the exit status is 1. A progress bar runs over the pairs on stderr. An image
 declares more than --max-image-pixels pixels, or more than memory can hold decoded, counts as
 unreadable: it is refused before it is decoded.
 
-Weights, first found wins: --weights / --seem-weights, then $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS,
-then the shipped efcnet_default.pth / seem_default.pth (see `efcnet fuse --help`).)";
+)";
 
 }  // namespace
 
 void add_compare_command(CLI::App& app) {
   auto settings = std::make_shared<CompareSettings>();
   CLI::App* cmd = add_torch_subcommand(app, "compare");
-  cmd->footer(kFooter);
+  cmd->footer(std::string(kFooter) + "\n\n" + kModelLookupHelp);
   cmd->add_option("--anatomical-dir", settings->anatomical_dir, "Directory of anatomical images (MRI, CT, ...)")
       ->required();
   cmd->add_option("--functional-dir", settings->functional_dir, "Directory of functional images, same names")
@@ -215,8 +216,7 @@ void add_compare_command(CLI::App& app) {
                   "NAME=DIR: another method's fused images, DIR/<stem>.<ext> per pair (repeat for more methods)");
   cmd->add_flag("--no-efcnet", settings->no_efcnet, "Leave the network out (no weights needed)");
   cmd->add_flag("--no-baselines", settings->no_baselines, "Leave the y-average and y-max baselines out");
-  cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
-  cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
+  add_model_options(cmd, settings->model);
   cmd->add_option(
          "--threads", settings->threads,
          "LibTorch intra-op threads for efcnet (default: all cores, " + std::to_string(core_count()) + " here)")

@@ -12,9 +12,9 @@
 
 #include "command_support.h"
 #include "commands.h"
-#include "efcnet/default_weights.h"
 #include "efcnet/image.h"
 #include "efcnet/inference.h"
+#include "efcnet/models.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
@@ -26,9 +26,8 @@ namespace {
 
 namespace fs = std::filesystem;
 PairFusion make_fusion(const FuseSettings& s) {
-  if (s.method == "y-average" || s.method == "y-max") {
-    const auto method = s.method == "y-average" ? BaselineMethod::y_average : BaselineMethod::y_max;
-    return [method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
+  if (const auto method = baseline_method_named(s.method)) {
+    return [method = *method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
   }
   auto fuser = std::make_shared<const Fuser>(fuser_options(s));
   return [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); };
@@ -176,11 +175,6 @@ Colour handling (as the authors' test script):
   network could not fuse in the memory available (on the CPU), is refused before it is decoded.
   Inputs must be regular files: a FIFO or a device is refused.
 
-Weights, first found wins:
-  --weights / --seem-weights, then $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS, then the shipped
-  efcnet_default.pth / seem_default.pth in <exe dir>/../share/efcnet/models, <exe dir>/../models,
-  or the source tree's models/.
-
 Outputs are written atomically (a hidden temporary file renamed into place): an interrupted run
 never leaves a partial image. Existing outputs are kept unless --overwrite is given.)";
 
@@ -188,8 +182,9 @@ never leaves a partial image. Existing outputs are kept unless --overwrite is gi
 
 FuserOptions fuser_options(const FuseSettings& s) {
   FuserOptions options;
-  options.weights = resolve_weights(kNetworkWeights, s.weights, "--weights");
-  options.seem_weights = resolve_weights(kSeemWeights, s.seem_weights, "--seem-weights");
+  const Model model = resolve_model(s.model);
+  options.weights = model.network;
+  options.seem_weights = model.seem;
   options.device = s.device;
   options.inference.precision = s.precision == "bf16" ? Precision::bfloat16 : Precision::float32;
   return options;
@@ -239,7 +234,7 @@ std::size_t report_unpaired(const FuseSettings& s, const Pairing& pairing, const
 void add_fuse_command(CLI::App& app) {
   auto settings = std::make_shared<FuseSettings>();
   CLI::App* cmd = add_torch_subcommand(app, "fuse");
-  cmd->footer(kFooter);
+  cmd->footer(std::string(kFooter) + "\n\n" + kModelLookupHelp);
 
   cmd->add_option("--anatomical", settings->anatomical, "Anatomical image (MRI, CT, phase contrast), read as grey");
   cmd->add_option("--functional", settings->functional, "Functional image (SPECT, PET, GFP colour; or grey CT)");
@@ -251,12 +246,12 @@ void add_fuse_command(CLI::App& app) {
                   "Output format in directory mode (default: the functional image's extension)")
       ->check(CLI::IsMember({"png", "jpg", "tif"}));
   cmd->add_option("--method", settings->method,
-                  "efcnet (the network), or a baseline needing no weights: y-average ((Y + anatomical)/2) or "
-                  "y-max (max(Y, anatomical)), with the same colour handling")
+                  "efcnet (the network), or a baseline needing no weights: y-average ((Y + anatomical)/2), "
+                  "y-max (max(Y, anatomical)), with the same colour handling, or anatomical-copy (the anatomical "
+                  "image as Y: no fusion, a reference point for the metrics)")
       ->capture_default_str()
-      ->check(CLI::IsMember({"efcnet", "y-average", "y-max"}));
-  cmd->add_option("--weights", settings->weights, weights_lookup_help(kNetworkWeights));
-  cmd->add_option("--seem-weights", settings->seem_weights, weights_lookup_help(kSeemWeights));
+      ->check(CLI::IsMember({"efcnet", "y-average", "y-max", "anatomical-copy"}));
+  add_model_options(cmd, settings->model);
   cmd->add_option("--threads", settings->threads,
                   "LibTorch intra-op threads (default: all cores, " + std::to_string(core_count()) + " here)")
       ->check(CLI::NonNegativeNumber);
@@ -264,7 +259,7 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_option("--precision", settings->precision,
                   "float32 (default: within 1 level of the reference) or bf16: the network's convolutions and "
                   "linear layers in bfloat16 on a CPU with AVX-512: faster, most where it has AMX or AVX-512 BF16, "
-                  "up to 3 levels off (measurements in models/README.md)")
+                  "up to 3 levels off (measurements in docs/model-history.md)")
       ->check(CLI::IsMember({"float32", "bf16"}));
   cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
   add_max_image_pixels_option(cmd, settings->max_image_pixels);

@@ -8,6 +8,7 @@
 #include <string>
 
 #include "efcnet/image.h"
+#include "efcnet/models.h"
 #include "efcnet/pipeline.h"
 
 namespace efcnet::cli {
@@ -15,7 +16,7 @@ namespace efcnet::cli {
 struct FuseSettings {
   std::string anatomical, functional, output;
   std::string anatomical_dir, functional_dir, output_dir, format;
-  std::string weights, seem_weights;
+  ModelChoice model;  // --model, or --weights with --seem-weights
   std::string device = "cpu";
   std::string method = "efcnet";
   std::string precision = "float32";
@@ -38,7 +39,7 @@ struct FuseSettings {
   WriteMode write_mode() const { return overwrite ? WriteMode::replace : WriteMode::no_clobber; }
 };
 
-// FuserOptions from the command line (weights looked up as --help says).
+// FuserOptions from the command line (the model looked up as --help says).
 FuserOptions fuser_options(const FuseSettings& s);
 
 // How the 2D images are read: --max-image-pixels, and for the network on the CPU its working memory

@@ -121,9 +121,8 @@ void check_headers(const std::string& path, const VolumeInfo& info, const Volume
 class SliceFuser {
  public:
   explicit SliceFuser(const FuseSettings& s) {
-    if (s.method == "y-average" || s.method == "y-max") {
-      const auto method = s.method == "y-average" ? BaselineMethod::y_average : BaselineMethod::y_max;
-      fuse_ = [method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
+    if (const auto method = baseline_method_named(s.method)) {
+      fuse_ = [method = *method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
     } else {
       fuser_ = std::make_unique<const Fuser>(fuser_options(s));
       const Fuser* fuser = fuser_.get();

@@ -1,6 +1,6 @@
 // efcnet: multimodal medical image fusion (EFCNet) from the command line.
 //
-// This executable does not link LibTorch (commands.h): it runs evaluate, phantom, bench-register, --help and
+// This executable does not link LibTorch (commands.h): it runs evaluate, phantom, bench-register, models, --help and
 // --version itself, and hands every command line that names a LibTorch command to efcnet-torch.
 #include <unistd.h>
 
@@ -77,5 +77,6 @@ int main(int argc, char** argv) {
   efcnet::cli::add_evaluate_command(app);
   efcnet::cli::add_phantom_command(app);
   efcnet::cli::add_bench_register_command(app);
+  efcnet::cli::add_models_command(app);
   return efcnet::cli::run_app(app, argc, argv);
 }

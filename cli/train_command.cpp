@@ -5,13 +5,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <regex>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <utility>
 
 #include "commands.h"
-#include "efcnet/default_weights.h"
 #include "efcnet/model.h"
+#include "efcnet/models.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
@@ -317,9 +318,20 @@ void add_train_command(CLI::App& app) {
                      ->check(CLI::ExistingFile)
                      ->excludes(anatomical)
                      ->excludes(functional);
-  command->add_option("--seem-weights", options->seem_weights, weights_lookup_help(kSeemWeights));
-  command->add_option("--init-weights", options->init_weights,
-                      "Start from these network weights instead of a random init");
+  auto model = std::make_shared<std::string>();
+  auto* model_option = command->add_option(
+      "--model", *model,
+      "Start from a shipped model (`efcnet models`): its network's weights, trained further with its SEEM");
+  command
+      ->add_option("--seem-weights", options->seem_weights,
+                   "Weights of the SEEM (.pth state dict) the network trains with; default: $EFCNET_SEEM_WEIGHTS, "
+                   "else the shipped default model's")
+      ->excludes(model_option);
+  command
+      ->add_option("--init-weights", options->init_weights,
+                   "Start from these network weights instead of a random init; needs --seem-weights: the SEEM "
+                   "they were trained with")
+      ->excludes(model_option);
   add_common_options(command, *options, *settings);
   command->add_flag("--seem-on-whole-images", options->seem_on_whole_images,
                     "With --crop: run SEEM once on each whole image and cut the crop from its map, as fusion sees "
@@ -349,11 +361,21 @@ void add_train_command(CLI::App& app) {
                     "Before training, compare one loss and its gradients on --device with the CPU's (float32, eval "
                     "mode, the first --batch-size pairs) and stop unless they agree within the golden data's "
                     "tolerances (terms 1e-5 relative, gradients 1e-4 of each tensor's largest): for a GPU build");
-  command->callback([options, settings, anatomical, functional, packed] {
+  command->callback([options, settings, anatomical, functional, packed, model] {
     if (packed->count() == 0 && (anatomical->count() == 0 || functional->count() == 0)) {
       throw CLI::ValidationError("--anatomical-dir", "give --anatomical-dir and --functional-dir, or --packed-pairs");
     }
+    // A network goes on learning only with the SEEM whose map it learnt to read.
+    if (!options->init_weights.empty() && options->seem_weights.empty()) {
+      throw std::runtime_error(
+          "--init-weights needs --seem-weights, the SEEM those weights were trained with (or --model NAME)");
+    }
     apply_common(*options, *settings);
+    if (!model->empty()) {
+      const Model start = resolve_model({*model, "", ""});
+      options->init_weights = start.network;
+      options->seem_weights = start.seem;
+    }
     options->seem_weights = resolve_weights(kSeemWeights, options->seem_weights, "--seem-weights");
     train_or_launch(*options, *settings, [settings](const NetworkTrainOptions& o) {
       if (settings->check_device) check_device(o);
@@ -441,7 +463,7 @@ void add_export_weights_command(CLI::App& app) {
       ->add_option("--output-bias-offset", settings->options.output_bias_offset,
                    "Add this to the network's output bias, the logit before the final sigmoid: positive "
                    "brightens the fusion (most in the mid-tones), negative darkens it; network weights only "
-                   "(models/README.md says how the default weights were calibrated)")
+                   "(docs/model-history.md says how earlier default weights were calibrated)")
       ->default_val(0.0);
   command
       ->add_option("--output-logit-scale", settings->options.output_logit_scale,

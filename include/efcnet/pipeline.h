@@ -11,8 +11,10 @@
 #include <cstddef>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -49,9 +51,15 @@ cv::Mat replace_y_plane(const cv::Mat& functional, const cv::Mat& y);
 
 // Classical fusions of the same Y plane, the baselines a learnt fusion has to beat.
 enum class BaselineMethod {
-  y_average,  // (Y + anatomical) / 2, rounded
-  y_max,      // max(Y, anatomical)
+  y_average,        // (Y + anatomical) / 2, rounded
+  y_max,            // max(Y, anatomical)
+  anatomical_copy,  // the anatomical image as Y: no fusion at all, the functional colour on the
+                    // anatomy's brightness; a reference point for metrics that reward anatomical fidelity
 };
+
+// The method a command-line name ("y-average", "y-max", "anatomical-copy") stands for; nullopt for
+// any other name.
+std::optional<BaselineMethod> baseline_method_named(std::string_view name);
 
 // Same inputs, checks and output as Fuser::fuse_pair.
 cv::Mat fuse_baseline(const cv::Mat& anatomical, const cv::Mat& functional, BaselineMethod method);

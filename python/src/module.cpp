@@ -17,11 +17,11 @@
 #include <string>
 
 #include "arrays.h"
-#include "efcnet/default_weights.h"
 #include "efcnet/error.h"
 #include "efcnet/image.h"
 #include "efcnet/inference_options.h"
 #include "efcnet/metrics.h"
+#include "efcnet/models.h"
 #include "efcnet/pipeline.h"
 #include "efcnet/runtime.h"
 #include "efcnet/weights.h"
@@ -68,15 +68,19 @@ Precision parse_precision(const std::string& precision) {
 class PyFuser {
  public:
   PyFuser(const std::optional<fs::path>& weights, const std::optional<fs::path>& seem_weights,
-          const std::string& device, int threads, const std::string& precision)
+          const std::string& device, int threads, const std::string& precision, const std::optional<std::string>& model)
       : device_(device), precision_(precision) {
     if (threads < 0)
       throw py::value_error("threads must be 0 (leave LibTorch's setting) or positive, got " + std::to_string(threads));
     FuserOptions options;
     options.inference.precision = parse_precision(precision);
     options.device = device;
-    options.weights = resolve_weights(kNetworkWeights, weights ? weights->string() : "", "weights=");
-    options.seem_weights = resolve_weights(kSeemWeights, seem_weights ? seem_weights->string() : "", "seem_weights=");
+    const Model chosen = resolve_model(
+        {model.value_or(""), weights ? weights->string() : "", seem_weights ? seem_weights->string() : ""},
+        {"model=", "weights=", "seem_weights="});
+    options.weights = chosen.network;
+    options.seem_weights = chosen.seem;
+    model_ = chosen.name;
     weights_ = options.weights;
     seem_weights_ = options.seem_weights;
     py::gil_scoped_release release;
@@ -133,17 +137,20 @@ class PyFuser {
   }
 
   std::string repr() const {
+    if (!model_.empty())
+      return "efcnet.Fuser(model='" + model_ + "', device='" + device_ + "', precision='" + precision_ + "')";
     return "efcnet.Fuser(weights='" + weights_ + "', seem_weights='" + seem_weights_ + "', device='" + device_ +
            "', precision='" + precision_ + "')";
   }
 
   const std::string& weights() const { return weights_; }
   const std::string& seem_weights() const { return seem_weights_; }
+  const std::string& model() const { return model_; }
   const std::string& device() const { return device_; }
   const std::string& precision() const { return precision_; }
 
  private:
-  std::string weights_, seem_weights_, device_, precision_;
+  std::string model_, weights_, seem_weights_, device_, precision_;
   std::unique_ptr<Fuser> fuser_;
   mutable std::mutex mutex_;
 };
@@ -306,17 +313,22 @@ PYBIND11_MODULE(_efcnet, m) {
   m.attr("Error") = py::handle(error_type);
   py::register_exception_translator(translate_library_errors);
 
-  py::class_<PyFuser> fuser(m, "Fuser",
-                            R"(Fuser(weights=None, seem_weights=None, device="cpu", threads=0, precision="float32")
+  py::class_<PyFuser> fuser(
+      m, "Fuser",
+      R"(Fuser(weights=None, seem_weights=None, device="cpu", threads=0, precision="float32", model=None)
 
 Loads the fusion network and its edge module (SEEM) once, prepared for inference, and fuses
 any number of anatomical/functional pairs with them, exactly as `efcnet fuse` does (byte for byte
 with as many threads; a few pixels can differ by a level between thread counts).
 
-weights, seem_weights: .pth state dicts (str or os.PathLike). When None, the same lookup as the
-    efcnet command: $EFCNET_WEIGHTS / $EFCNET_SEEM_WEIGHTS, else the shipped efcnet_default.pth /
-    seem_default.pth (in <python>/../share/efcnet/models, <python>/../models, or the source
-    tree's models/). A file that does not exist raises efcnet.Error.
+model: a shipped model by name (efcnet.models() lists them): a network and the SEEM it was
+    trained with.
+weights, seem_weights: instead of model, a network's and its SEEM's .pth state dicts (str or
+    os.PathLike), both or neither: a network fuses as trained only with its own SEEM. When all
+    three are None, the same lookup as the efcnet command: $EFCNET_WEIGHTS with
+    $EFCNET_SEEM_WEIGHTS, else the shipped model "default" (in models/ beside the module,
+    <python>/../share/efcnet/models, or the source tree's models/). One file alone, an unknown
+    model or a file that does not exist raises efcnet.Error.
 device: "cpu", "cuda" or "cuda:N".
 threads: LibTorch's intra-op threads, a setting of the whole process. 0 (the default) leaves it
     as it is (LibTorch's default, which counts physical cores and may find fewer than the
@@ -331,9 +343,9 @@ efcnet.keep_freed_memory_for_reuse() (an opt-in for the whole process) made it 2
   fuser.attr("__module__") = "efcnet";  // before the methods, whose signatures name the class
   fuser
       .def(py::init<const std::optional<std::filesystem::path>&, const std::optional<std::filesystem::path>&,
-                    const std::string&, int, const std::string&>(),
+                    const std::string&, int, const std::string&, const std::optional<std::string>&>(),
            py::arg("weights") = py::none(), py::arg("seem_weights") = py::none(), py::arg("device") = "cpu",
-           py::arg("threads") = 0, py::arg("precision") = "float32")
+           py::arg("threads") = 0, py::arg("precision") = "float32", py::arg("model") = py::none())
       .def("fuse", &PyFuser::fuse, py::arg("anatomical"), py::arg("functional"), py::arg("order") = "rgb",
            R"(Fuses an anatomical image with a functional one; returns the fused uint8 array.
 
@@ -350,6 +362,7 @@ converted), wrong shapes or sizes (both images at least 11x11) ValueError. A pai
 working memory than is available raises efcnet.Error.)")
       .def_property_readonly("weights", &PyFuser::weights, "Path of the fusion network's weights in use.")
       .def_property_readonly("seem_weights", &PyFuser::seem_weights, "Path of SEEM's weights in use.")
+      .def_property_readonly("model", &PyFuser::model, "The shipped model's name; \"\" for files named by weights=.")
       .def_property_readonly("device", &PyFuser::device, "Where the networks run.")
       .def_property_readonly("precision", &PyFuser::precision, "\"float32\" or \"bfloat16\".")
       .def("__repr__", &PyFuser::repr);
@@ -382,6 +395,18 @@ TypeError for another dtype, ValueError for shapes, sizes or non-integral levels
   def_triple(metrics, "CC", efcnet::metrics::cc, "CC: (corr(A, F) + corr(B, F)) / 2 (NaN for a constant image).");
   def_triple(metrics, "MSE", efcnet::metrics::mse, "MSE: (mean((A - F)^2) + mean((B - F)^2)) / 2.");
 
+  m.def(
+      "models",
+      [] {
+        py::list listed;
+        for (const efcnet::Model& model : efcnet::shipped_models()) {
+          listed.append(py::dict(py::arg("name") = model.name, py::arg("description") = model.description,
+                                 py::arg("weights") = model.network, py::arg("seem_weights") = model.seem));
+        }
+        return listed;
+      },
+      R"(The shipped models, as `efcnet models` lists them: a list of {"name", "description",
+"weights", "seem_weights"} (the network's and its SEEM's files). Fuser(model=name) loads one.)");
   m.def("load_state_dict", &load_state_dict, py::arg("path"),
         R"(Reads a PyTorch state dict (.pth, torch.save's zip format) as {key: numpy.ndarray}, in file order.
 

@@ -121,9 +121,10 @@ def test_missing_or_bad_weights_raise_efcnet_error_naming_the_file(golden, tmp_p
     missing = tmp_path / "none.pth"
     with pytest.raises(efcnet.Error, match="^" + re.escape(f"{missing}: no such file (given by weights=)") + "$"):
         efcnet.Fuser(missing, SEEM_WEIGHTS)
+    monkeypatch.setenv("EFCNET_WEIGHTS", str(NETWORK_WEIGHTS))
     monkeypatch.setenv("EFCNET_SEEM_WEIGHTS", str(missing))
     with pytest.raises(efcnet.Error, match="^" + re.escape(f"{missing}: no such file (given by EFCNET_SEEM_WEIGHTS)") + "$"):
-        efcnet.Fuser(NETWORK_WEIGHTS)
+        efcnet.Fuser()
     bogus = tmp_path / "bogus.pth"
     bogus.write_text("not a zip archive")
     with pytest.raises(efcnet.Error, match="^" + re.escape(f"{bogus}: not a torch.save zip archive")):
@@ -139,13 +140,36 @@ def test_without_weights_the_cli_lookup_finds_the_shipped_defaults(monkeypatch):
         fuser = efcnet.Fuser()
     except efcnet.Error as error:
         # Only acceptable where nothing ships defaults; the message says where it looked.
-        assert "no fusion network weights: name a .pth file with weights= or set EFCNET_WEIGHTS" in str(error)
+        assert "no shipped default model" in str(error)
         pytest.skip(f"no shipped default weights beside {shipped} or in the source tree: {error}")
     assert fuser.weights.endswith("models/efcnet_default.pth")
     assert fuser.seem_weights.endswith("models/seem_default.pth")
-    assert repr(fuser).startswith("efcnet.Fuser(weights='")
+    assert fuser.model == "default"
+    assert repr(fuser).startswith("efcnet.Fuser(model='default'")
     anatomical, functional = small_pair()
     assert fuser.fuse(anatomical, functional).shape == functional.shape
+
+
+def test_models_are_listed_and_chosen_by_name_and_one_file_alone_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("EFCNET_WEIGHTS", raising=False)
+    monkeypatch.delenv("EFCNET_SEEM_WEIGHTS", raising=False)
+    (tmp_path / "models.tsv").write_text("mine\tthe golden network with the authors' SEEM\n")
+    (tmp_path / "efcnet_mine.pth").write_bytes(NETWORK_WEIGHTS.read_bytes())
+    (tmp_path / "seem_mine.pth").write_bytes(SEEM_WEIGHTS.read_bytes())
+    monkeypatch.setenv("EFCNET_MODELS_DIR", str(tmp_path))
+    listed = efcnet.models()
+    assert listed[0] == {"name": "mine", "description": "the golden network with the authors' SEEM",
+                         "weights": str(tmp_path / "efcnet_mine.pth"), "seem_weights": str(tmp_path / "seem_mine.pth")}
+    fuser = efcnet.Fuser(model="mine", threads=THREADS)
+    assert (fuser.model, fuser.weights) == ("mine", str(tmp_path / "efcnet_mine.pth"))
+    with pytest.raises(efcnet.Error, match="^weights= without seem_weights=: a network fuses as trained only with its own SEEM"):
+        efcnet.Fuser(NETWORK_WEIGHTS)
+    with pytest.raises(efcnet.Error, match="^seem_weights= without weights="):
+        efcnet.Fuser(seem_weights=SEEM_WEIGHTS)
+    with pytest.raises(efcnet.Error, match='^give model= or weights= with seem_weights=, not both$'):
+        efcnet.Fuser(NETWORK_WEIGHTS, SEEM_WEIGHTS, model="mine")
+    with pytest.raises(efcnet.Error, match='^no model named "nonesuch" \\(given by model=\\); the shipped models: mine'):
+        efcnet.Fuser(model="nonesuch")
 
 
 def test_the_gil_is_released_while_the_network_runs(golden_fuser):

@@ -53,12 +53,19 @@ cv::Mat fuse_baseline(const cv::Mat& anatomical, const cv::Mat& functional, Base
   check_fusion_inputs(anatomical, functional);
   const cv::Mat y = functional_y_plane(functional);
   cv::Mat fused;
-  if (method == BaselineMethod::y_average) {
-    cv::addWeighted(y, 0.5, anatomical, 0.5, 0.0, fused);
-  } else {
-    cv::max(y, anatomical, fused);
+  switch (method) {
+    case BaselineMethod::y_average: cv::addWeighted(y, 0.5, anatomical, 0.5, 0.0, fused); break;
+    case BaselineMethod::y_max: cv::max(y, anatomical, fused); break;
+    case BaselineMethod::anatomical_copy: fused = anatomical; break;
   }
   return replace_y_plane(functional, fused);
+}
+
+std::optional<BaselineMethod> baseline_method_named(std::string_view name) {
+  if (name == "y-average") return BaselineMethod::y_average;
+  if (name == "y-max") return BaselineMethod::y_max;
+  if (name == "anatomical-copy") return BaselineMethod::anatomical_copy;
+  return std::nullopt;
 }
 
 }  // namespace efcnet

@@ -176,6 +176,14 @@ TEST_F(TwoExecutables, ErrorsAndExitStatusOfTheTorchCommandsReachTheCaller) {
   EXPECT_EQ(frozen.status, 1) << frozen.err;
   EXPECT_TRUE(contains(frozen.err, "--freeze-batchnorm-statistics needs --init-weights")) << frozen.err;
   EXPECT_FALSE(fs::exists(dir_ / "run/model_1.pth"));
+
+  // A network goes on training only with its own SEEM: --init-weights alone is refused.
+  const Result lone =
+      run("train --anatomical-dir " + quoted(dir_ / "A") + " --functional-dir " + quoted(dir_ / "B") + " --out-dir " +
+          quoted(dir_ / "run") + " --init-weights " + quoted(dir_ / "A/x.png") + " --no-progress");
+  EXPECT_EQ(lone.status, 1) << lone.err;
+  EXPECT_TRUE(contains(lone.err, "--init-weights needs --seem-weights")) << lone.err;
+  EXPECT_FALSE(fs::exists(dir_ / "run"));
 }
 
 TEST_F(TwoExecutables, FindsEfcnetTorchBesideItselfAndNamesItWhenMissing) {

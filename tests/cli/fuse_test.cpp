@@ -415,6 +415,45 @@ TEST_F(FuseCli, WithoutWeightsGivenTheShippedDefaultsAreUsed) {
   EXPECT_GT(deviation[0], 10.0);
 }
 
+TEST_F(FuseCli, ModelsAreChosenByNameAndOneWeightsFileAloneIsRefused) {
+  REQUIRE_SHIPPED_WEIGHTS();
+  const Phantom p = small_pair(PhantomKind::spect);
+  const std::string a = write("a.png", p.anatomical), f = write("f.png", p.functional);
+  const std::string inputs = "fuse --anatomical " + quoted(a) + " --functional " + quoted(f) + " --output ";
+  const std::string by_name = dir_ / "named.png", by_default = dir_ / "default.png", lone = dir_ / "lone.png";
+  const std::string no_env = "unset EFCNET_WEIGHTS EFCNET_SEEM_WEIGHTS EFCNET_MODELS_DIR;";
+  ASSERT_EQ(run(inputs + quoted(by_name) + " --model default", no_env).status, 0);
+  ASSERT_EQ(run(inputs + quoted(by_default), no_env).status, 0);
+  EXPECT_EQ(slurp(by_name), slurp(by_default));
+
+  // A network alone would be paired with another model's SEEM, silently: refused, nothing written.
+  const Result network_only = run(inputs + quoted(lone) + " --weights " + quoted(kShippedWeights), no_env);
+  EXPECT_EQ(network_only.status, 1);
+  EXPECT_EQ(count_lines(network_only.err), 1u) << network_only.err;
+  EXPECT_TRUE(contains(network_only.err,
+                       "--weights without --seem-weights: a network fuses as trained only with its "
+                       "own SEEM"))
+      << network_only.err;
+  const Result seem_only = run(inputs + quoted(lone) + " --seem-weights " + quoted(kShippedSeemWeights), no_env);
+  EXPECT_EQ(seem_only.status, 1);
+  EXPECT_TRUE(contains(seem_only.err, "--seem-weights without --weights")) << seem_only.err;
+  const Result env_only =
+      run(inputs + quoted(lone), "unset EFCNET_SEEM_WEIGHTS; EFCNET_WEIGHTS=" + quoted(kShippedWeights));
+  EXPECT_EQ(env_only.status, 1);
+  EXPECT_TRUE(contains(env_only.err, "EFCNET_WEIGHTS without EFCNET_SEEM_WEIGHTS")) << env_only.err;
+  const Result unknown = run(inputs + quoted(lone) + " --model nonesuch", no_env);
+  EXPECT_EQ(unknown.status, 1);
+  EXPECT_TRUE(contains(unknown.err, "no model named \"nonesuch\" (given by --model); the shipped models: default"))
+      << unknown.err;
+  EXPECT_FALSE(std::filesystem::exists(lone));
+
+  // `efcnet models`: one line per model, its name first.
+  const Result listed = run("models", no_env);
+  ASSERT_EQ(listed.status, 0) << listed.err;
+  EXPECT_EQ(listed.out.rfind("default  ", 0), 0u) << listed.out;
+  EXPECT_TRUE(contains(listed.out, "variant")) << listed.out;
+}
+
 TEST_F(FuseCli, ShippedWeightsAreFloat16FilesWellUnder20MiB) {
   REQUIRE_SHIPPED_WEIGHTS();
   for (const auto& path : {kShippedWeights, kShippedSeemWeights}) {

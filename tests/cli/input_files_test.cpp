@@ -130,8 +130,8 @@ TEST_F(InputFiles, FifoInputsAreRefusedWithoutBlocking) {
     EXPECT_LT(seconds, 5) << args;
   }
   double seconds = 0;
-  const Result r = run("fuse --weights " + quoted(weights_fifo) + " --anatomical " + quoted(dir_ / "a/small.png") +
-                           " --functional " + quoted(f) + output,
+  const Result r = run("fuse --weights " + quoted(weights_fifo) + " --seem-weights " + quoted(weights_fifo) +
+                           " --anatomical " + quoted(dir_ / "a/small.png") + " --functional " + quoted(f) + output,
                        &seconds);
   expect_one_line_naming(r, weights_fifo + ": is a FIFO, not a regular file");
   EXPECT_LT(seconds, 5);
