@@ -31,7 +31,7 @@ TORCH_MODULE(SmoothEdgeExtractor);
 // Sets SEEM's weights and BatchNorm statistics so that, in eval mode, it returns its input unchanged
 // (any input >= 0, as images are: every layer ends in a ReLU). The fusion network then sees the
 // functional image's grey levels themselves instead of a map of their edges, which renders a CT's
-// soft tissue as a flat mask; the default weights' SEEM since round three (models/README.md).
+// soft tissue as a flat mask; the default weights' SEEM since round three (docs/model-history.md).
 void set_identity(SmoothEdgeExtractorImpl& seem);
 
 // ---------------------------------------------------------------------------------------------

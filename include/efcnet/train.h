@@ -82,7 +82,7 @@ struct NetworkTrainOptions : TrainOptions {
   // With crops, SEEM runs on each crop alone, so the crop's zero-padded borders show as edges in
   // the map the network is fed and scored against. This runs SEEM once on each whole image and
   // cuts the crop from its map instead, what the network sees when fusing whole images (once per
-  // sample, not per step). On the default weights it raised background speckle: see models/README.md.
+  // sample, not per step). On the default weights it raised background speckle: see docs/model-history.md.
   bool seem_on_whole_images = false;
   // Weights of the optional source terms of the loss (losses.h SourceTerms: mean |out - max(f, a)|
   // and mean |S(out) - max(S(f), S(a))| against the functional image itself); 0, the default, trains
