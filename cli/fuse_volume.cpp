@@ -165,20 +165,27 @@ DicomOutputOptions dicom_options(const VolumeJob& job, const FuseSettings& s, co
     std::snprintf(text, sizeof text, "%g:%g", w.low, w.high);
     return std::string(text);
   };
-  const std::string model = s.method == "efcnet" ? name(fuser_options(s).weights) : s.method;
+  std::string model = s.method, network;
+  if (s.method == "efcnet") {
+    const Model chosen = resolve_model(s.model);
+    model = chosen.name.empty() ? name(chosen.network) : "model " + chosen.name;  // Series Description: 64 characters
+    network = ", " + (chosen.name.empty() ? "" : model + ", ") + "weights " + name(chosen.network) + ", SEEM weights " +
+              name(chosen.seem) + ", precision " + s.precision;
+  }
   const std::string colormap = s.colormap.empty() ? colormap_name(kDefaultFunctionalColormap) : s.colormap;
+  const bool registered = !s.register_kind.empty() && s.register_kind != "none";
   DicomOutputOptions options;
   options.anatomical = job.anatomical;
   options.software_versions = kVersion;
   options.series_description = std::string(kVersion) + " fusion, " + model + ", " + colormap;
   options.derivation_description =
-      std::string(kVersion) + " fuse: method " + s.method +
-      (s.method == "efcnet" ? ", weights " + model + ", SEEM weights " + name(fuser_options(s).seem_weights) +
-                                  ", precision " + s.precision
-                            : "") +
-      "; anatomical " + name(job.anatomical) + ", window " + window(prepared.anatomical_window) + "; functional " +
-      name(job.functional) + ", window " + window(prepared.functional_window) + ", colormap " + colormap + "; plane " +
-      (s.plane.empty() ? "axial" : s.plane) + (s.frame.empty() ? "" : "; frame " + s.frame);
+      std::string(kVersion) + " fuse: method " + s.method + network + "; anatomical " + name(job.anatomical) +
+      ", window " + window(prepared.anatomical_window) + "; functional " + name(job.functional) + ", window " +
+      window(prepared.functional_window) + ", colormap " + colormap + "; plane " +
+      (s.plane.empty() ? "axial" : s.plane) + (s.frame.empty() ? "" : "; frame " + s.frame) +
+      (registered ? "; registered " + s.register_kind : "") +
+      (s.transform.empty() ? "" : "; transform " + name(s.transform)) +
+      (s.allow_uneven_slices ? "; uneven slices allowed" : "");
   return options;
 }
 

@@ -157,7 +157,8 @@ TEST_F(DicomOutput, FromADicomAnatomicalJoinsItsStudyAndPassesTheTools) {
 
   const Result nifti = efcnet(fuse(dir_ / "anatomical", dir_ / "fused.nii"));
   ASSERT_EQ(nifti.status, 0) << nifti.err;
-  const Result r = efcnet(fuse(dir_ / "anatomical", dir_ / "fused", "--output-format dicom"));
+  // The series is even: --allow-uneven-slices changes nothing but the record of the options.
+  const Result r = efcnet(fuse(dir_ / "anatomical", dir_ / "fused", "--output-format dicom --allow-uneven-slices"));
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_FALSE(contains(r.err, "new study")) << r.err;
   EXPECT_EQ(list_dir(dir_.path()),
@@ -176,9 +177,13 @@ TEST_F(DicomOutput, FromADicomAnatomicalJoinsItsStudyAndPassesTheTools) {
   EXPECT_EQ(tag(source, "0020|0052"), testing::DicomSeriesOptions{}.frame_of_reference_uid);
   EXPECT_NE(tag(file, "0020|000e"), tag(source, "0020|000e"));
   const std::string description = tag(file, "0008|103e");
-  EXPECT_TRUE(contains(description, "efcnet 0.") && contains(description, ".pth") && contains(description, "hot-iron"))
+  EXPECT_TRUE(contains(description, "efcnet 0.") && contains(description, "model default") &&
+              contains(description, "hot-iron"))
       << description;
-  EXPECT_TRUE(contains(tag(file, "0008|2111"), "window")) << tag(file, "0008|2111");
+  const std::string derivation = tag(file, "0008|2111");
+  EXPECT_TRUE(contains(derivation, "window") && contains(derivation, "weights efcnet_default.pth, SEEM weights") &&
+              contains(derivation, "uneven slices allowed"))
+      << derivation;
 
   expect_valid_iod(dir_ / "fused");
   expect_round_trip(dir_ / "fused", dir_ / "fused.nii");
