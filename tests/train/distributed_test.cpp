@@ -682,6 +682,9 @@ class TwoHosts {
   ~TwoHosts() {
     // Removing a namespace removes the veth end inside it, and with it the pair.
     for (const auto& name : names_) (void)std::system(("ip netns del " + name + " >/dev/null 2>&1").c_str());
+    // `ip netns add` mounts /run/netns on itself and leaves it mounted: undo that when no namespace
+    // is left, so that a chroot the suite ran in can be removed.
+    (void)std::system("[ -z \"$(ls -A /run/netns 2>/dev/null)\" ] && umount /run/netns 2>/dev/null");
   }
   const std::string& problem() const { return problem_; }
   const std::string& name(int host) const { return names_[host]; }
