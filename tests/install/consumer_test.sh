@@ -9,7 +9,7 @@ rm -rf "$work"
 mkdir -p "$work"
 cmake --install "$build" --prefix "$work/prefix" >"$work/install.log"
 for file in include/efcnet/pipeline.h include/efcnet/error.h lib/cmake/efcnet/efcnetConfig.cmake \
-            share/efcnet/models/efcnet_default.pth bin/efcnet; do
+            share/efcnet/models/efcnet_default.pth share/efcnet/models/models.tsv bin/efcnet; do
   [ -e "$work/prefix/$file" ] || { echo "consumer_test: $file was not installed" >&2; exit 1; }
 done
 cmake -S "$source/examples/fuse_pair" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$work/prefix" \
