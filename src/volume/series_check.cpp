@@ -4,11 +4,11 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <sstream>
 #include <string>
 #include <vector>
 
-#include <gdcmScanner.h>
+#include <gdcmImageHelper.h>
+#include <gdcmReader.h>
 #include <gdcmTag.h>
 
 namespace efcnet::detail {
@@ -16,19 +16,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-const gdcm::Tag kPosition(0x0020, 0x0032), kOrientation(0x0020, 0x0037), kPixelSpacing(0x0028, 0x0030),
-    kRows(0x0028, 0x0010), kColumns(0x0028, 0x0011), kFrames(0x0028, 0x0008);
-
-// The backslash-separated numbers of a DICOM string value ("-120\\-110.5\\40").
-std::vector<double> numbers(const char* value) {
-  std::vector<double> result;
-  if (value == nullptr) return result;
-  std::string text(value);
-  std::replace(text.begin(), text.end(), '\\', ' ');
-  std::istringstream in(text);
-  for (double x = 0; in >> x;) result.push_back(x);
-  return result;
-}
+const gdcm::Tag kPosition(0x0020, 0x0032), kPerFrameGroups(0x5200, 0x9230), kPixelData(0x7fe0, 0x0010);
 
 std::string mm(double value) {
   char text[32];
@@ -40,8 +28,29 @@ std::string name(const std::string& file) { return fs::path(file).filename().str
 
 struct SliceHeader {
   std::vector<double> position, orientation, pixel_spacing;
-  std::string rows, columns, frames;
+  std::vector<unsigned> dimensions;  // columns, rows, frames
 };
+
+// One file's geometry as GDCM's image helper reads it (ITK's reader uses the same): from the
+// top-level attributes, or from the functional groups of an enhanced image (GDCM writes a
+// rescaled MR slice as Enhanced MR). Without either its position is unknown: left empty, where
+// the helper would say 0, 0, 0.
+SliceHeader read_slice_header(const std::string& dir, const std::string& file) {
+  gdcm::Reader reader;
+  reader.SetFileName(file.c_str());
+  if (!reader.ReadUpToTag(kPixelData)) throw VolumeError(dir + ": " + name(file) + ": not a readable DICOM file");
+  const gdcm::File& header = reader.GetFile();
+  const gdcm::DataSet& data = header.GetDataSet();
+  SliceHeader slice;
+  slice.dimensions = gdcm::ImageHelper::GetDimensionsValue(header);
+  if (data.FindDataElement(kPosition) || data.FindDataElement(kPerFrameGroups)) {
+    slice.position = gdcm::ImageHelper::GetOriginValue(header);
+    slice.orientation = gdcm::ImageHelper::GetDirectionCosinesValue(header);
+  }
+  slice.pixel_spacing = gdcm::ImageHelper::GetSpacingValue(header);
+  slice.pixel_spacing.resize(std::min<std::size_t>(slice.pixel_spacing.size(), 2));  // the third is the stack's
+  return slice;
+}
 
 bool differ(const std::vector<double>& a, const std::vector<double>& b, double tolerance) {
   if (a.size() != b.size()) return true;
@@ -53,26 +62,17 @@ bool differ(const std::vector<double>& a, const std::vector<double>& b, double t
 }  // namespace
 
 SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::string>& files, bool allow_uneven) {
-  gdcm::Scanner scanner;
-  for (const gdcm::Tag& tag : {kPosition, kOrientation, kPixelSpacing, kRows, kColumns, kFrames}) scanner.AddTag(tag);
-  if (!scanner.Scan(files)) throw VolumeError(dir + ": cannot read the DICOM headers of its files");
   std::vector<SliceHeader> slices;
-  for (const std::string& file : files) {
-    slices.push_back({numbers(scanner.GetValue(file.c_str(), kPosition)),
-                      numbers(scanner.GetValue(file.c_str(), kOrientation)),
-                      numbers(scanner.GetValue(file.c_str(), kPixelSpacing)),
-                      scanner.GetValue(file.c_str(), kRows) ? scanner.GetValue(file.c_str(), kRows) : "",
-                      scanner.GetValue(file.c_str(), kColumns) ? scanner.GetValue(file.c_str(), kColumns) : "",
-                      scanner.GetValue(file.c_str(), kFrames) ? scanner.GetValue(file.c_str(), kFrames) : ""});
-  }
+  for (const std::string& file : files) slices.push_back(read_slice_header(dir, file));
   const SliceHeader& head = slices.front();
   const std::string first = name(files.front());
   for (std::size_t s = 0; s < slices.size(); ++s) {
     const SliceHeader& slice = slices[s];
     const std::string file = name(files[s]);
-    if (files.size() > 1 && !slice.frames.empty() && std::atoi(slice.frames.c_str()) > 1)
-      throw VolumeError(dir + ": " + file + " holds " + slice.frames +
+    if (files.size() > 1 && slice.dimensions.size() > 2 && slice.dimensions[2] > 1) {
+      throw VolumeError(dir + ": " + file + " holds " + std::to_string(slice.dimensions[2]) +
                         " frames; a series is read as one 2D slice per file");
+    }
     if (slice.position.size() != 3 || slice.orientation.size() != 6)
       throw VolumeError(dir + ": " + file + " has no Image Position or Orientation (Patient): its place is unknown");
     if (differ(slice.orientation, head.orientation, 1e-4))
@@ -80,7 +80,8 @@ SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::
     if (differ(slice.pixel_spacing, head.pixel_spacing,
                1e-6 * (1 + std::abs(head.pixel_spacing.empty() ? 0 : head.pixel_spacing[0]))))
       throw VolumeError(dir + ": mixed pixel spacing: " + file + " differs from " + first);
-    if (slice.rows != head.rows || slice.columns != head.columns)
+    if (slice.dimensions.size() < 2 || head.dimensions.size() < 2 || slice.dimensions[0] != head.dimensions[0] ||
+        slice.dimensions[1] != head.dimensions[1])
       throw VolumeError(dir + ": mixed slice sizes: " + file + " differs from " + first);
   }
 
