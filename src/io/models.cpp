@@ -98,7 +98,9 @@ std::vector<Model> shipped_models() {
   for (const auto& dir : model_dirs()) {
     const fs::path index = fs::path(dir) / kModelIndex;
     if (!is_file(index)) continue;
-    for (const auto& [name, description] : read_index(index)) {
+    for (const auto& entry : read_index(index)) {
+      const std::string& name = entry.first;  // a named variable: clang's C++17 cannot capture a binding
+      const std::string& description = entry.second;
       const fs::path network = fs::path(dir) / ("efcnet_" + name + ".pth");
       const fs::path seem = fs::path(dir) / ("seem_" + name + ".pth");
       const bool known = std::any_of(models.begin(), models.end(), [&](const Model& m) { return m.name == name; });
