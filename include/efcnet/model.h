@@ -42,6 +42,9 @@ struct ConvBlockImpl : torch::nn::Module {
   ConvBlockImpl(int64_t in_channels, int64_t out_channels, int64_t kernel);
   torch::Tensor forward(const torch::Tensor& x);
 
+  // In training, BatchNorm and LeakyReLU as one autograd function that keeps only the convolution's
+  // output (lean_backward.h); not with a BatchNormOverride (synchronised BatchNorm).
+  bool lean_backward = true;
   torch::nn::Conv2d conv{nullptr};
   torch::nn::BatchNorm2d bn{nullptr};
 };
@@ -62,6 +65,7 @@ struct CoordinateAttentionImpl : torch::nn::Module {
   explicit CoordinateAttentionImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x);
 
+  bool lean_backward = true;  // the output product keeps its three factors, not x * a_w (lean_backward.h)
   torch::nn::Conv2d conv1{nullptr};
   torch::nn::BatchNorm2d bn1{nullptr};
   torch::nn::Conv2d conv_h{nullptr};
@@ -73,7 +77,6 @@ TORCH_MODULE(CoordinateAttention);
 struct ResidualBlockImpl : torch::nn::Module {
   explicit ResidualBlockImpl(int64_t channels);
   torch::Tensor forward(const torch::Tensor& x);
-
   torch::nn::Sequential conv{nullptr};  // indices 0 and 2 hold the convolutions
 };
 TORCH_MODULE(ResidualBlock);
@@ -111,8 +114,9 @@ struct TokenMlpImpl : torch::nn::Module {
   TokenMlpImpl(int64_t dim, int64_t hidden, double dropout);
   torch::Tensor forward(const torch::Tensor& tokens);
 
+  static constexpr int64_t kRecomputeAboveBytes = int64_t{32} << 20;
   double dropout;
-  int64_t recompute_above_bytes = int64_t{256} << 20;
+  int64_t recompute_above_bytes = kRecomputeAboveBytes;
   torch::nn::Linear fc1{nullptr};
   torch::nn::Linear fc2{nullptr};
 };
@@ -124,6 +128,9 @@ struct TransformerBlockImpl : torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& tokens);
 
   double drop_path;
+  // In training, keep only the block's input and run the block again in the backward pass
+  // (lean_backward.h): what it would keep is about six token maps of its width.
+  bool recompute = true;
   torch::nn::LayerNorm norm1{nullptr};
   TokenAttention attn{nullptr};
   torch::nn::LayerNorm norm2{nullptr};
@@ -172,6 +179,12 @@ struct FusionNetworkImpl : torch::nn::Module {
 
   // Chooses the textbook attention (q, k, softmax) instead of the exact single-token shortcut.
   void use_textbook_attention(bool enabled);
+
+  // How much a training step keeps for its backward pass: `lean` (the default) recomputes and
+  // slims what docs/architecture.md ("Training memory") lists; `keep_everything` is LibTorch's
+  // plain autograd, the benchmarks' baseline. Values and gradients agree to rounding.
+  enum class TrainingMemory { lean, keep_everything };
+  void set_training_memory(TrainingMemory mode);
 
   ConvBlock conv3_3{nullptr}, conv5_5{nullptr}, conv7_7{nullptr};
   CoordinateAttention ca1{nullptr}, ca2{nullptr}, ca3{nullptr};

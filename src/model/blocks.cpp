@@ -2,6 +2,8 @@
 // blocks, the token mixer (GlobalFeature) and E-Fusion.
 #include "efcnet/model.h"
 
+#include "lean_backward.h"
+
 #include <algorithm>
 #include <utility>
 
@@ -54,7 +56,13 @@ ConvBlockImpl::ConvBlockImpl(int64_t in_channels, int64_t out_channels, int64_t 
 }
 
 torch::Tensor ConvBlockImpl::forward(const torch::Tensor& x) {
-  return F::leaky_relu(normalise(*bn, conv->forward(x)), F::LeakyReLUFuncOptions().negative_slope(0.01));
+  constexpr double kSlope = 0.01;
+  const auto z = conv->forward(x);
+  if (lean_backward && bn->is_training() && !batch_norm_override && z.requires_grad() &&
+      torch::GradMode::is_enabled()) {
+    return batch_norm_leaky_relu(z, *bn, kSlope);
+  }
+  return F::leaky_relu(normalise(*bn, z), F::LeakyReLUFuncOptions().negative_slope(kSlope));
 }
 
 PointwiseConvImpl::PointwiseConvImpl(int64_t in_channels, int64_t out_channels) {
@@ -85,6 +93,11 @@ torch::Tensor CoordinateAttentionImpl::forward(const torch::Tensor& x) {
   const auto parts = torch::split_with_sizes(y, {h, w}, 2);
   const auto attention_h = torch::sigmoid(conv_h->forward(parts[0]));
   const auto attention_w = torch::sigmoid(conv_w->forward(parts[1].permute({0, 1, 3, 2})));
+  const bool same_dtype = attention_w.scalar_type() == x.scalar_type() && attention_h.scalar_type() == x.scalar_type();
+  if (lean_backward && same_dtype && torch::GradMode::is_enabled() &&
+      (x.requires_grad() || attention_w.requires_grad() || attention_h.requires_grad())) {
+    return gated_product(x, attention_w, attention_h);
+  }
   return x * attention_w * attention_h;
 }
 
@@ -146,8 +159,11 @@ TransformerBlockImpl::TransformerBlockImpl(int64_t dim, int64_t heads, double dr
 }
 
 torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& tokens) {
-  auto t = tokens + efcnet::drop_path(attn->forward(norm1->forward(tokens)), drop_path, is_training());
-  return t + efcnet::drop_path(mlp->forward(norm2->forward(t)), drop_path, is_training());
+  const auto block = [this](const torch::Tensor& input) {
+    const auto t = input + efcnet::drop_path(attn->forward(norm1->forward(input)), drop_path, is_training());
+    return t + efcnet::drop_path(mlp->forward(norm2->forward(t)), drop_path, is_training());
+  };
+  return recompute ? recompute_in_backward(block, tokens, parameters()) : block(tokens);
 }
 
 TokenMixerImpl::TokenMixerImpl(int64_t channels) {

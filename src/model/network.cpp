@@ -2,6 +2,7 @@
 // E-Fusion of all scales, decoder to one sigmoid channel.
 #include "efcnet/model.h"
 
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -25,6 +26,7 @@ FusionNetworkImpl::FusionNetworkImpl() {
   SU4 = register_module("SU4", EFusion(64));
   convolutional_out1 = register_module("convolutional_out1", ConvBlock(64, 16, 3));
   convolutional_out2 = register_module("convolutional_out2", PointwiseConv(16, 1));
+  set_training_memory(TrainingMemory::lean);
 }
 
 FusionOutput FusionNetworkImpl::forward(const torch::Tensor& functional, const torch::Tensor& anatomical) {
@@ -48,6 +50,19 @@ FusionOutput FusionNetworkImpl::forward(const torch::Tensor& functional, const t
 void FusionNetworkImpl::use_textbook_attention(bool enabled) {
   for (const auto& module : modules(/*include_self=*/false)) {
     if (auto* attention = module->as<TokenAttentionImpl>()) attention->single_token_shortcut = !enabled;
+  }
+}
+
+void FusionNetworkImpl::set_training_memory(TrainingMemory mode) {
+  // What each choice saves and costs: docs/architecture.md, "Training memory".
+  const bool lean = mode == TrainingMemory::lean;
+  for (const auto& module : modules(/*include_self=*/false)) {
+    if (auto* block = module->as<TransformerBlockImpl>()) block->recompute = lean;
+    if (auto* block = module->as<ConvBlockImpl>()) block->lean_backward = lean;
+    if (auto* attention = module->as<CoordinateAttentionImpl>()) attention->lean_backward = lean;
+    if (auto* mlp = module->as<TokenMlpImpl>()) {
+      mlp->recompute_above_bytes = lean ? TokenMlpImpl::kRecomputeAboveBytes : std::numeric_limits<int64_t>::max();
+    }
   }
 }
 
