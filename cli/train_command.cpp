@@ -162,7 +162,10 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
   command->add_option("--epochs", options.epochs, "Epochs to train (in total, counting resumed ones)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  command->add_option("--batch-size", options.batch_size, "Samples per step; the last partial batch is dropped")
+  command
+      ->add_option("--batch-size", options.batch_size,
+                   "Samples per step; the last partial batch is dropped. On the CPU a run whose step's estimated "
+                   "memory exceeds MemAvailable is refused before it starts, naming a batch size and crop that fit")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   command->add_option("--lr", options.lr, "Adam learning rate (betas 0.9/0.999, eps 1e-8)")

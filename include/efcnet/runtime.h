@@ -58,6 +58,10 @@ std::string gibibytes(int64_t bytes);
 // with `largest_block`, blocks up to that size, and a heap top over twice it is given back.
 void keep_freed_memory_for_reuse(std::size_t largest_block = kEveryBlock);
 
+// Whether this process called keep_freed_memory_for_reuse() for every block (what memory
+// estimates that depend on the heap's policy, such as a training step's, need to know).
+bool heap_keeps_every_freed_block();
+
 // ---- BLAS kernels ----
 
 // OpenBLAS picks its kernels from the CPU model when it is loaded, and a release older than the

@@ -46,6 +46,26 @@ bool distributed_training_available();
 // needs neither).
 bool bfloat16_training_supported();
 
+// Upper estimate of the resident memory of a process taking CPU training steps of the fusion
+// network on `batch` samples of height x width (the lean training memory of model.h; LibTorch,
+// the models and Adam's moments included), from train_step_bench's peaks (docs/architecture.md,
+// "Training memory"). A heap that keeps every freed block (runtime.h, as `efcnet train` has it)
+// spares the page faults of each step's fresh tensors, about 3x the speed at 256x256, but grows
+// to about twice the step's live memory.
+struct TrainingStepShape {
+  int64_t batch = 4;
+  int64_t height = 0;
+  int64_t width = 0;
+  Precision precision = Precision::float32;
+  bool heap_keeps_every_freed_block = false;
+};
+int64_t estimated_training_step_bytes(const TrainingStepShape& step);
+
+// Empty when that estimate fits in `available_bytes`; otherwise one line saying what the step
+// needs, what is available, and the largest batch and the largest crop height at this width that
+// would fit (train_network refuses such a run before it starts, with MemAvailable).
+std::string training_memory_shortfall(const TrainingStepShape& step, int64_t available_bytes);
+
 struct TrainOptions {
   std::string out_dir;  // checkpoints, training state, loss.csv, loss.png
   int epochs = 100;

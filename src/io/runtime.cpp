@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -90,7 +91,14 @@ std::string gibibytes(int64_t bytes) {
   return text;
 }
 
+namespace {
+std::atomic<bool> every_freed_block_kept{false};
+}  // namespace
+
+bool heap_keeps_every_freed_block() { return every_freed_block_kept; }
+
 void keep_freed_memory_for_reuse(std::size_t largest_block) {
+  every_freed_block_kept = largest_block == kEveryBlock;
   if (largest_block == kEveryBlock) {
     mallopt(M_MMAP_MAX, 0);
     mallopt(M_TRIM_THRESHOLD, -1);  // never give the heap's top back (the value is unsigned: max)

@@ -18,6 +18,7 @@
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/progress.h"
+#include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "loss_log.h"
@@ -185,6 +186,17 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
   return summary;
 }
 
+// Before any work: a step that would need more than MemAvailable (estimated_training_step_bytes).
+void refuse_step_beyond_memory(const NetworkTrainOptions& options, const Sample& first) {
+  const int64_t height = options.crop_height > 0 ? options.crop_height : first.functional.size(0);
+  const int64_t width = options.crop_width > 0 ? options.crop_width : first.functional.size(1);
+  const int64_t available = available_memory_bytes();
+  if (available < 0) return;  // no /proc/meminfo
+  const TrainingStepShape step{options.batch_size, height, width, options.precision, heap_keeps_every_freed_block()};
+  const auto shortfall = training_memory_shortfall(step, available);
+  if (!shortfall.empty()) throw TrainingError(shortfall + " (MemAvailable)");
+}
+
 TrainingSummary network_training(const NetworkTrainOptions& options) {
   const torch::Device device = training_device(options);
   check_precision(options, device);
@@ -208,6 +220,7 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   agreed(group.get(), [&] {
     if (!group || group->rank() == 0) refuse_existing_run("model", options);
     samples = load_pairs(options);
+    if (device.is_cpu()) refuse_step_beyond_memory(options, samples.front());
     seem = SmoothEdgeExtractor();
     seem->to(device);
     load_weights(*seem, options.seem_weights);

@@ -594,6 +594,43 @@ TEST(Trainer, CropsMustFitTheImages) {
   EXPECT_NE(message.find("smaller than the crop"), std::string::npos) << message;
 }
 
+TEST(Trainer, RefusesAStepBeyondTheAvailableMemoryBeforeStarting) {
+  SyntheticData data(2);
+  TempDir out;
+  auto options = data.options(out / "run", 1);
+  options.batch_size = 1 << 24;  // terabytes of activations
+  const auto message = error_of([&] { train_network(options); });
+  EXPECT_NE(message.find("needs about"), std::string::npos) << message;
+  EXPECT_NE(message.find("(MemAvailable)"), std::string::npos) << message;
+  EXPECT_FALSE(fs::exists(fs::path(out / "run") / "training_state.pth"));
+}
+
+TEST(TrainingMemoryEstimate, GrowsWithThePixelsAndARefusalNamesWhatWouldFit) {
+  for (const auto precision : {Precision::float32, Precision::bfloat16}) {
+    for (const bool kept : {false, true}) {
+      const auto shape = [&](int64_t batch, int64_t height) {
+        return TrainingStepShape{batch, height, 256, precision, kept};
+      };
+      const int64_t full = estimated_training_step_bytes(shape(4, 256));
+      EXPECT_GT(full, estimated_training_step_bytes(shape(4, 64)));
+      EXPECT_GT(full, estimated_training_step_bytes(shape(2, 256)));
+      EXPECT_TRUE(training_memory_shortfall(shape(4, 256), full).empty());
+      // One byte short: three images of 256x256 fit, and so does every row count up to the one named.
+      const auto message = training_memory_shortfall(shape(4, 256), full - 1);
+      EXPECT_NE(message.find("a training step on 4 x 256x256 needs about"), std::string::npos) << message;
+      EXPECT_NE(message.find("batch size 3, or crops of 256x"), std::string::npos) << message;
+      const auto crop = message.find("crops of 256x");
+      ASSERT_NE(crop, std::string::npos) << message;
+      const int64_t rows = std::stoll(message.substr(crop + 13));
+      EXPECT_LE(estimated_training_step_bytes(shape(4, rows)), full - 1);
+      EXPECT_GT(estimated_training_step_bytes(shape(4, rows + 1)), full - 1);
+    }
+  }
+  // Keeping freed blocks costs memory, never saves it.
+  EXPECT_GT(estimated_training_step_bytes({4, 256, 256, Precision::float32, true}),
+            estimated_training_step_bytes({4, 256, 256, Precision::float32, false}));
+}
+
 TEST(Trainer, SeemTrainingLowersItsLoss) {
   SyntheticData data(4, 24, 24);
   TempDir out;
