@@ -2,10 +2,10 @@
 // blocks, the token mixer (GlobalFeature) and E-Fusion.
 #include "efcnet/model.h"
 
-#include "lean_backward.h"
-
 #include <algorithm>
 #include <utility>
+
+#include "lean_backward.h"
 
 namespace efcnet {
 namespace {
@@ -163,7 +163,8 @@ torch::Tensor TransformerBlockImpl::forward(const torch::Tensor& tokens) {
     const auto t = input + efcnet::drop_path(attn->forward(norm1->forward(input)), drop_path, is_training());
     return t + efcnet::drop_path(mlp->forward(norm2->forward(t)), drop_path, is_training());
   };
-  return recompute ? recompute_in_backward(block, tokens, parameters()) : block(tokens);
+  if (recompute && torch::GradMode::is_enabled()) return recompute_in_backward(block, tokens, parameters());
+  return block(tokens);
 }
 
 TokenMixerImpl::TokenMixerImpl(int64_t channels) {

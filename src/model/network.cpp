@@ -26,7 +26,6 @@ FusionNetworkImpl::FusionNetworkImpl() {
   SU4 = register_module("SU4", EFusion(64));
   convolutional_out1 = register_module("convolutional_out1", ConvBlock(64, 16, 3));
   convolutional_out2 = register_module("convolutional_out2", PointwiseConv(16, 1));
-  set_training_memory(TrainingMemory::lean);
 }
 
 FusionOutput FusionNetworkImpl::forward(const torch::Tensor& functional, const torch::Tensor& anatomical) {
