@@ -188,8 +188,7 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
 
 // Before any work: a step that would need more than MemAvailable (estimated_training_step_bytes).
 void refuse_step_beyond_memory(const NetworkTrainOptions& options, const Sample& first) {
-  const int64_t height = options.crop_height > 0 ? options.crop_height : first.functional.size(0);
-  const int64_t width = options.crop_width > 0 ? options.crop_width : first.functional.size(1);
+  const auto [height, width] = step_image_size(first, options);
   const int64_t available = available_memory_bytes();
   if (available < 0) return;  // no /proc/meminfo
   const TrainingStepShape step{options.batch_size, height, width, options.precision, heap_keeps_every_freed_block()};

@@ -200,11 +200,15 @@ torch::Tensor to_unit(const torch::Tensor& bytes, const torch::Device& device) {
   return bytes.to(device).to(torch::kFloat32) / 255.0f;
 }
 
+std::pair<int64_t, int64_t> step_image_size(const Sample& sample, const TrainOptions& options) {
+  return {options.crop_height > 0 ? options.crop_height : sample.functional.size(0),
+          options.crop_width > 0 ? options.crop_width : sample.functional.size(1)};
+}
+
 Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& indices, const TrainOptions& options,
                  std::mt19937_64& rng, const torch::Device& device) {
-  const auto& first = samples[indices[0]].functional;
-  const int64_t h = options.crop_height > 0 ? options.crop_height : first.size(0);
-  const int64_t w = options.crop_width > 0 ? options.crop_width : first.size(1);
+  const auto size = step_image_size(samples[indices[0]], options);
+  const int64_t h = size.first, w = size.second;  // named: a lambda below captures them
   const bool paired = samples[indices[0]].anatomical.defined();
   auto functional = torch::empty({static_cast<int64_t>(indices.size()), 1, h, w}, torch::kUInt8);
   auto anatomical = paired ? torch::empty_like(functional) : torch::Tensor();

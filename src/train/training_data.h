@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <torch/torch.h>
@@ -51,6 +52,10 @@ struct Batch {
 torch::Tensor to_unit(const torch::Tensor& bytes, const torch::Device& device);
 
 // The samples `indices`, each cropped to the options' window (two draws of `rng` per sample) or whole.
+// The height and width of a step's images: the crop's, or else the sample's (full images are all
+// one size).
+std::pair<int64_t, int64_t> step_image_size(const Sample& sample, const TrainOptions& options);
+
 Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& indices, const TrainOptions& options,
                  std::mt19937_64& rng, const torch::Device& device);
 
