@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 
 #include "efcnet/models.h"
+#include "efcnet/version.h"
 
 namespace efcnet::cli {
 
@@ -100,7 +101,7 @@ int report_error(const char* message);
 // report_error for anything the command throws).
 int run_app(CLI::App& app, int argc, char** argv);
 
-inline constexpr const char* kVersion = "efcnet 0.1.0";
+inline constexpr const char* kVersion = kVersionText;
 inline constexpr const char* kAppDescription =
     "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"
     "(SPECT, PET, GFP) into one image that keeps the anatomy's detail and the functional colour.";

@@ -17,6 +17,17 @@ class IoError : public Error {
   using Error::Error;
 };
 
+// Something is already at an output's path and WriteMode::no_clobber (below) was asked: "<path>:
+// already exists, not replaced". path() names it, so a caller can say how its user replaces it.
+class OutputExistsError : public IoError {
+ public:
+  explicit OutputExistsError(const std::string& path) : IoError(path + ": already exists, not replaced"), path_(path) {}
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 // Refuses, without opening it, anything at `path` that is not a regular file (symbolic links
 // followed): IoError "<path>: no such file", "<path>: is a directory", "<path>: is a FIFO, not a
 // regular file", and so on for devices and sockets. A FIFO or a device given as an input would

@@ -26,8 +26,6 @@
 
 namespace efcnet {
 
-class ProgressBar;
-
 // A volume that cannot be used as given: a 4D file without a frame choice, extents that do not
 // overlap, a directory with several DICOM series, a 2D image where a volume is needed. File
 // problems (missing, truncated, corrupt) are IoError. Messages are one line naming the file.
@@ -256,9 +254,12 @@ struct FusedVolume {
   int empty_slices = 0;  // both inputs empty: left at 0
 };
 
+// Called after each slice with the slices done so far and their total.
+using SliceProgress = std::function<void(int done, int total)>;
+
 // Every slice with content through `fuse`, one at a time, in slice order; `progress` (if given)
-// advances once per slice.
-FusedVolume fuse_prepared(const PreparedVolumes& volumes, const SliceFusion& fuse, ProgressBar* progress = nullptr);
+// is called once per slice.
+FusedVolume fuse_prepared(const PreparedVolumes& volumes, const SliceFusion& fuse, const SliceProgress& progress = {});
 
 // ---- writing ----
 

@@ -8,6 +8,7 @@ The compiled efcnet library behind a small numpy API:
     efcnet.metrics.SSIM(mri, spect, fused)      # one metric
     weights = efcnet.load_state_dict("net.pth") # {key: numpy array}, nothing in the file is run
     efcnet.save_state_dict(weights, "copy.pth") # torch.load(weights_only=True) reads it
+    efcnet.fuse_volume("mri.nii.gz", "pet.nii.gz", "fused.nii.gz", register="rigid")  # as `efcnet fuse`
 
 Fusion and metrics compute exactly what the `efcnet fuse` and `efcnet evaluate` commands compute.
 Colour arrays are RGB unless order="bgr" (OpenCV). Arrays are never converted: a wrong dtype is a
@@ -40,6 +41,8 @@ from ._efcnet import (  # noqa: E402  (after the kernel choice, on purpose)
     Fuser,
     __version__,
     evaluate,
+    fuse_volume,
+    fuse_volume_dirs,
     keep_freed_memory_for_reuse,
     load_state_dict,
     models,
@@ -54,6 +57,8 @@ __all__ = [
     "Error",
     "Fuser",
     "evaluate",
+    "fuse_volume",
+    "fuse_volume_dirs",
     "keep_freed_memory_for_reuse",
     "load_state_dict",
     "metrics",

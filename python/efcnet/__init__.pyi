@@ -1,6 +1,6 @@
 # Type hints for the efcnet package (the functions are compiled; see their docstrings).
 import os
-from typing import Dict, List, Literal, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, List, Literal, Mapping, Optional, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -52,3 +52,59 @@ def read_functional(path: _Path, order: _Order = "rgb", *, max_image_pixels: int
 def phantom(
     size: int = 256, kind: Literal["spect", "pet", "ct", "gfp"] = "spect", order: _Order = "rgb"
 ) -> Tuple[_Image, _Image]: ...
+
+_Window = Union[str, Tuple[float, float]]
+_Event = Callable[[Dict[str, Any]], None]
+
+def fuse_volume(
+    anatomical: _Path,
+    functional: _Path,
+    output: _Path,
+    *,
+    model: Optional[str] = None,
+    weights: Optional[_Path] = None,
+    seem_weights: Optional[_Path] = None,
+    method: str = "efcnet",
+    device: str = "cpu",
+    precision: Literal["float32", "bfloat16"] = "float32",
+    threads: int = 0,
+    frame: Union[int, str, None] = None,
+    anatomical_window: Optional[_Window] = None,
+    functional_window: Optional[_Window] = None,
+    colormap: Optional[str] = None,
+    plane: Optional[Literal["axial", "coronal", "sagittal"]] = None,
+    register: Optional[Literal["rigid", "affine"]] = None,
+    transform: Optional[_Path] = None,
+    output_format: Literal["nifti", "dicom"] = "nifti",
+    overwrite: bool = False,
+    allow_uneven_slices: bool = False,
+    slices_dir: Optional[_Path] = None,
+    montage: Optional[_Path] = None,
+    save_transform: Optional[_Path] = None,
+    qc: Optional[_Path] = None,
+    progress: Optional[_Event] = None,
+) -> Dict[str, int]: ...
+def fuse_volume_dirs(
+    anatomical_dir: _Path,
+    functional_dir: _Path,
+    output_dir: _Path,
+    *,
+    model: Optional[str] = None,
+    weights: Optional[_Path] = None,
+    seem_weights: Optional[_Path] = None,
+    method: str = "efcnet",
+    device: str = "cpu",
+    precision: Literal["float32", "bfloat16"] = "float32",
+    threads: int = 0,
+    frame: Union[int, str, None] = None,
+    anatomical_window: Optional[_Window] = None,
+    functional_window: Optional[_Window] = None,
+    colormap: Optional[str] = None,
+    plane: Optional[Literal["axial", "coronal", "sagittal"]] = None,
+    register: Optional[Literal["rigid", "affine"]] = None,
+    transform: Optional[_Path] = None,
+    output_format: Literal["nifti", "dicom"] = "nifti",
+    overwrite: bool = False,
+    allow_uneven_slices: bool = False,
+    progress: Optional[_Event] = None,
+) -> Dict[str, int]: ...

@@ -18,6 +18,7 @@
 
 #include "arrays.h"
 #include "efcnet/error.h"
+#include "efcnet/files.h"
 #include "efcnet/image.h"
 #include "efcnet/inference_options.h"
 #include "efcnet/metrics.h"
@@ -25,6 +26,7 @@
 #include "efcnet/pipeline.h"
 #include "efcnet/runtime.h"
 #include "efcnet/weights.h"
+#include "volumes.h"
 
 namespace efcnet::python {
 namespace {
@@ -47,6 +49,8 @@ PyObject* error_type = nullptr;
 void translate_library_errors(std::exception_ptr error) {
   try {
     std::rethrow_exception(error);
+  } catch (const OutputExistsError& e) {
+    PyErr_SetString(error_type, (e.path() + ": already exists (pass overwrite=True to replace it)").c_str());
   } catch (const Error& e) {
     PyErr_SetString(error_type, e.what());
   }
@@ -377,6 +381,8 @@ BGR2GRAY in float, rounded half to even; `order` says how the channels are held)
 float32/float64 (H, W) holding whole grey levels 0..255. All of one size, at least 17x17.
 A constant image gives NaN for SCD and CC, F equal to both inputs an infinite PSNR.
 TypeError for another dtype, ValueError for shapes, sizes or non-integral levels.)");
+
+  def_volume_functions(m);
 
   py::module_ metrics = m.def_submodule("metrics", "One function per metric (see efcnet.evaluate).");
   def_single(metrics, "EN", efcnet::metrics::entropy, "EN: entropy of the 256-bin histogram of the image, in bits.");

@@ -145,7 +145,7 @@ void write_file_atomic(const std::string& path, std::string_view bytes, WriteMod
   if (mode == WriteMode::replace) {
     if (::rename(temp.path().c_str(), path.c_str()) != 0) fail(path, "cannot rename into place", errno);
   } else if (const int err = rename_no_clobber(temp.path().c_str(), path.c_str())) {
-    if (err == EEXIST) throw IoError(path + ": already exists, not replaced");
+    if (err == EEXIST) throw OutputExistsError(path);
     fail(path, "cannot rename into place", err);
   }
   temp.commit();

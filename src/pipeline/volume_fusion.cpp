@@ -7,7 +7,7 @@
 
 namespace efcnet {
 
-FusedVolume fuse_volume(const Fuser& fuser, const PreparedVolumes& volumes, ProgressBar* progress) {
+FusedVolume fuse_volume(const Fuser& fuser, const PreparedVolumes& volumes, const SliceProgress& progress) {
   return fuse_prepared(
       volumes,
       [&fuser](const cv::Mat& anatomical, const cv::Mat& functional) {

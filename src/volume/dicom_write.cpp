@@ -397,7 +397,7 @@ void check_replaceable(const std::string& dir, WriteMode mode) {
   if (!fs::exists(status)) return;
   if (!fs::is_directory(status))
     fail(dir, "exists and is not a directory; a DICOM series is written as a directory", 0);
-  if (mode == WriteMode::no_clobber) fail(dir, "already exists, not replaced", 0);
+  if (mode == WriteMode::no_clobber) throw OutputExistsError(dir);
   for (const fs::directory_entry& entry : fs::directory_iterator(dir, ec)) {
     if (!entry.is_regular_file() || entry.path().extension() != ".dcm") {
       fail(dir, "holds " + entry.path().filename().string() + ", not only a DICOM series (.dcm files); not replaced",
@@ -415,10 +415,10 @@ void rename_into_place(const std::string& scratch, const std::string& dir, Write
   if (!exists || mode == WriteMode::no_clobber) {
     if (::renameat2(AT_FDCWD, scratch.c_str(), AT_FDCWD, dir.c_str(), RENAME_NOREPLACE) == 0) return;
     const int err = errno;
-    if (err == EEXIST || err == ENOTEMPTY) fail(dir, "already exists, not replaced", 0);
+    if (err == EEXIST || err == ENOTEMPTY) throw OutputExistsError(dir);
     if (err != EINVAL && err != ENOSYS) fail(dir, "cannot rename into place", err);
     // A filesystem without RENAME_NOREPLACE: rename() would replace an empty directory only.
-    if (fs::exists(fs::symlink_status(dir, ec))) fail(dir, "already exists, not replaced", 0);
+    if (fs::exists(fs::symlink_status(dir, ec))) throw OutputExistsError(dir);
     if (::rename(scratch.c_str(), dir.c_str()) != 0) fail(dir, "cannot rename into place", errno);
     return;
   }

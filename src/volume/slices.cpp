@@ -6,7 +6,6 @@
 
 #include <opencv2/imgproc.hpp>
 
-#include "efcnet/progress.h"
 #include "efcnet/volume.h"
 
 namespace efcnet {
@@ -50,7 +49,7 @@ bool slice_has_content(const PreparedVolumes& volumes, int k) {
          !is_zero(extract_slice(volumes.functional, volumes.layout, k));
 }
 
-FusedVolume fuse_prepared(const PreparedVolumes& volumes, const SliceFusion& fuse, ProgressBar* progress) {
+FusedVolume fuse_prepared(const PreparedVolumes& volumes, const SliceFusion& fuse, const SliceProgress& progress) {
   FusedVolume result;
   result.fused.geometry = volumes.anatomical.geometry;
   result.fused.channels = volumes.functional.channels;
@@ -67,7 +66,7 @@ FusedVolume fuse_prepared(const PreparedVolumes& volumes, const SliceFusion& fus
       insert_slice(result.fused, volumes.layout, k, fuse(anatomical, functional));
       ++result.fused_slices;
     }
-    if (progress != nullptr) progress->advance();
+    if (progress) progress(k + 1, volumes.layout.slices);
   }
   return result;
 }

@@ -269,7 +269,7 @@ void write_transform_atomic(const std::string& path, const LinearTransform& t, W
   const std::string extension = transform_extension(path);
   if (extension.empty()) throw IoError(path + ": a transform is written as .tfm, .txt, .mat or .h5");
   if (mode == WriteMode::no_clobber && fs::exists(fs::symlink_status(path))) {
-    throw IoError(path + ": already exists, not replaced");
+    throw OutputExistsError(path);
   }
   register_transform_io();
   itk::TransformBaseTemplate<double>::Pointer transform;

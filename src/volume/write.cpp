@@ -53,7 +53,7 @@ template <typename Image>
 void write_itk(const std::string& path, const Image* image, WriteMode mode) {
   if (!has_volume_extension(path)) throw IoError(path + ": a volume is written as .nii or .nii.gz");
   if (mode == WriteMode::no_clobber && fs::exists(fs::symlink_status(path))) {
-    throw IoError(path + ": already exists, not replaced");
+    throw OutputExistsError(path);
   }
   ScratchFile scratch(scratch_name(path));
   auto writer = itk::ImageFileWriter<Image>::New();
