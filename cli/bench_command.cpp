@@ -31,7 +31,7 @@
 #include "efcnet/runtime.h"
 #include "efcnet/tensor_image.h"
 #include "efcnet/weights.h"
-#include "output_text.h"
+#include "io/output_text.h"
 
 namespace efcnet::cli {
 namespace {

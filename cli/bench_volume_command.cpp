@@ -18,7 +18,7 @@
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 #include "efcnet/volume.h"
-#include "output_text.h"
+#include "io/output_text.h"
 
 namespace efcnet::cli {
 namespace {

@@ -1,6 +1,6 @@
-// Small helpers that several commands share: stopwatch seconds (fuse, bench, bench-volume), files
-// replaced together (compare's report), and for the benchmarks a scratch directory and the load
-// average their reports carry (timings on a busy machine say so).
+// Small helpers that several commands share: stopwatch seconds (fuse, bench, bench-volume), and
+// for the benchmarks a scratch directory and the load average their reports carry (timings on a
+// busy machine say so).
 #pragma once
 
 #include <stdlib.h>
@@ -22,35 +22,6 @@ using Clock = std::chrono::steady_clock;
 
 inline double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-// Replaces several files together: each (path, bytes) is first written in full (write_file_atomic)
-// under a hidden name beside its target, and only when all are there are they renamed into place.
-// A failure before that (a full disk, say) removes the hidden files and leaves every old file.
-inline void replace_together(const std::vector<std::pair<std::string, std::string>>& files) {
-  std::vector<std::string> staged;
-  try {
-    for (const auto& [path, bytes] : files) {
-      const std::filesystem::path target(path);
-      staged.push_back(
-          (target.parent_path() / ("." + target.filename().string() + ".staged-" + std::to_string(::getpid())))
-              .string());
-      write_file_atomic(staged.back(), bytes);
-    }
-  } catch (...) {
-    std::error_code ec;
-    for (const std::string& path : staged) std::filesystem::remove(path, ec);
-    throw;
-  }
-  for (std::size_t i = 0; i < files.size(); ++i) {
-    std::error_code ec;
-    std::filesystem::rename(staged[i], files[i].first, ec);
-    if (ec) {
-      std::error_code ignored;
-      for (std::size_t j = i; j < files.size(); ++j) std::filesystem::remove(staged[j], ignored);
-      throw IoError(files[i].first + ": cannot rename into place: " + ec.message());
-    }
-  }
 }
 
 // A fresh directory named like <tmp>/<prefix>-XXXXXX, removed with its contents afterwards.

@@ -1,28 +1,25 @@
 // `efcnet compare`: efcnet, the classical baselines and other methods' results scored on one
-// dataset, reported as a web page (compare.h runs the comparison, compare_report.h writes it).
-#include <algorithm>
-#include <chrono>
+// dataset, reported as a web page: the flags into CompareOptions, compare_methods (compare.h),
+// its problems and progress printed.
 #include <cstdint>
 #include <cstdio>
-#include <ctime>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "commands.h"
-#include "compare.h"
-#include "compare_report.h"
+#include "efcnet/compare.h"
+#include "efcnet/files.h"
 #include "efcnet/models.h"
-#include "efcnet/pipeline.h"
+#include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 
 namespace efcnet::cli {
 namespace {
-
-namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
 struct CompareSettings {
   std::string anatomical_dir, functional_dir, output_dir;
@@ -33,125 +30,60 @@ struct CompareSettings {
   std::int64_t max_image_pixels = kDefaultMaxImagePixels;
 };
 
-std::string utc_now() {
-  const std::time_t now = std::time(nullptr);
-  std::tm utc{};
-  gmtime_r(&now, &utc);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%d %H:%M UTC", &utc);
-  return text;
-}
-
-MethodSpec results_method(const std::string& argument) {
-  const auto equals = argument.find('=');
-  if (equals == std::string::npos) throw std::runtime_error("--method " + argument + ": expected NAME=DIR");
-  const std::string name = argument.substr(0, equals), dir = argument.substr(equals + 1);
-  if (const std::string problem = method_name_problem(name); !problem.empty()) {
-    throw std::runtime_error("--method " + argument + ": " + problem);
-  }
-  std::error_code ec;
-  if (!fs::is_directory(dir, ec)) throw std::runtime_error(dir + ": not a directory (given by --method " + name + ")");
-  return {name, "results in " + dir, nullptr, dir};
-}
-
-// Whether `inner` is `outer` or lies below it, links and ".." resolved (`outer` need not exist).
-bool is_within(const fs::path& inner, const fs::path& outer) {
-  std::error_code ec;
-  auto resolved = [&ec](const fs::path& path) {
-    const fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
-    return p.has_filename() ? p : p.parent_path();  // "dir/" as "dir"
-  };
-  const fs::path in = resolved(inner), out = resolved(outer);
-  return std::mismatch(out.begin(), out.end(), in.begin(), in.end()).first == out.end();
-}
-
-// The output directory is written into before the inputs are all read: none may lie inside it.
-void refuse_output_among_inputs(const CompareSettings& s, const std::vector<MethodSpec>& methods) {
-  std::vector<std::string> inputs{s.anatomical_dir, s.functional_dir};
-  for (const MethodSpec& method : methods) {
-    if (!method.results_dir.empty()) inputs.push_back(method.results_dir);
-  }
-  std::error_code ec;
-  for (const std::string& input : inputs) {
-    if (fs::equivalent(s.output_dir, input, ec)) {
-      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
-    }
-    if (is_within(input, s.output_dir)) {
-      throw std::runtime_error(input + ": is inside --output-dir " + s.output_dir +
-                               ", which compare writes into; choose another --output-dir");
-    }
-  }
-}
-
-void compare(const CompareSettings& s) {
-  const auto start = Clock::now();
-  ReportContext context;
-  context.date = utc_now();
-  context.machine = cpu_model();
-  context.threads = thread_count(s.threads);
-
-  // Everything the command line can get wrong is refused before the weights are loaded.
-  std::vector<std::string> names;
-  if (!s.no_efcnet) names.push_back("efcnet");
-  if (!s.no_baselines) names.insert(names.end(), {"y-average", "y-max"});
-  std::vector<MethodSpec> results;
+CompareOptions compare_options(const CompareSettings& s) {
+  CompareOptions options;
+  options.efcnet = !s.no_efcnet;
+  options.baselines = !s.no_baselines;
   for (const std::string& argument : s.methods) {
-    MethodSpec method = results_method(argument);
-    if (std::find(names.begin(), names.end(), method.name) != names.end()) {
-      throw std::runtime_error("--method " + argument + ": " + method.name + " is already a method of this comparison");
-    }
-    names.push_back(method.name);
-    results.push_back(std::move(method));
+    const auto equals = argument.find('=');
+    if (equals == std::string::npos) throw std::runtime_error("--method " + argument + ": expected NAME=DIR");
+    options.results.emplace_back(argument.substr(0, equals), argument.substr(equals + 1));
   }
-  if (names.empty()) throw std::runtime_error("compare: no methods (--no-efcnet and --no-baselines, and no --method)");
   if (s.no_efcnet && (!s.model.model.empty() || !s.model.weights.empty() || !s.model.seem_weights.empty())) {
     throw std::runtime_error(
         "compare: --model, --weights and --seem-weights are for efcnet, which --no-efcnet leaves out");
   }
-  refuse_output_among_inputs(s, results);
-  const fs::path report = fs::path(s.output_dir) / "report.html";
-  for (const char* file : {"report.html", "scores.csv", "scores.json"}) {
-    const fs::path path = fs::path(s.output_dir) / file;
-    std::error_code ec;
-    if (!s.overwrite && fs::exists(fs::symlink_status(path, ec))) {
-      throw std::runtime_error(path.string() + ": already exists (pass --overwrite to replace the report)");
+  options.overwrite = s.overwrite;
+  options.read.max_pixels = s.max_image_pixels;
+  options.threads = s.threads;
+  options.option_name = [](std::string_view field) {
+    return field == "output_dir" ? "--output-dir" : std::string(field);
+  };
+  return options;
+}
+
+void compare(const CompareSettings& s) {
+  CompareOptions options = compare_options(s);
+  std::optional<ProgressBar> progress;
+  const auto print = [&progress](const CompareEvent& event) {
+    if (event.kind == CompareEvent::Kind::problem) {
+      progress ? progress->message(event.message) : (void)std::fprintf(stderr, "%s\n", event.message.c_str());
+      return;
     }
+    if (!progress) progress.emplace(event.total);
+    progress->advance();
+  };
+  ComparisonReport report;
+  try {
+    if (options.efcnet) {
+      // Everything the options can get wrong is refused before the weights are loaded.
+      check_compare_options(s.anatomical_dir, s.functional_dir, s.output_dir, options);
+      const Model model = resolve_model(s.model);
+      options.fuser.weights = model.network;
+      options.fuser.seem_weights = model.seem;
+      use_fusion_runtime(s.threads, options.fuser.device);
+    }
+    report = compare_methods(s.anatomical_dir, s.functional_dir, s.output_dir, options, print);
+  } catch (const OutputExistsError& e) {
+    throw std::runtime_error(e.path() + ": already exists (pass --overwrite to replace the report)");
   }
-
-  std::vector<MethodSpec> methods;
-  if (!s.no_efcnet) {
-    FuserOptions options;
-    const Model model = resolve_model(s.model);
-    options.weights = context.weights = model.network;
-    options.seem_weights = context.seem_weights = model.seem;
-    use_fusion_runtime(s.threads, options.device);
-    auto fuser = std::make_shared<const Fuser>(options);
-    methods.push_back({"efcnet", "the EFCNet network, fused here",
-                       [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); }, ""});
-  }
-  if (!s.no_baselines) {
-    methods.push_back(
-        {"y-average", "(Y + anatomical) / 2, rounded: a classical baseline, fused here",
-         [](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, BaselineMethod::y_average); }, ""});
-    methods.push_back({"y-max", "max(Y, anatomical): a classical baseline, fused here",
-                       [](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, BaselineMethod::y_max); },
-                       ""});
-  }
-  methods.insert(methods.end(), results.begin(), results.end());
-
-  ImageReadOptions read_options;
-  read_options.max_pixels = s.max_image_pixels;
-  const Comparison comparison = run_comparison(s.anatomical_dir, s.functional_dir, methods, s.output_dir, read_options);
-  if (comparison.pairs.empty()) {
-    throw std::runtime_error("compare: no pairs in " + s.anatomical_dir + " and " + s.functional_dir);
-  }
-  context.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-  write_report(s.output_dir, comparison, context);
-
+  if (progress) progress->finish();
+  const Comparison& comparison = report.comparison;
   const std::size_t problems = comparison.problem_count();
-  std::fprintf(stderr, "compared %zu methods on %zu pairs (%.2f s per pair), %zu problems: %s\n", methods.size(),
-               comparison.pairs.size(), context.seconds / static_cast<double>(comparison.pairs.size()), problems,
-               report.c_str());
+  const std::string page = (std::filesystem::path(s.output_dir) / "report.html").string();
+  std::fprintf(stderr, "compared %zu methods on %zu pairs (%.2f s per pair), %zu problems: %s\n",
+               comparison.methods.size(), comparison.pairs.size(),
+               report.context.seconds / static_cast<double>(comparison.pairs.size()), problems, page.c_str());
   if (problems > 0) throw CLI::RuntimeError(1);
 }
 

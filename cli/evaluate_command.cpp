@@ -3,35 +3,31 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cstdint>
 #include <cstdio>
-#include <filesystem>
-#include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <stdexcept>
 #include <string>
-#include <thread>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
 #include "commands.h"
+#include "efcnet/evaluation.h"
 #include "efcnet/image.h"
 #include "efcnet/metrics.h"
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 #include "efcnet/volume.h"
-#include "metrics_output.h"
-#include "output_text.h"
+#include "io/output_text.h"
+#include "metrics/metrics_output.h"
 
 namespace efcnet::cli {
 namespace {
 
-namespace fs = std::filesystem;
 using metrics::FusionMetrics;
 using metrics::kMetricNames;
 using Json = nlohmann::ordered_json;
@@ -53,29 +49,10 @@ struct EvaluateSettings {
   bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !fused_dir.empty(); }
 };
 
-struct Triple {
-  std::string name, anatomical, functional, fused;
-};
-
 ImageReadOptions read_options(const EvaluateSettings& s) {
   ImageReadOptions options;
   options.max_pixels = s.max_image_pixels;
   return options;
-}
-
-// Reads with the evaluator's convention and scores; errors name the files involved.
-FusionMetrics score(const Triple& t, const ImageReadOptions& options) {
-  const cv::Mat a = metrics::read_grey(t.anatomical, options), b = metrics::read_grey(t.functional, options),
-                f = metrics::read_grey(t.fused, options);
-  if (a.size() != b.size() || a.size() != f.size()) {
-    throw std::runtime_error(t.anatomical + " (" + size_text(a) + "), " + t.functional + " (" + size_text(b) +
-                             ") and " + t.fused + " (" + size_text(f) + ") differ in size");
-  }
-  try {
-    return metrics::evaluate_fusion(a, b, f);
-  } catch (const metrics::MetricsError& e) {
-    throw std::runtime_error(t.fused + ": " + e.what());
-  }
 }
 
 // ---- output ----
@@ -89,18 +66,10 @@ void print_single(const FusionMetrics& m, const std::string& format) {
     std::printf("%-5s %14s\n", kMetricNames[i], table_cell(m[i]).c_str());
 }
 
-struct Scored {
-  std::string name;
-  FusionMetrics metrics;
-};
-
-void print_batch(const std::vector<Scored>& rows, const std::string& format) {
-  std::vector<FusionMetrics> scores;
-  for (const Scored& row : rows) scores.push_back(row.metrics);
-  const FusionMetrics mean = metrics::mean_metrics(scores);
+void print_batch(const std::vector<ScoredItem>& rows, const FusionMetrics& mean, const std::string& format) {
   if (format == "json") {
     Json files = Json::array();
-    for (const Scored& row : rows) files.push_back(metrics_json(row.metrics, row.name));
+    for (const ScoredItem& row : rows) files.push_back(metrics_json(row.metrics, row.name));
     Json document = Json::object();
     document["files"] = std::move(files);
     document["mean"] = metrics_json(mean);
@@ -116,12 +85,12 @@ void print_batch(const std::vector<Scored>& rows, const std::string& format) {
       for (std::size_t i = 0; i < kMetricNames.size(); ++i) line += "," + number_text(m[i]);
       std::printf("%s\n", line.c_str());
     };
-    for (const Scored& row : rows) print_row(row.name, row.metrics);
+    for (const ScoredItem& row : rows) print_row(row.name, row.metrics);
     print_row("mean", mean);
     return;
   }
   std::size_t name_width = 4;  // "mean"
-  for (const Scored& row : rows) name_width = std::max(name_width, row.name.size());
+  for (const ScoredItem& row : rows) name_width = std::max(name_width, row.name.size());
   auto print_row = [&](const std::string& name, auto cell) {
     std::string line = name + std::string(name_width - name.size(), ' ');
     for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
@@ -131,7 +100,7 @@ void print_batch(const std::vector<Scored>& rows, const std::string& format) {
     std::printf("%s\n", line.c_str());
   };
   print_row("file", [](std::size_t i) { return std::string(kMetricNames[i]); });
-  for (const Scored& row : rows) print_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
+  for (const ScoredItem& row : rows) print_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
   print_row("mean", [&](std::size_t i) { return table_cell(mean[i]); });
 }
 
@@ -142,8 +111,7 @@ std::string resolved_format(const std::string& requested, const char* not_termin
 
 // ---- one triple ----
 
-// A triple of volumes: the inputs prepared as `efcnet fuse` prepares them (resampled onto the
-// anatomical grid, windowed, coloured, sliced), each slice with content scored like an image.
+// A triple of volumes: the inputs prepared as `efcnet fuse` prepares them, each slice scored.
 void evaluate_volumes(const EvaluateSettings& s) {
   VolumeFusionOptions options;
   try {
@@ -156,31 +124,11 @@ void evaluate_volumes(const EvaluateSettings& s) {
   if (!s.colormap.empty()) options.colormap = parse_colormap(s.colormap);
   if (!s.plane.empty()) options.plane = parse_plane(s.plane);
   options.read.allow_uneven_slices = s.allow_uneven_slices;
-  const PreparedVolumes prepared =
-      prepare_volumes(read_volume(s.anatomical, options.read), read_volume(s.functional, options.read), options,
-                      s.anatomical, s.functional);
-  const ByteVolume fused = read_byte_volume(s.fused);
-  if (!same_geometry(fused.geometry, prepared.anatomical.geometry, 1e-4)) {
-    throw std::runtime_error(s.fused + " (" + fused.geometry.text() + ") is not on the grid of " + s.anatomical + " (" +
-                             prepared.anatomical.geometry.text() + ")");
-  }
-  std::vector<Scored> rows;
-  const int digits = static_cast<int>(std::to_string(std::max(prepared.layout.slices - 1, 0)).size());
-  for (int k = 0; k < prepared.layout.slices; ++k) {
-    if (!slice_has_content(prepared, k)) continue;  // not fused either
-    char name[64];
-    std::snprintf(name, sizeof name, "%s_%0*d", plane_name(options.plane), digits, k);
-    try {
-      rows.push_back(
-          {name, metrics::evaluate_fusion(extract_slice(prepared.anatomical, prepared.layout, k),
-                                          metrics::to_grey(extract_slice(prepared.functional, prepared.layout, k)),
-                                          metrics::to_grey(extract_slice(fused, prepared.layout, k)))});
-    } catch (const metrics::MetricsError& e) {
-      throw std::runtime_error(s.fused + ": slice " + std::to_string(k) + ": " + e.what());
-    }
-  }
-  if (rows.empty()) throw std::runtime_error("evaluate: " + s.anatomical + " and " + s.functional + " are empty");
-  print_batch(rows, resolved_format(s.format, "csv"));
+  options.read.option_name = [](std::string_view field) {
+    return field == "allow_uneven_slices" ? std::string("--allow-uneven-slices") : "--" + std::string(field);
+  };
+  const VolumeEvaluation evaluation = evaluate_volume(s.anatomical, s.functional, s.fused, options);
+  print_batch(evaluation.slices, evaluation.mean, resolved_format(s.format, "csv"));
 }
 
 void evaluate_single(const EvaluateSettings& s) {
@@ -199,105 +147,36 @@ void evaluate_single(const EvaluateSettings& s) {
         "evaluate: --frame, the windows, --colormap, --plane and --allow-uneven-slices are for volumes");
   }
   if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode and volumes");
-  print_single(score({"", s.anatomical, s.functional, s.fused}, read_options(s)), resolved_format(s.format, "json"));
+  print_single(evaluate_files(s.anatomical, s.functional, s.fused, read_options(s)), resolved_format(s.format, "json"));
 }
 
 // ---- three directories ----
-
-// Triples whose stem has exactly one image in each directory; every other image file is named
-// with the reason it was left out.
-std::vector<Triple> match_triples(const EvaluateSettings& s, std::map<std::string, std::string>& left_out) {
-  const Pairing with_functional = pair_by_name(s.anatomical_dir, s.functional_dir);
-  const Pairing with_fused = pair_by_name(s.anatomical_dir, s.fused_dir);
-  std::map<std::string, const ImagePair*> fused_by_name;
-  for (const ImagePair& pair : with_fused.pairs) fused_by_name[pair.name] = &pair;
-
-  std::vector<Triple> triples;
-  std::set<std::string> matched;
-  for (const ImagePair& pair : with_functional.pairs) {
-    const auto fused = fused_by_name.find(pair.name);
-    if (fused == fused_by_name.end()) continue;
-    triples.push_back({pair.name, pair.anatomical, pair.functional, fused->second->functional});
-    matched.insert(pair.name);
-  }
-
-  auto leave_out = [&left_out](const std::string& path, const std::string& why) {
-    left_out.emplace(path, why);  // the first reason found for a file is kept
-  };
-  auto stem = [](const std::string& path) { return fs::path(path).stem().string(); };
-  auto missing = [&](const std::string& path, const char* role, const std::string& dir) {
-    leave_out(path, "no single " + std::string(role) + " image named " + stem(path) + " in " + dir);
-  };
-  for (const Pairing* pairing : {&with_functional, &with_fused})
-    for (const std::string& path : pairing->ambiguous)
-      leave_out(path, "another image in its directory is also named " + stem(path));
-  for (const ImagePair& pair : with_functional.pairs) {
-    if (matched.count(pair.name)) continue;
-    missing(pair.anatomical, "fused", s.fused_dir);
-    missing(pair.functional, "fused", s.fused_dir);
-  }
-  for (const ImagePair& pair : with_fused.pairs) {
-    if (matched.count(pair.name)) continue;
-    missing(pair.anatomical, "functional", s.functional_dir);
-    missing(pair.functional, "functional", s.functional_dir);
-  }
-  for (const std::string& path : with_functional.unpaired_anatomical) missing(path, "functional", s.functional_dir);
-  for (const std::string& path : with_fused.unpaired_anatomical) missing(path, "fused", s.fused_dir);
-  for (const std::string& path : with_functional.unpaired_functional) missing(path, "anatomical", s.anatomical_dir);
-  for (const std::string& path : with_fused.unpaired_functional) missing(path, "anatomical", s.anatomical_dir);
-  return triples;
-}
 
 void evaluate_batch(const EvaluateSettings& s) {
   if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.fused_dir.empty())
     throw std::runtime_error(
         "evaluate: directory mode needs all of --anatomical-dir, --functional-dir and --fused-dir");
   const std::string format = resolved_format(s.format, "csv");
-
-  std::map<std::string, std::string> left_out;
-  const std::vector<Triple> triples = match_triples(s, left_out);
-  for (const auto& [path, why] : left_out) std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
-  if (triples.empty()) throw std::runtime_error("evaluate: no triples to score");
-
-  const std::size_t workers = std::min(triples.size(), static_cast<std::size_t>(thread_count(s.threads)));
-  // The workers are the parallelism; OpenCV's own threads would only compete with them.
-  if (workers > 1) cv::setNumThreads(1);
-
+  DirectoryEvaluationOptions options;
+  options.threads = s.threads;
+  options.read = read_options(s);
+  // The scoring threads are the parallelism; OpenCV's own threads would only compete with them.
+  if (thread_count(s.threads) > 1) cv::setNumThreads(1);
   std::optional<ProgressBar> progress;
-  if (triples.size() >= kLongRun || ::isatty(::fileno(stderr)) == 1) progress.emplace(triples.size());
-  const ImageReadOptions options = read_options(s);
-  std::vector<std::optional<FusionMetrics>> results(triples.size());
-  std::vector<std::string> errors(triples.size());
-  std::atomic<std::size_t> next{0};
-  auto work = [&] {
-    for (std::size_t i = next++; i < triples.size(); i = next++) {
-      try {
-        results[i] = score(triples[i], options);
-      } catch (const std::exception& e) {
-        errors[i] = e.what();
-      }
-      if (progress) progress->advance();
-    }
-  };
-  std::vector<std::thread> pool;
-  for (std::size_t w = 1; w < workers; ++w) pool.emplace_back(work);
-  work();
-  for (std::thread& t : pool) t.join();
+  const DirectoryEvaluation evaluation =
+      evaluate_dirs(s.anatomical_dir, s.functional_dir, s.fused_dir, options, [&](std::size_t, std::size_t total) {
+        if (!progress && (total >= kLongRun || ::isatty(::fileno(stderr)) == 1)) progress.emplace(total);
+        if (progress) progress->advance();
+      });
   if (progress) progress->finish();
-
-  std::vector<Scored> rows;
-  std::size_t failed = 0;
-  for (std::size_t i = 0; i < triples.size(); ++i) {
-    if (results[i]) {
-      rows.push_back({triples[i].name, *results[i]});
-    } else {
-      std::fprintf(stderr, "failed: %s: %s\n", triples[i].name.c_str(), errors[i].c_str());
-      ++failed;
-    }
-  }
-  if (!rows.empty()) print_batch(rows, format);
-  if (failed > 0 || !left_out.empty()) {
-    std::fprintf(stderr, "scored %zu, failed %zu, unpaired %zu\n", rows.size(), failed, left_out.size());
+  for (const auto& [path, why] : evaluation.left_out)
+    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+  if (evaluation.scored.empty() && evaluation.failed.empty()) throw std::runtime_error("evaluate: no triples to score");
+  for (const auto& [name, why] : evaluation.failed) std::fprintf(stderr, "failed: %s: %s\n", name.c_str(), why.c_str());
+  if (!evaluation.scored.empty()) print_batch(evaluation.scored, evaluation.mean, format);
+  if (!evaluation.failed.empty() || !evaluation.left_out.empty()) {
+    std::fprintf(stderr, "scored %zu, failed %zu, unpaired %zu\n", evaluation.scored.size(), evaluation.failed.size(),
+                 evaluation.left_out.size());
     throw CLI::RuntimeError(1);
   }
 }
@@ -326,14 +205,11 @@ constexpr const char* kFooter = R"(Modes:
 
 Metrics and conventions: those of the Python evaluator published with CDDFuse (CVPR 2023), which
 the field's tables use. Every image is read as 8-bit BGR, converted to grey in float and rounded.
-  EN    entropy of F's 256-bin histogram, bits       SD    standard deviation of F
-  SF    spatial frequency of F                       AG    average gradient of F
-  MI    MI(F,A) + MI(F,B), nats                      SCD   corr(A, F-B) + corr(B, F-A)
-  VIF   VIF(A,F) + VIF(B,F), 4-scale pixel domain    Qabf  Petrovic-Xydeas edge preservation
-  SSIM  SSIM(F,A) + SSIM(F,B), 7x7 window, data range 2 (sic, as scikit-image on float input)
-  PSNR  10 log10(max(F)^2 / MSE)                     CC    (corr(A,F) + corr(B,F)) / 2
-  MSE   (mean((A-F)^2) + mean((B-F)^2)) / 2
-  Images must be at least 17x17, and at most --max-image-pixels (default 2^26, 8192x8192): a
+)";
+
+// The metrics, one line each (metrics.h's table), then the limits.
+constexpr const char* kFooterEnd =
+    R"(  Images must be at least 17x17, and at most --max-image-pixels (default 2^26, 8192x8192): a
   larger image, or one too large to decode in the memory available, is refused before decoding.
   A constant image makes SCD and CC NaN, and F equal to both inputs makes PSNR infinite, as in the
   evaluator (null in JSON, nan / inf in CSV).)";
@@ -344,7 +220,13 @@ void add_evaluate_command(CLI::App& app) {
   auto settings = std::make_shared<EvaluateSettings>();
   CLI::App* cmd = app.add_subcommand(
       "evaluate", "Score fused images with the field's twelve objective metrics (one triple or three directories)");
-  cmd->footer(kFooter);
+  std::string metrics;
+  for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
+    const std::string name = kMetricNames[i];
+    metrics += "  " + name + std::string(6 - name.size(), ' ') + metrics::kMetricMeanings[i] + " (" +
+               (metrics::kMetricBetter[i] == metrics::Better::higher ? "higher" : "lower") + " is better)\n";
+  }
+  cmd->footer(std::string(kFooter) + metrics + kFooterEnd);
   cmd->add_option("--anatomical", settings->anatomical, "Anatomical image A (MRI, CT, ...)");
   cmd->add_option("--functional", settings->functional, "Functional image B (SPECT, PET, ...)");
   cmd->add_option("--fused", settings->fused, "Fused image F");

@@ -37,27 +37,17 @@ std::string flag_of(std::string_view field) {
       {"montage", "--montage"},
       {"slices_dir", "--slices-dir"},
       {"output_dir", "--output-dir"},
+      {"plane", "--plane"},
+      {"allow_uneven_slices", "--allow-uneven-slices"},
   };
   const auto found = flags.find(field);
   return found != flags.end() ? found->second : std::string(field);
 }
 
-// Library messages about reading and slicing speak of options; the command line names its flags.
-std::string with_flags(std::string message) {
-  const auto replace = [&message](const std::string& from, const std::string& to) {
-    const auto at = message.find(from);
-    if (at != std::string::npos) message.replace(at, from.size(), to);
-  };
-  replace("the frame option", "--frame N");
-  replace("or their mean", "or --frame mean");
-  replace("choose another plane", "choose another --plane");
-  return message;
-}
-
 // The one line for an error: an existing output says how to replace it.
 std::string error_line(const std::exception& e) {
   if (const auto* exists = dynamic_cast<const OutputExistsError*>(&e)) return existing_output_message(exists->path());
-  return with_flags(e.what());
+  return e.what();
 }
 
 // A parse error names the flag it came from.
@@ -131,7 +121,7 @@ class EventPrinter {
       case Kind::pair_failed:
         bar_.reset();
         std::fprintf(stderr, "failed: %s: %s\n", event.pair.c_str(),
-                     event.existing_output.empty() ? with_flags(event.message).c_str()
+                     event.existing_output.empty() ? event.message.c_str()
                                                    : existing_output_message(event.existing_output).c_str());
         break;
     }

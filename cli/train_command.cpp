@@ -4,15 +4,18 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <regex>
+#include <map>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <tuple>
 #include <utility>
 
 #include "commands.h"
 #include "efcnet/model.h"
 #include "efcnet/models.h"
+#include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
@@ -33,6 +36,7 @@ struct CommonSettings {
   std::string master_text;
   LocalLaunch launch;
   int threads = 0;
+  bool no_progress = false;
   bool check_device = false;  // train only
 };
 
@@ -199,7 +203,7 @@ void add_common_options(CLI::App* command, TrainOptions& options, CommonSettings
                    "with AVX-512 BF16 or AMX, or --device cuda. See README \"Training\" for its speed")
       ->capture_default_str()
       ->check(CLI::IsMember({"float32", "bf16"}));
-  command->add_flag("!--no-progress", options.progress, "No progress bar on stderr");
+  command->add_flag("--no-progress", settings.no_progress, "No progress bar on stderr");
   add_distributed_options(command, options, settings);
 }
 
@@ -247,10 +251,9 @@ void check_device(const NetworkTrainOptions& options) {
   if (!check.passed) throw TrainingError("the device check failed on " + check.device + ": not training");
 }
 
-// The library's messages name TrainOptions' fields; the command line speaks of its flags. A name
-// counts only between spaces, brackets or punctuation, so that paths in a message stay as they are.
-std::string with_flag_names(std::string message) {
-  static const std::pair<const char*, const char*> kFlags[] = {
+// The flag of each TrainOptions field that library messages name (TrainOptions::option_name).
+std::string flag_of(std::string_view field) {
+  static const std::map<std::string_view, const char*> kFlags = {
       {"crop_height and crop_width", "--crop"},
       {"distributed.world_size", "--nproc-per-node, --world-size or WORLD_SIZE"},
       {"distributed.sync_bn", "--sync-bn"},
@@ -272,11 +275,8 @@ std::string with_flag_names(std::string message) {
       {"lr", "--lr"},
       {"precision", "--precision"},
   };
-  for (const auto& [field, flag] : kFlags) {
-    const std::regex name(std::string("(^|[ (])") + field + "(?=$|[ ),;:])");
-    message = std::regex_replace(message, name, std::string("$1") + flag);
-  }
-  return message;
+  const auto found = kFlags.find(field);
+  return found != kFlags.end() ? found->second : std::string(field);
 }
 
 // Runs one training in this process, or its local ranks as children (--nproc-per-node).
@@ -291,12 +291,23 @@ void train_or_launch(Options& options, CommonSettings& settings, Train train) {
   // (3 alternating runs) for ~1 GB more RSS.
   set_threads(settings.threads);
   if (options.device == "cpu") keep_freed_memory_for_reuse();
-  TrainingSummary summary;
-  try {
-    summary = train(options);
-  } catch (const Error& e) {
-    throw Error(with_flag_names(e.what()));
+  std::optional<ProgressBar> bar;
+  if (!settings.no_progress) {
+    options.progress = [&bar](const TrainingProgress& progress) {
+      if (!bar) bar.emplace(static_cast<std::size_t>(progress.steps_total));
+      if (progress.kind == TrainingProgress::Kind::step_done) {
+        bar->advance();
+        return;
+      }
+      char line[256];
+      std::snprintf(line, sizeof line, "epoch %d/%d: mean loss %.5f, saved %s", progress.epoch, progress.epochs,
+                    progress.mean_loss, progress.checkpoint.c_str());
+      bar->message(line);
+    };
   }
+  options.option_name = flag_of;
+  const TrainingSummary summary = train(options);
+  if (bar) bar->finish();
   // The other ranks' outcome shows in their exit code; rank 0 reports for the run.
   if (options.distributed.rank == 0) report(summary, options.distributed.world_size);
 }

@@ -1,11 +1,10 @@
 // Fuses a pair of volumes with the efcnet library as `efcnet fuse` does, from another program:
-// the options structure, a progress callback, the one error type.
+// the options structure, a progress callback, the one error type. It includes the umbrella header,
+// so building it checks that every installed header compiles on its own terms.
 //   fuse_volume ANATOMICAL FUNCTIONAL OUTPUT.nii.gz NETWORK.pth SEEM.pth
 #include <cstdio>
 
-#include "efcnet/runtime.h"
-#include "efcnet/version.h"
-#include "efcnet/volume_fusion.h"
+#include "efcnet/efcnet.h"
 
 int main(int argc, char** argv) {
   if (argc != 6) {

@@ -7,8 +7,10 @@
 // with their backtraces) are translated at the library's boundary and never reach a caller.
 #pragma once
 
+#include <functional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace efcnet {
 
@@ -23,5 +25,15 @@ class OptionError : public Error {
  public:
   using Error::Error;
 };
+
+// How the caller's user names an option, given its field name in the library's options structure
+// ("frame", "output_format", "overwrite", ...): "--frame" on the command line, "frame" in Python.
+// Library messages about an option name it this way; empty: the field name itself.
+using OptionNamer = std::function<std::string(std::string_view field)>;
+
+// `namer`'s name for `field`, or the field name when there is no namer.
+inline std::string option_name(const OptionNamer& namer, std::string_view field) {
+  return namer ? namer(field) : std::string(field);
+}
 
 }  // namespace efcnet

@@ -5,6 +5,7 @@
 
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "efcnet/error.h"
@@ -50,5 +51,10 @@ enum class WriteMode {
 void write_file_atomic(const std::string& path, std::string_view bytes, WriteMode mode = WriteMode::replace);
 void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes,
                        WriteMode mode = WriteMode::replace);
+
+// Replaces several files together: each (path, bytes) is first written in full (write_file_atomic)
+// under a hidden name beside its target, and only when all are there are they renamed into place.
+// A failure before that (a full disk, say) removes the hidden files and leaves every old file.
+void replace_files_together(const std::vector<std::pair<std::string, std::string>>& files);
 
 }  // namespace efcnet

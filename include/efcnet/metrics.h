@@ -30,6 +30,23 @@ inline constexpr std::array<Better, kMetricNames.size()> kMetricBetter = {
     Better::higher, Better::higher, Better::higher, Better::higher, Better::higher, Better::higher,
     Better::higher, Better::higher, Better::higher, Better::higher, Better::higher, Better::lower};
 
+// What each metric is, in kMetricNames order, one line each (A anatomical, B functional, F fused):
+// evaluate's --help, the Python module's docstrings and the report's notes all print these.
+inline constexpr std::array<const char*, kMetricNames.size()> kMetricMeanings = {
+    "entropy of F's 256-bin histogram, in bits",
+    "standard deviation of F",
+    "spatial frequency of F: sqrt(mean squared row + column neighbour difference)",
+    "average gradient of F: mean of sqrt((gx^2 + gy^2) / 2), central differences",
+    "MI(F, A) + MI(F, B) in nats, exact grey values",
+    "corr(A, F - B) + corr(B, F - A)",
+    "VIF(A, F) + VIF(B, F), 4-scale pixel domain",
+    "Petrovic-Xydeas edge preservation",
+    "SSIM(F, A) + SSIM(F, B), 7x7 window, data range 2 (sic, as scikit-image on float input)",
+    "10 log10(max(F)^2 / MSE)",
+    "(corr(A, F) + corr(B, F)) / 2",
+    "(mean((A - F)^2) + mean((B - F)^2)) / 2",
+};
+
 // Degenerate inputs give what the evaluator gives: NaN for a correlation with a constant image
 // (SCD, CC), +inf PSNR when F equals both inputs.
 struct FusionMetrics {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <stdexcept>
 #include <string>
 
@@ -66,6 +67,18 @@ int64_t estimated_training_step_bytes(const TrainingStepShape& step);
 // would fit (train_network refuses such a run before it starts, with MemAvailable).
 std::string training_memory_shortfall(const TrainingStepShape& step, int64_t available_bytes);
 
+// What a training run reports as it goes (rank 0 only).
+struct TrainingProgress {
+  enum class Kind {
+    step_done,   // `steps_done` of this run's `steps_total` (a resumed run counts from where it resumed)
+    epoch_done,  // `epoch` of `epochs` checkpointed: `mean_loss` (the epoch's mean total loss), `checkpoint`
+  } kind = Kind::step_done;
+  int64_t steps_done = 0, steps_total = 0;
+  int epoch = 0, epochs = 0;
+  double mean_loss = 0;
+  std::string checkpoint;
+};
+
 struct TrainOptions {
   std::string out_dir;  // checkpoints, training state, loss.csv, loss.png
   int epochs = 100;
@@ -83,7 +96,11 @@ struct TrainOptions {
   // bfloat16 copies of the weights), the loss in float32; weights, gradients, Adam's moments and
   // the checkpoints stay float32. An OptionError on a CPU without bfloat16_training_supported().
   Precision precision = Precision::float32;
-  bool progress = true;  // progress bar on stderr
+  // Called on rank 0 after each step and each epoch's checkpoint; empty: nothing is reported (the
+  // library prints nothing itself).
+  std::function<void(const TrainingProgress&)> progress;
+  // How the caller's user names these fields (error.h); messages about an option name it so.
+  OptionNamer option_name;
   // batch_size is per rank: a step trains on world_size x batch_size samples. Only rank 0 writes
   // out_dir (checkpoints, loss.csv with losses averaged over the ranks, loss.png, progress bar).
   DistributedOptions distributed;

@@ -97,6 +97,9 @@ struct VolumeReadOptions {
   // an even grid at its spacing (the median gap between neighbours), linearly from the slices'
   // true positions, instead of refused. Duplicated positions and tilted slices are refused anyway.
   bool allow_uneven_slices = false;
+  // How the caller's user names these fields (error.h): messages suggesting frame or
+  // allow_uneven_slices name them so.
+  OptionNamer option_name;
 };
 
 // What a file says about itself, read from its header only (nothing is decoded).
@@ -207,8 +210,10 @@ struct SliceLayout {
 };
 // Throws VolumeError for a direction that is not finite or is singular.
 SliceLayout slice_layout(const VolumeGeometry& geometry, Plane plane);
-// Throws VolumeError (naming `name`) when the plane's slices are smaller than the fusion's 11x11.
-void check_slice_size(const VolumeGeometry& geometry, Plane plane, const std::string& name);
+// Throws VolumeError (naming `name`, and the plane option as `option_name` names it) when the
+// plane's slices are smaller than the fusion's 11x11.
+void check_slice_size(const VolumeGeometry& geometry, Plane plane, const std::string& name,
+                      const OptionNamer& option_name = {});
 
 // Slice k (0 <= k < layout.slices) as a rows x columns CV_8UC1 / CV_8UC3 image (a copy).
 cv::Mat extract_slice(const ByteVolume& volume, const SliceLayout& layout, int k);

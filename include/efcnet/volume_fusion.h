@@ -30,11 +30,6 @@ enum class VolumeOutputFormat {
   dicom,  // a directory holding one DICOM series (volume_dicom.h)
 };
 
-// How the caller's user names an option, given its field name below ("frame", "output_format",
-// "overwrite", ...): "--frame" on the command line, "frame" in Python. Messages about an option
-// name it this way. Empty: the field name itself.
-using OptionNamer = std::function<std::string(std::string_view field)>;
-
 struct FuseVolumeOptions {
   std::string method = "efcnet";  // the network, or a baseline's name (baseline_method_named)
   FuserOptions fuser;             // method "efcnet": the network's and SEEM's weights, device, precision
@@ -50,7 +45,7 @@ struct FuseVolumeOptions {
   std::string montage;         // make_montage's picture (.png)
   std::string save_transform;  // the estimated transform (.tfm, .txt, .mat, .h5)
   std::string qc;              // make_registration_qc's picture (.png)
-  OptionNamer option_name;
+  OptionNamer option_name;     // error.h
 };
 
 // What happens, in order, for a caller's progress display and log.
@@ -88,6 +83,13 @@ struct VolumeFusionSummary {
 VolumeFusionSummary fuse_volume_files(const std::string& anatomical, const std::string& functional,
                                       const std::string& output, const FuseVolumeOptions& options,
                                       const VolumeFusionCallback& callback = {});
+
+// The same fusion of two volumes in memory (registration, windows, colormap and plane as
+// `options` says; `anatomical` and `functional` are messages' names): the fused volume on the
+// anatomical grid, nothing written. The one-pair files (slices_dir, montage, save_transform, qc)
+// are refused. Throws Error as fuse_volume_files.
+FusedVolume fuse_volumes(const Volume& anatomical, const Volume& functional, const FuseVolumeOptions& options,
+                         const VolumeFusionCallback& callback = {});
 
 struct VolumeBatchSummary {
   Pairing pairing;                    // the pairs, and the volumes left unpaired or ambiguous

@@ -40,8 +40,12 @@ from ._efcnet import (  # noqa: E402  (after the kernel choice, on purpose)
     Error,
     Fuser,
     __version__,
+    compare,
     evaluate,
+    evaluate_dirs,
+    evaluate_volume,
     fuse_volume,
+    fuse_volume_arrays,
     fuse_volume_dirs,
     keep_freed_memory_for_reuse,
     load_state_dict,
@@ -49,6 +53,7 @@ from ._efcnet import (  # noqa: E402  (after the kernel choice, on purpose)
     phantom,
     read_anatomical,
     read_functional,
+    read_volume,
     save_state_dict,
 )
 from . import metrics  # noqa: E402
@@ -56,8 +61,12 @@ from . import metrics  # noqa: E402
 __all__ = [
     "Error",
     "Fuser",
+    "compare",
     "evaluate",
+    "evaluate_dirs",
+    "evaluate_volume",
     "fuse_volume",
+    "fuse_volume_arrays",
     "fuse_volume_dirs",
     "keep_freed_memory_for_reuse",
     "load_state_dict",
@@ -66,5 +75,6 @@ __all__ = [
     "phantom",
     "read_anatomical",
     "read_functional",
+    "read_volume",
     "save_state_dict",
 ]

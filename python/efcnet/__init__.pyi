@@ -108,3 +108,60 @@ def fuse_volume_dirs(
     allow_uneven_slices: bool = False,
     progress: Optional[_Event] = None,
 ) -> Dict[str, int]: ...
+def evaluate_dirs(
+    anatomical_dir: _Path, functional_dir: _Path, fused_dir: _Path, *, threads: int = 0, max_image_pixels: int = 2**26
+) -> Dict[str, Any]: ...
+def evaluate_volume(
+    anatomical: _Path,
+    functional: _Path,
+    fused: _Path,
+    *,
+    frame: Optional[str] = None,
+    anatomical_window: Optional[str] = None,
+    functional_window: Optional[str] = None,
+    colormap: Optional[str] = None,
+    plane: Optional[Literal["axial", "coronal", "sagittal"]] = None,
+    allow_uneven_slices: bool = False,
+) -> Dict[str, Any]: ...
+def compare(
+    anatomical_dir: _Path,
+    functional_dir: _Path,
+    output_dir: _Path,
+    *,
+    efcnet: bool = True,
+    baselines: bool = True,
+    results: Mapping[str, _Path] = ...,
+    model: Optional[str] = None,
+    weights: Optional[_Path] = None,
+    seem_weights: Optional[_Path] = None,
+    device: str = "cpu",
+    precision: Literal["float32", "bfloat16"] = "float32",
+    threads: int = 0,
+    overwrite: bool = False,
+    max_image_pixels: int = 2**26,
+    progress: Optional[_Event] = None,
+) -> Dict[str, Any]: ...
+def read_volume(
+    path: _Path, *, frame: Union[int, str, None] = None, allow_uneven_slices: bool = False
+) -> Tuple[npt.NDArray[Union[np.float32, np.uint8]], npt.NDArray[np.float64]]: ...
+def fuse_volume_arrays(
+    anatomical: npt.NDArray[np.generic],
+    anatomical_affine: npt.NDArray[np.float64],
+    functional: npt.NDArray[np.generic],
+    functional_affine: npt.NDArray[np.float64],
+    *,
+    model: Optional[str] = None,
+    weights: Optional[_Path] = None,
+    seem_weights: Optional[_Path] = None,
+    method: str = "efcnet",
+    device: str = "cpu",
+    precision: Literal["float32", "bfloat16"] = "float32",
+    threads: int = 0,
+    anatomical_window: Optional[_Window] = None,
+    functional_window: Optional[_Window] = None,
+    colormap: Optional[str] = None,
+    plane: Optional[Literal["axial", "coronal", "sagittal"]] = None,
+    register: Optional[Literal["rigid", "affine"]] = None,
+    transform: Optional[_Path] = None,
+    progress: Optional[_Event] = None,
+) -> Tuple[_Image, npt.NDArray[np.float64]]: ...

@@ -26,6 +26,7 @@
 #include "efcnet/pipeline.h"
 #include "efcnet/runtime.h"
 #include "efcnet/weights.h"
+#include "evaluation.h"
 #include "volumes.h"
 
 namespace efcnet::python {
@@ -160,12 +161,6 @@ class PyFuser {
 };
 
 // ---- metrics ----
-
-py::dict metrics_dict(const FusionMetrics& m) {
-  py::dict result;
-  for (std::size_t i = 0; i < kMetricNames.size(); ++i) result[kMetricNames[i]] = m[i];
-  return result;
-}
 
 // Runs `compute` on the converted images without the GIL; the library's refusal of an image
 // (size, values) is a ValueError here, since the arrays are the caller's.
@@ -383,23 +378,25 @@ A constant image gives NaN for SCD and CC, F equal to both inputs an infinite PS
 TypeError for another dtype, ValueError for shapes, sizes or non-integral levels.)");
 
   def_volume_functions(m);
+  def_evaluation_functions(m);
 
   py::module_ metrics = m.def_submodule("metrics", "One function per metric (see efcnet.evaluate).");
-  def_single(metrics, "EN", efcnet::metrics::entropy, "EN: entropy of the 256-bin histogram of the image, in bits.");
-  def_single(metrics, "SD", efcnet::metrics::standard_deviation, "SD: population standard deviation of the image.");
-  def_single(metrics, "SF", efcnet::metrics::spatial_frequency,
-             "SF: spatial frequency, sqrt(mean squared horizontal + mean squared vertical neighbour difference).");
-  def_single(metrics, "AG", efcnet::metrics::average_gradient,
-             "AG: average gradient, mean of sqrt((gx^2 + gy^2) / 2) (central differences, one-sided at the border).");
-  def_triple(metrics, "MI", efcnet::metrics::mutual_information, "MI: MI(F, A) + MI(F, B) in nats, exact grey values.");
-  def_triple(metrics, "SCD", efcnet::metrics::scd, "SCD: corr(A, F - B) + corr(B, F - A) (NaN for a constant image).");
-  def_triple(metrics, "VIF", efcnet::metrics::vif, "VIF: VIF(A, F) + VIF(B, F), 4-scale pixel domain.");
-  def_triple(metrics, "Qabf", efcnet::metrics::qabf, "Qabf: Petrovic-Xydeas edge preservation.");
-  def_triple(metrics, "SSIM", efcnet::metrics::ssim,
-             "SSIM: SSIM(F, A) + SSIM(F, B), 7x7 window, data range 2 (as scikit-image on float input).");
-  def_triple(metrics, "PSNR", efcnet::metrics::psnr, "PSNR: 10 log10(max(F)^2 / MSE) (inf when F equals both inputs).");
-  def_triple(metrics, "CC", efcnet::metrics::cc, "CC: (corr(A, F) + corr(B, F)) / 2 (NaN for a constant image).");
-  def_triple(metrics, "MSE", efcnet::metrics::mse, "MSE: (mean((A - F)^2) + mean((B - F)^2)) / 2.");
+  using efcnet::metrics::kMetricMeanings;
+  const auto summary = [](std::size_t i) {
+    return std::string(efcnet::metrics::kMetricNames[i]) + ": " + kMetricMeanings[i] + ".";
+  };
+  def_single(metrics, "EN", efcnet::metrics::entropy, summary(0));
+  def_single(metrics, "SD", efcnet::metrics::standard_deviation, summary(1));
+  def_single(metrics, "SF", efcnet::metrics::spatial_frequency, summary(2));
+  def_single(metrics, "AG", efcnet::metrics::average_gradient, summary(3));
+  def_triple(metrics, "MI", efcnet::metrics::mutual_information, summary(4));
+  def_triple(metrics, "SCD", efcnet::metrics::scd, summary(5) + " NaN for a constant image.");
+  def_triple(metrics, "VIF", efcnet::metrics::vif, summary(6));
+  def_triple(metrics, "Qabf", efcnet::metrics::qabf, summary(7));
+  def_triple(metrics, "SSIM", efcnet::metrics::ssim, summary(8));
+  def_triple(metrics, "PSNR", efcnet::metrics::psnr, summary(9) + " inf when F equals both inputs.");
+  def_triple(metrics, "CC", efcnet::metrics::cc, summary(10) + " NaN for a constant image.");
+  def_triple(metrics, "MSE", efcnet::metrics::mse, summary(11));
 
   m.def(
       "models",

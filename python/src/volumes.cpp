@@ -3,9 +3,15 @@
 // fuse_volume_dirs, the same calls `efcnet fuse` makes.
 #include "volumes.h"
 
+#include <pybind11/numpy.h>
 #include <pybind11/stl.h>
 #include <pybind11/stl/filesystem.h>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <filesystem>
 #include <map>
 #include <optional>
@@ -117,6 +123,75 @@ VolumeFusionCallback callback_of(const py::object& progress) {
                       py::arg("index") = event.index, py::arg("count") = event.count,
                       py::arg("message") = event.message));
   };
+}
+
+// ---- arrays with affines (nibabel's convention: voxel (i, j, k) to RAS+ mm) <-> volumes (LPS) ----
+
+VolumeGeometry geometry_of(const py::ssize_t* shape, const py::array_t<double>& affine, const char* role) {
+  if (affine.ndim() != 2 || affine.shape(0) != 4 || affine.shape(1) != 4) {
+    throw py::value_error(std::string(role) + "_affine: expected a (4, 4) array");
+  }
+  const auto a = affine.unchecked<2>();
+  VolumeGeometry geometry;
+  constexpr double kRasToLps[3] = {-1, -1, 1};
+  for (int c = 0; c < 3; ++c) {
+    geometry.size[c] = shape[c];
+    const double column[3] = {kRasToLps[0] * a(0, c), kRasToLps[1] * a(1, c), kRasToLps[2] * a(2, c)};
+    const double length = std::sqrt(column[0] * column[0] + column[1] * column[1] + column[2] * column[2]);
+    geometry.spacing[c] = length;
+    for (int r = 0; r < 3; ++r) geometry.direction[r * 3 + c] = length > 0 ? column[r] / length : 0.0;
+    geometry.origin[c] = kRasToLps[c] * a(c, 3);
+  }
+  if (const std::string problem = geometry_problem(geometry); !problem.empty()) {
+    throw py::value_error(std::string(role) + "_affine with shape " + geometry.text() + ": " + problem);
+  }
+  return geometry;
+}
+
+py::array_t<double> affine_of(const VolumeGeometry& geometry) {
+  py::array_t<double> affine({4, 4});
+  auto a = affine.mutable_unchecked<2>();
+  constexpr double kLpsToRas[3] = {-1, -1, 1};
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < 4; ++c) a(r, c) = r == c && r == 3 ? 1.0 : 0.0;
+  for (int r = 0; r < 3; ++r) {
+    for (int c = 0; c < 3; ++c) a(r, c) = kLpsToRas[r] * geometry.direction[r * 3 + c] * geometry.spacing[c];
+    a(r, 3) = kLpsToRas[r] * geometry.origin[r];
+  }
+  return affine;
+}
+
+// A scalar volume from a 3-D array of any real dtype (converted to float32, as a file's values are).
+Volume volume_of(const py::array& array, const py::array_t<double>& affine, const char* role) {
+  if (array.ndim() != 3) {
+    throw py::value_error(std::string(role) + ": expected a 3-D (X, Y, Z) array of intensities, got " +
+                          std::to_string(array.ndim()) + " dimensions");
+  }
+  const auto values = py::array_t<float, py::array::f_style | py::array::forcecast>::ensure(array);
+  if (!values) throw py::type_error(std::string(role) + ": expected an array of numbers");
+  Volume volume;
+  volume.geometry = geometry_of(array.shape(), affine, role);
+  volume.voxels.assign(values.data(), values.data() + values.size());  // Fortran order: i fastest
+  return volume;
+}
+
+// (X, Y, Z) uint8 for grey, (X, Y, Z, 3) RGB for colour, i fastest in memory (as nibabel reads).
+py::array array_of(const ByteVolume& volume) {
+  const auto& size = volume.geometry.size;
+  const py::ssize_t c = volume.channels;
+  std::vector<py::ssize_t> shape{size[0], size[1], size[2]};
+  std::vector<py::ssize_t> strides{c, c * size[0], c * size[0] * size[1]};
+  if (c == 3) {
+    shape.push_back(3);
+    strides.push_back(1);
+  }
+  py::array out(py::dtype::of<std::uint8_t>(), shape, strides);
+  auto* bytes = static_cast<std::uint8_t*>(out.mutable_data());
+  std::memcpy(bytes, volume.voxels.data(), volume.voxels.size());
+  if (c == 3) {
+    for (std::size_t v = 0; v < volume.voxels.size(); v += 3) std::swap(bytes[v], bytes[v + 2]);  // BGR -> RGB
+  }
+  return out;
 }
 
 #define EFCNET_VOLUME_KEYWORDS                                                                                         \
@@ -233,6 +308,88 @@ before anything is written; the GIL is released while the work runs.)");
 does: output_dir/<name>.nii.gz (or output_dir/<name>/ for DICOM). Keywords as fuse_volume. A pair that
 fails is reported to progress ({"kind": "pair_failed", "pair", "message"}) and the rest go on.
 Returns {"fused", "failed", "unpaired"}.)");
+
+  m.def(
+      "read_volume",
+      [](const fs::path& path, const py::object& frame, bool allow_uneven_slices) {
+        VolumeReadOptions read;
+        read.allow_uneven_slices = allow_uneven_slices;
+        if (!frame.is_none()) read.frame = parsed("frame", frame_text(frame), parse_frame);
+        std::optional<ByteVolume> fused;  // an RGB volume, as fuse writes them
+        Volume volume;
+        {
+          py::gil_scoped_release release;
+          if (read_volume_info(path.string(), read).components == 3) {
+            fused = read_byte_volume(path.string());
+          } else {
+            volume = read_volume(path.string(), read);
+          }
+        }
+        if (fused) return py::make_tuple(array_of(*fused), affine_of(fused->geometry));
+        const auto& size = volume.geometry.size;
+        py::array_t<float> voxels({size[0], size[1], size[2]}, {py::ssize_t{4}, 4 * size[0], 4 * size[0] * size[1]});
+        std::memcpy(voxels.mutable_data(), volume.voxels.data(), volume.voxels.size() * sizeof(float));
+        return py::make_tuple(voxels, affine_of(volume.geometry));
+      },
+      py::arg("path"), py::kw_only(), py::arg("frame") = py::none(), py::arg("allow_uneven_slices") = false,
+      R"(Reads a volume as `efcnet fuse` reads it: NIfTI (.nii, .nii.gz), a DICOM series directory or file.
+
+Returns (array, affine): float32 (X, Y, Z) in the file's units (NIfTI scaling and DICOM rescale
+applied; a 4D file's frame= int or "mean"), or for a fused RGB volume uint8 (X, Y, Z, 3) RGB; the
+affine maps voxel (i, j, k, 1) to RAS+ millimetres, nibabel's convention. Problems raise efcnet.Error.)");
+
+  m.def(
+      "fuse_volume_arrays",
+      [](const py::array& anatomical, const py::array_t<double>& anatomical_affine, const py::array& functional,
+         const py::array_t<double>& functional_affine, const std::optional<std::string>& model,
+         const std::optional<fs::path>& weights, const std::optional<fs::path>& seem_weights, const std::string& method,
+         const std::string& device, const std::string& precision, int threads, const py::object& anatomical_window,
+         const py::object& functional_window, const std::optional<std::string>& colormap,
+         const std::optional<std::string>& plane, const std::optional<std::string>& registration,
+         const std::optional<fs::path>& transform, const py::object& progress) {
+        const FuseVolumeOptions options = options_of({model,
+                                                      weights,
+                                                      seem_weights,
+                                                      method,
+                                                      device,
+                                                      precision,
+                                                      threads,
+                                                      py::none(),
+                                                      anatomical_window,
+                                                      functional_window,
+                                                      colormap,
+                                                      plane,
+                                                      registration,
+                                                      transform,
+                                                      "nifti",
+                                                      false,
+                                                      false,
+                                                      std::nullopt,
+                                                      std::nullopt,
+                                                      std::nullopt,
+                                                      std::nullopt});
+        const Volume a = volume_of(anatomical, anatomical_affine, "anatomical");
+        const Volume f = volume_of(functional, functional_affine, "functional");
+        const VolumeFusionCallback callback = callback_of(progress);
+        FusedVolume fused;
+        {
+          py::gil_scoped_release release;
+          if (threads > 0) set_threads(threads);
+          fused = fuse_volumes(a, f, options, callback);
+        }
+        return py::make_tuple(array_of(fused.fused), affine_of(fused.fused.geometry));
+      },
+      py::arg("anatomical"), py::arg("anatomical_affine"), py::arg("functional"), py::arg("functional_affine"),
+      py::kw_only(), py::arg("model") = py::none(), py::arg("weights") = py::none(),
+      py::arg("seem_weights") = py::none(), py::arg("method") = "efcnet", py::arg("device") = "cpu",
+      py::arg("precision") = "float32", py::arg("threads") = 0, py::arg("anatomical_window") = py::none(),
+      py::arg("functional_window") = py::none(), py::arg("colormap") = py::none(), py::arg("plane") = py::none(),
+      py::arg("register") = py::none(), py::arg("transform") = py::none(), py::arg("progress") = py::none(),
+      R"(fuse_volume on arrays in memory, as nibabel gives them: (X, Y, Z) intensities of any real dtype
+and their 4x4 affines (voxel to RAS+ mm). The functional volume is resampled onto the anatomical
+grid as fuse_volume does; the keywords are fuse_volume's. Returns (fused, affine): uint8 (X, Y, Z, 3)
+RGB (or (X, Y, Z) for colormap="grey") on the anatomical grid, and its affine. Fused from
+read_volume's arrays, the result equals fuse_volume's file voxel for voxel.)");
 }
 
 }  // namespace efcnet::python

@@ -134,7 +134,8 @@ def test_the_heap_policy_changes_only_when_asked(golden):
 
     assert kept_mib("none") < 16  # glibc's default: a block this large is unmapped when freed
     assert kept_mib("fuser", NETWORK_WEIGHTS, SEEM_WEIGHTS) < 16  # creating a Fuser changes nothing
-    assert kept_mib("opt-in") >= 64
+    # Kept: the freed 64 MiB block, less whatever free chunk the malloc itself was carved from.
+    assert kept_mib("opt-in") >= 48
 
 
 THREADS_PROBE = """

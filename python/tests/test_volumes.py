@@ -1,4 +1,5 @@
 """efcnet.fuse_volume / fuse_volume_dirs: the same bytes as `efcnet fuse`, its refusals, progress."""
+import numpy as np
 import pytest
 
 import efcnet
@@ -82,3 +83,27 @@ def test_fuse_volume_dirs_fuses_pairs_and_reports_failures(volume_pair, tmp_path
     assert [e["pair"] for e in failed] == ["s2"] and "already exists" in failed[0]["message"]
     assert (tmp_path / "out" / "s2.nii.gz").read_bytes() == b"keep"
     assert (tmp_path / "out" / "s1.nii.gz").stat().st_size > 0
+
+
+def test_arrays_with_affines_fuse_as_the_files_do(volume_pair, tmp_path):
+    anatomical, functional = volume_pair
+    a, a_affine = efcnet.read_volume(anatomical)
+    f, f_affine = efcnet.read_volume(functional)
+    assert a.dtype == np.float32 and a.shape == (48, 48, 6) and a_affine.shape == (4, 4)
+    efcnet.fuse_volume(anatomical, functional, tmp_path / "fused.nii.gz", method="y-average", colormap="pet")
+    expected, expected_affine = efcnet.read_volume(tmp_path / "fused.nii.gz")
+    assert expected.dtype == np.uint8 and expected.shape == (48, 48, 6, 3)
+
+    fused, affine = efcnet.fuse_volume_arrays(a, a_affine, f, f_affine, method="y-average", colormap="pet")
+    np.testing.assert_array_equal(fused, expected)
+    np.testing.assert_allclose(affine, a_affine, atol=1e-6)
+    np.testing.assert_allclose(affine, expected_affine, atol=1e-4)
+    # Any real dtype and layout: int16 intensities in C order give the same as float32.
+    fused_int, _ = efcnet.fuse_volume_arrays(np.ascontiguousarray(np.round(a).astype(np.int16)), a_affine,
+                                             np.round(f).astype(np.int16), f_affine, method="y-average",
+                                             colormap="pet", anatomical_window=(0, 1000), functional_window=(0, 1000))
+    assert fused_int.shape == (48, 48, 6, 3)
+    with pytest.raises(ValueError, match="anatomical_affine"):
+        efcnet.fuse_volume_arrays(a, np.eye(3), f, f_affine, method="y-average")
+    with pytest.raises(ValueError, match="3-D"):
+        efcnet.fuse_volume_arrays(a[..., 0], a_affine, f, f_affine, method="y-average")

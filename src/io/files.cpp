@@ -9,6 +9,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "efcnet/files.h"
 
@@ -154,6 +157,32 @@ void write_file_atomic(const std::string& path, std::string_view bytes, WriteMod
 
 void write_file_atomic(const std::string& path, const std::vector<unsigned char>& bytes, WriteMode mode) {
   write_file_atomic(path, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()), mode);
+}
+
+void replace_files_together(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::vector<std::string> staged;
+  try {
+    for (const auto& [path, bytes] : files) {
+      const std::filesystem::path target(path);
+      staged.push_back(
+          (target.parent_path() / ("." + target.filename().string() + ".staged-" + std::to_string(::getpid())))
+              .string());
+      write_file_atomic(staged.back(), bytes);
+    }
+  } catch (...) {
+    std::error_code ec;
+    for (const std::string& path : staged) std::filesystem::remove(path, ec);
+    throw;
+  }
+  for (std::size_t i = 0; i < files.size(); ++i) {
+    std::error_code ec;
+    std::filesystem::rename(staged[i], files[i].first, ec);
+    if (ec) {
+      std::error_code ignored;
+      for (std::size_t j = i; j < files.size(); ++j) std::filesystem::remove(staged[j], ignored);
+      throw IoError(files[i].first + ": cannot rename into place: " + ec.message());
+    }
+  }
 }
 
 }  // namespace efcnet

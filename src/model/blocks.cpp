@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <utility>
 
+#include "layers.h"
 #include "lean_backward.h"
 
 namespace efcnet {
@@ -73,7 +74,7 @@ torch::Tensor PointwiseConvImpl::forward(const torch::Tensor& x) { return conv->
 
 // ---------------------------------------------------------------------------------------------
 CoordinateAttentionImpl::CoordinateAttentionImpl(int64_t channels) {
-  const int64_t hidden = std::max<int64_t>(8, channels / 32);
+  const int64_t hidden = layers::attention_hidden(channels);
   conv1 = register_module("conv1", conv2d(channels, hidden, 1, true));
   bn1 = register_module("bn1", batch_norm(hidden));
   conv_h = register_module("conv_h", conv2d(hidden, channels, 1, true));

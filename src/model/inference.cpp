@@ -12,6 +12,7 @@
 
 #include "dnnl_linear.h"
 #include "efcnet/runtime.h"
+#include "layers.h"
 #include "winograd_conv.h"
 
 namespace efcnet {
@@ -553,19 +554,28 @@ StageFlops counted_flops(int64_t height, int64_t width, bool textbook_attention)
     const double tokens = 2 * (attention + 2 * (2.0 * c * 4 * c));
     return pixels * (convs + tokens);
   };
-  const auto coordinate_attention = [&](double c) { return 2 * lines * (conv(c, 8, 1) + conv(8, c, 1)); };
+  const auto coordinate_attention = [&](double c) {
+    const double hidden = static_cast<double>(layers::attention_hidden(static_cast<int64_t>(c)));
+    return 2 * lines * (conv(c, hidden, 1) + conv(hidden, c, 1));
+  };
 
   StageFlops f;
   f.seem = pixels * (conv(1, 8, 3) + conv(8, 2, 1) + conv(2, 2, 3) + conv(2, 8, 1) + conv(8, 1, 1) + conv(8, 1, 1) +
                      conv(2, 8, 1) + conv(8, 1, 3));
-  f.encoder = 2 * pixels * (conv(1, 16, 3) + conv(16, 64, 5) + conv(64, 256, 7)) + coordinate_attention(16) +
-              coordinate_attention(64) + coordinate_attention(256) +
-              pixels * (conv(32, 16, 1) + conv(128, 64, 1) + conv(512, 256, 1));
-  f.su1 = efusion(16);
-  f.su2 = efusion(64);
-  f.su3 = efusion(256);
-  f.su4 = pixels * conv(336, 64, 1) + efusion(64);
-  f.decoder = pixels * (conv(64, 16, 3) + conv(16, 1, 1));
+  const auto layer = [&conv](const layers::Conv& c) {
+    return conv(static_cast<double>(c.in), static_cast<double>(c.out), static_cast<double>(c.kernel));
+  };
+  f.encoder = 0;
+  for (std::size_t k = 0; k < layers::kEncoder.size(); ++k) {
+    // The encoder and coordinate attention run on both inputs; the merge once.
+    f.encoder += 2 * pixels * layer(layers::kEncoder[k]) +
+                 coordinate_attention(static_cast<double>(layers::kEncoder[k].out)) + pixels * layer(layers::kMerge[k]);
+  }
+  f.su1 = efusion(static_cast<double>(layers::kMerge[0].out));
+  f.su2 = efusion(static_cast<double>(layers::kMerge[1].out));
+  f.su3 = efusion(static_cast<double>(layers::kMerge[2].out));
+  f.su4 = pixels * layer(layers::kJoin) + efusion(static_cast<double>(layers::kJoin.out));
+  f.decoder = pixels * (layer(layers::kDecoderBlock) + layer(layers::kOutput));
   return f;
 }
 

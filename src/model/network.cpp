@@ -7,25 +7,29 @@
 #include <stdexcept>
 #include <string>
 
+#include "layers.h"
+
 namespace efcnet {
 
 FusionNetworkImpl::FusionNetworkImpl() {
-  conv3_3 = register_module("conv3_3", ConvBlock(1, 16, 3));
-  conv5_5 = register_module("conv5_5", ConvBlock(16, 64, 5));
-  conv7_7 = register_module("conv7_7", ConvBlock(64, 256, 7));
-  ca1 = register_module("ca1", CoordinateAttention(16));
-  ca2 = register_module("ca2", CoordinateAttention(64));
-  ca3 = register_module("ca3", CoordinateAttention(256));
-  conv1 = register_module("conv1", ConvBlock(32, 16, 1));
-  conv2 = register_module("conv2", ConvBlock(128, 64, 1));
-  conv3 = register_module("conv3", ConvBlock(512, 256, 1));
-  conv4 = register_module("conv4", ConvBlock(336, 64, 1));
-  SU1 = register_module("SU1", EFusion(16));
-  SU2 = register_module("SU2", EFusion(64));
-  SU3 = register_module("SU3", EFusion(256));
-  SU4 = register_module("SU4", EFusion(64));
-  convolutional_out1 = register_module("convolutional_out1", ConvBlock(64, 16, 3));
-  convolutional_out2 = register_module("convolutional_out2", PointwiseConv(16, 1));
+  using namespace layers;
+  const auto conv_block = [this](const Conv& c) { return register_module(c.name, ConvBlock(c.in, c.out, c.kernel)); };
+  conv3_3 = conv_block(kEncoder[0]);
+  conv5_5 = conv_block(kEncoder[1]);
+  conv7_7 = conv_block(kEncoder[2]);
+  ca1 = register_module(kAttention[0], CoordinateAttention(kEncoder[0].out));
+  ca2 = register_module(kAttention[1], CoordinateAttention(kEncoder[1].out));
+  ca3 = register_module(kAttention[2], CoordinateAttention(kEncoder[2].out));
+  conv1 = conv_block(kMerge[0]);
+  conv2 = conv_block(kMerge[1]);
+  conv3 = conv_block(kMerge[2]);
+  conv4 = conv_block(kJoin);
+  SU1 = register_module(kScaleUnits[0], EFusion(kMerge[0].out));
+  SU2 = register_module(kScaleUnits[1], EFusion(kMerge[1].out));
+  SU3 = register_module(kScaleUnits[2], EFusion(kMerge[2].out));
+  SU4 = register_module(kJoinUnit, EFusion(kJoin.out));
+  convolutional_out1 = conv_block(kDecoderBlock);
+  convolutional_out2 = register_module(kOutput.name, PointwiseConv(kOutput.in, kOutput.out));
 }
 
 FusionOutput FusionNetworkImpl::forward(const torch::Tensor& functional, const torch::Tensor& anatomical) {

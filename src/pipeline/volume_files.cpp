@@ -26,7 +26,7 @@ namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
 std::string option(const FuseVolumeOptions& options, std::string_view field) {
-  return options.option_name ? options.option_name(field) : std::string(field);
+  return option_name(options.option_name, field);
 }
 
 void notify(const VolumeFusionCallback& callback, const VolumeFusionEvent& event) {
@@ -162,6 +162,7 @@ VolumeFusionOptions checked_volume_options(const FuseVolumeOptions& options) {
     throw OptionError("no fusion method \"" + options.method + "\"");
   }
   VolumeFusionOptions volume = options.volume;
+  if (!volume.read.option_name) volume.read.option_name = options.option_name;
   if (!options.transform_file.empty()) volume.functional_transform = read_transform(options.transform_file);
   return volume;
 }
@@ -233,6 +234,51 @@ struct PairResult {
   cv::Mat qc;
 };
 
+// Registers (when asked), prepares and fuses two volumes read; names are for messages.
+PairResult fuse_read_volumes(Volume anatomical, Volume functional, const std::string& anatomical_name,
+                             const std::string& functional_name, const FuseVolumeOptions& options,
+                             VolumeFusionOptions volume_options, SliceFuser& slice_fuser, const std::string& pair,
+                             const VolumeFusionCallback& callback) {
+  PairResult result;
+  if (options.registration != RegistrationKind::none) {
+    const auto start = Clock::now();
+    int level = -1;
+    const RegistrationResult registered =
+        estimate_transform(anatomical, functional, registration_options(options), anatomical_name, functional_name,
+                           [&](const RegistrationProgress& p) {
+                             if (p.level == level) return;
+                             level = p.level;
+                             VolumeFusionEvent event = event_of(VolumeFusionEvent::Kind::registering, pair);
+                             event.registration = p;
+                             notify(callback, event);
+                           });
+    VolumeFusionEvent event = event_of(VolumeFusionEvent::Kind::registered, pair);
+    event.registration_result = registered;
+    event.message = functional_name + " to " + anatomical_name;
+    event.seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    notify(callback, event);
+    volume_options.functional_transform = registered.transform;
+  }
+  result.transform = volume_options.functional_transform;
+  if (!options.qc.empty()) {
+    result.qc = make_registration_qc(anatomical, functional, LinearTransform{}, *volume_options.functional_transform);
+  }
+  result.prepared = prepare_volumes(anatomical, functional, volume_options, anatomical_name, functional_name);
+  anatomical = Volume{};  // only the prepared forms are needed from here on
+  functional = Volume{};
+  try {
+    result.fused = slice_fuser.fuse(result.prepared, [&](int done, int total) {
+      VolumeFusionEvent event = event_of(VolumeFusionEvent::Kind::slice_done, pair);
+      event.index = static_cast<std::size_t>(done);
+      event.count = static_cast<std::size_t>(total);
+      notify(callback, event);
+    });
+  } catch (const std::exception& e) {
+    throw FusionError(anatomical_name + " + " + functional_name + ": " + e.what());
+  }
+  return result;
+}
+
 // Reads, prepares, fuses and writes one pair. Every refusal happens before the output is written.
 PairResult fuse_pair_files(const std::string& anatomical_path, const std::string& functional_path,
                            const std::string& output, const FuseVolumeOptions& options,
@@ -242,7 +288,7 @@ PairResult fuse_pair_files(const std::string& anatomical_path, const std::string
                    f = read_volume_info(functional_path, volume_options.read);
   check_header(anatomical_path, a, options);
   check_header(functional_path, f, options);
-  check_slice_size(a.geometry, volume_options.plane, anatomical_path);
+  check_slice_size(a.geometry, volume_options.plane, anatomical_path, options.option_name);
   const bool colour = volume_options.colormap != Colormap::grey;
   const bool cpu = options.fuser.device == "cpu";
   if (const std::string shortfall = volume_memory_shortfall(a, f, volume_options.plane, colour, cpu);
@@ -250,46 +296,9 @@ PairResult fuse_pair_files(const std::string& anatomical_path, const std::string
     throw VolumeError(anatomical_path + " + " + functional_path + ": " + shortfall);
   }
   slice_fuser.load();
-
-  PairResult result;
-  {
-    const Volume anatomical = read_volume(anatomical_path, volume_options.read);
-    const Volume functional = read_volume(functional_path, volume_options.read);
-    if (options.registration != RegistrationKind::none) {
-      const auto start = Clock::now();
-      int level = -1;
-      const RegistrationResult registered =
-          estimate_transform(anatomical, functional, registration_options(options), anatomical_path, functional_path,
-                             [&](const RegistrationProgress& p) {
-                               if (p.level == level) return;
-                               level = p.level;
-                               VolumeFusionEvent event = event_of(VolumeFusionEvent::Kind::registering, pair);
-                               event.registration = p;
-                               notify(callback, event);
-                             });
-      VolumeFusionEvent event = event_of(VolumeFusionEvent::Kind::registered, pair);
-      event.registration_result = registered;
-      event.message = functional_path + " to " + anatomical_path;
-      event.seconds = std::chrono::duration<double>(Clock::now() - start).count();
-      notify(callback, event);
-      volume_options.functional_transform = registered.transform;
-    }
-    result.transform = volume_options.functional_transform;
-    if (!options.qc.empty()) {
-      result.qc = make_registration_qc(anatomical, functional, LinearTransform{}, *volume_options.functional_transform);
-    }
-    result.prepared = prepare_volumes(anatomical, functional, volume_options, anatomical_path, functional_path);
-  }
-  try {
-    result.fused = slice_fuser.fuse(result.prepared, [&](int done, int total) {
-      VolumeFusionEvent event = event_of(VolumeFusionEvent::Kind::slice_done, pair);
-      event.index = static_cast<std::size_t>(done);
-      event.count = static_cast<std::size_t>(total);
-      notify(callback, event);
-    });
-  } catch (const std::exception& e) {
-    throw FusionError(anatomical_path + " + " + functional_path + ": " + e.what());
-  }
+  PairResult result = fuse_read_volumes(
+      read_volume(anatomical_path, volume_options.read), read_volume(functional_path, volume_options.read),
+      anatomical_path, functional_path, options, std::move(volume_options), slice_fuser, pair, callback);
 
   const WriteMode mode = options.overwrite ? WriteMode::replace : WriteMode::no_clobber;
   if (options.output_format == VolumeOutputFormat::nifti) {
@@ -328,6 +337,31 @@ void write_extra_outputs(const FuseVolumeOptions& options, const PairResult& res
 }
 
 }  // namespace
+
+FusedVolume fuse_volumes(const Volume& anatomical, const Volume& functional, const FuseVolumeOptions& options,
+                         const VolumeFusionCallback& callback) {
+  if (!options.slices_dir.empty() || !options.montage.empty() || !options.save_transform.empty() ||
+      !options.qc.empty()) {
+    throw OptionError(option(options, "slices_dir") + ", " + option(options, "montage") + ", " +
+                      option(options, "save_transform") + " and " + option(options, "qc") + " are written by " +
+                      "fuse_volume_files");
+  }
+  for (const auto* volume : {&anatomical, &functional}) {
+    const std::string name = volume == &anatomical ? "anatomical" : "functional";
+    if (const std::string problem = geometry_problem(volume->geometry); !problem.empty())
+      throw VolumeError(name + " volume: " + problem);
+    if (static_cast<int64_t>(volume->voxels.size()) != volume->geometry.voxel_count()) {
+      throw VolumeError(name + " volume: " + std::to_string(volume->voxels.size()) + " voxels for a " +
+                        volume->geometry.text() + " grid");
+    }
+  }
+  const VolumeFusionOptions volume_options = checked_volume_options(options);
+  check_slice_size(anatomical.geometry, volume_options.plane, "anatomical volume", options.option_name);
+  SliceFuser slice_fuser(options);
+  return fuse_read_volumes(anatomical, functional, "anatomical volume", "functional volume", options, volume_options,
+                           slice_fuser, "", callback)
+      .fused;
+}
 
 VolumeFusionSummary fuse_volume_files(const std::string& anatomical, const std::string& functional,
                                       const std::string& output, const FuseVolumeOptions& options,

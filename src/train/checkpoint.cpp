@@ -41,8 +41,9 @@ void refuse_existing_run(const std::string& prefix, const TrainOptions& options)
   for (const auto& entry : fs::directory_iterator(options.out_dir, ec)) {
     const std::string name = entry.path().filename().string();
     if (std::regex_match(name, run_file)) {
-      throw TrainingError(options.out_dir + " already holds a training run (" + name +
-                          "); set resume to continue it, or choose another out_dir");
+      throw TrainingError(options.out_dir + " already holds a training run (" + name + "); set " +
+                          option_name(options.option_name, "resume") + " to continue it, or choose another " +
+                          option_name(options.option_name, "out_dir"));
     }
   }
 }
@@ -82,8 +83,9 @@ int prepare_output(const CheckpointedRun& run, const TrainOptions& options, size
   for (const auto& [key, expected] : run_identity(run, options, samples)) {
     const int64_t stored = entry(key).item<int64_t>();
     if (stored != expected) {
-      throw TrainingError(state_path + ": the run was started with " + key.substr(5) + " = " + std::to_string(stored) +
-                          ", now " + std::to_string(expected) + "; continue it with the same data and options");
+      throw TrainingError(state_path + ": the run was started with " + option_name(options.option_name, key.substr(5)) +
+                          " = " + std::to_string(stored) + ", now " + std::to_string(expected) +
+                          "; continue it with the same data and options");
     }
   }
   // States written before distributed training lack these entries: one process, no sync_bn.
@@ -98,18 +100,19 @@ int prepare_output(const CheckpointedRun& run, const TrainOptions& options, size
     throw TrainingError(state_path + ": the run was trained on " + std::to_string(trained_world) + " rank(s), now " +
                         std::to_string(options.distributed.world_size) +
                         "; another world size would train on other batches than the run so far. Continue it on " +
-                        std::to_string(trained_world) + " rank(s) (distributed.world_size)");
+                        std::to_string(trained_world) + " rank(s) (" +
+                        option_name(options.option_name, "distributed.world_size") + ")");
   }
   if (entry_or("meta.sync_bn", 0) != (options.distributed.sync_bn ? 1 : 0)) {
     throw TrainingError(state_path + ": the run was trained " + (options.distributed.sync_bn ? "without" : "with") +
-                        " distributed.sync_bn; continue it the same way");
+                        " " + option_name(options.option_name, "distributed.sync_bn") + "; continue it the same way");
   }
   for (const auto& setting : run.settings) {
     const int64_t stored = entry_or(setting.key, setting.when_absent);
     if (stored != setting.value) {
-      throw TrainingError(state_path + ": the run was started with " + setting.key.substr(5) + " = " +
-                          std::to_string(stored) + ", now " + std::to_string(setting.value) +
-                          "; continue it with the same options");
+      throw TrainingError(state_path + ": the run was started with " +
+                          option_name(options.option_name, setting.key.substr(5)) + " = " + std::to_string(stored) +
+                          ", now " + std::to_string(setting.value) + "; continue it with the same options");
     }
   }
   const int epoch = static_cast<int>(entry("meta.epoch").item<int64_t>());

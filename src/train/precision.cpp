@@ -16,7 +16,8 @@ void check_precision(const TrainOptions& options, const torch::Device& device, c
                      const std::string& cpu_name) {
   if (options.precision == Precision::bfloat16 && device.is_cpu() && !cpu.avx512_bf16 && !cpu.amx) {
     throw OptionError("bfloat16 training needs a CPU with AVX-512 BF16 or AMX, which " + cpu_name +
-                      " lacks; train with precision float32, or on a cuda device");
+                      " lacks; train with " + option_name(options.option_name, "precision") +
+                      " float32, or on a cuda device");
   }
 }
 

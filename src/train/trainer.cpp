@@ -17,7 +17,6 @@
 #include "efcnet/distributed.h"
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
-#include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
@@ -57,7 +56,7 @@ CheckpointedRun::Setting precision_setting(const TrainOptions& options) {
 // Every weight finite after a step, checked before it is logged or saved: a step that overflows
 // (too high an lr) is named instead of checkpointed, so the last good checkpoint stays. One
 // reduction per tensor and one read back per step.
-void check_finite_weights(const torch::nn::Module& module, int epoch, int64_t step) {
+void check_finite_weights(const torch::nn::Module& module, int epoch, int64_t step, const std::string& lr_name) {
   torch::NoGradGuard no_grad;
   std::vector<std::pair<std::string, torch::Tensor>> weights;
   for (const auto& p : module.named_parameters()) weights.emplace_back(p.key(), p.value());
@@ -70,7 +69,8 @@ void check_finite_weights(const torch::nn::Module& module, int epoch, int64_t st
   for (size_t i = 0; i < weights.size(); ++i) {
     if (!finite[i].item<bool>()) {
       throw TrainingError("'" + weights[i].first + "' holds NaN or infinite values after step " + std::to_string(step) +
-                          " (epoch " + std::to_string(epoch) + "); lower lr (the last checkpoint is kept)");
+                          " (epoch " + std::to_string(epoch) + "); lower " + lr_name +
+                          " (the last checkpoint is kept)");
     }
   }
 }
@@ -88,9 +88,10 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
   int done_epochs = 0;
   LossLog log(options.out_dir, task.term_names);
   agreed(group, [&] {
-    if (options.epochs < 1) throw TrainingError("epochs must be at least 1");
-    if (options.batch_size < 1) throw TrainingError("batch_size must be at least 1");
-    if (options.lr <= 0) throw TrainingError("lr must be positive");
+    const auto name = [&options](std::string_view field) { return option_name(options.option_name, field); };
+    if (options.epochs < 1) throw TrainingError(name("epochs") + " must be at least 1");
+    if (options.batch_size < 1) throw TrainingError(name("batch_size") + " must be at least 1");
+    if (options.lr <= 0) throw TrainingError(name("lr") + " must be positive");
     check_one_batch(samples.size(), options.batch_size, world);
     if (rank == 0) {
       done_epochs = prepare_output(task.checkpoints, options, samples.size(), adam, step);
@@ -113,10 +114,10 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
   summary.first_epoch = done_epochs + 1;
   summary.last_epoch = done_epochs;
   const auto start = Clock::now();
-  std::optional<ProgressBar> progress;
-  if (options.progress && rank == 0 && done_epochs < options.epochs) {
-    progress.emplace(static_cast<size_t>((options.epochs - done_epochs) * steps_per_epoch));
-  }
+  const auto report = [&options, rank](TrainingProgress progress) {
+    if (options.progress && rank == 0) options.progress(progress);
+  };
+  const int64_t run_steps = (options.epochs - done_epochs) * steps_per_epoch;
   try {
     for (int epoch = done_epochs + 1; epoch <= options.epochs; ++epoch) {
       const auto order = epoch_order(samples.size(), options.seed, epoch);
@@ -138,12 +139,12 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
         }
         if (!std::isfinite(terms.back())) {
           throw TrainingError("the loss became " + std::to_string(terms.back()) + " at epoch " + std::to_string(epoch) +
-                              "; lower lr (the last checkpoint is kept)");
+                              "; lower " + option_name(options.option_name, "lr") + " (the last checkpoint is kept)");
         }
         adam.step(learning_rate(options, step, total_steps));
         ++step;
         ++summary.steps;
-        check_finite_weights(module, epoch, step);
+        check_finite_weights(module, epoch, step, option_name(options.option_name, "lr"));
         if (group && options.distributed.check_replicas) {
           group->check_equal(tensor_digest(module.parameters()), "parameters after step " + std::to_string(step));
         }
@@ -151,7 +152,10 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
           log.append({epoch, static_cast<int>(step), std::move(terms),
                       std::chrono::duration<double>(Clock::now() - step_start).count()});
         }
-        if (progress) progress->advance();
+        TrainingProgress done;
+        done.steps_done = summary.steps;
+        done.steps_total = run_steps;
+        report(done);
       }
       if (group) {
         // Without sync_bn every rank's running statistics follow its own batches; the checkpoint
@@ -166,12 +170,15 @@ TrainingSummary run(const TrainingTask& task, const TrainOptions& options, const
       log.write_plot();
       summary.last_epoch_loss = log.epoch_mean_total(epoch);
       summary.last_checkpoint = checkpoint_path(options.out_dir, task.checkpoints, epoch);
-      if (progress) {
-        char line[256];
-        std::snprintf(line, sizeof line, "epoch %d/%d: mean loss %.5f, saved %s", epoch, options.epochs,
-                      summary.last_epoch_loss, summary.last_checkpoint.c_str());
-        progress->message(line);
-      }
+      TrainingProgress saved;
+      saved.kind = TrainingProgress::Kind::epoch_done;
+      saved.steps_done = summary.steps;
+      saved.steps_total = run_steps;
+      saved.epoch = epoch;
+      saved.epochs = options.epochs;
+      saved.mean_loss = summary.last_epoch_loss;
+      saved.checkpoint = summary.last_checkpoint;
+      report(saved);
     }
     // Nobody reports success before rank 0 has written the last checkpoint.
     if (group) group->barrier();
@@ -201,14 +208,15 @@ TrainingSummary network_training(const NetworkTrainOptions& options) {
   check_precision(options, device);
   check_loss_options(options);
   if (options.freeze_batchnorm_statistics && options.init_weights.empty()) {
-    throw TrainingError(
-        "freeze_batchnorm_statistics needs init_weights: a new network's running statistics are "
-        "those of no data");
+    throw TrainingError(option_name(options.option_name, "freeze_batchnorm_statistics") + " needs " +
+                        option_name(options.option_name, "init_weights") +
+                        ": a new network's running statistics are those of no data");
   }
   if (options.freeze_batchnorm_statistics && options.distributed.sync_bn) {
-    throw TrainingError(
-        "freeze_batchnorm_statistics and distributed.sync_bn exclude each other: frozen BatchNorm "
-        "layers take no batch statistics to synchronise");
+    throw TrainingError(option_name(options.option_name, "freeze_batchnorm_statistics") + " and " +
+                        option_name(options.option_name, "distributed.sync_bn") +
+                        " exclude each other: frozen BatchNorm "
+                        "layers take no batch statistics to synchronise");
   }
   const auto group = join_group(options, device);
   std::vector<Sample> samples;
@@ -294,8 +302,8 @@ TrainingSummary seem_training(const SeemTrainOptions& options) {
   const torch::Device device = training_device(options);
   check_precision(options, device);
   if (options.distributed.sync_bn) {
-    throw TrainingError(
-        "distributed.sync_bn is for the network's training: SEEM's BatchNorm layers have no synchronised variant");
+    throw TrainingError(option_name(options.option_name, "distributed.sync_bn") +
+                        " is for the network's training: SEEM's BatchNorm layers have no synchronised variant");
   }
   const auto group = join_group(options, device);
   std::vector<Sample> samples;

@@ -48,8 +48,8 @@ void check_sizes(const std::vector<Sample>& samples, const TrainOptions& options
       }
     } else if (plane.sizes() != first.sizes()) {
       problems.push_back(s.name + ": " + size_text(plane) + " differs from " + samples.front().name + " (" +
-                         size_text(first) +
-                         "); full-image batches need one size, or crops (crop_height and crop_width)");
+                         size_text(first) + "); full-image batches need one size, or crops (" +
+                         option_name(options.option_name, "crop_height and crop_width") + ")");
     }
   }
 }
@@ -148,7 +148,9 @@ std::vector<Sample> read_directory_pairs(const std::string& anatomical_dir, cons
 std::vector<Sample> load_pairs(const NetworkTrainOptions& options) {
   const bool directories = !options.anatomical_dir.empty() || !options.functional_dir.empty();
   if (directories == !options.packed_pairs.empty()) {
-    throw TrainingError("give either packed_pairs or anatomical_dir and functional_dir");
+    const auto name = [&options](std::string_view field) { return option_name(options.option_name, field); };
+    throw TrainingError("give either " + name("packed_pairs") + " or " + name("anatomical_dir") + " and " +
+                        name("functional_dir"));
   }
   std::vector<std::string> problems;
   std::vector<Sample> samples;
@@ -159,7 +161,8 @@ std::vector<Sample> load_pairs(const NetworkTrainOptions& options) {
 #if EFCNET_IMAGE_IO
     samples = read_directory_pairs(options.anatomical_dir, options.functional_dir, options.limit, problems);
 #else
-    refuse_without_image_io("training from anatomical_dir and functional_dir");
+    refuse_without_image_io("training from " + option_name(options.option_name, "anatomical_dir") + " and " +
+                            option_name(options.option_name, "functional_dir"));
 #endif
   }
   check_sizes(samples, options, problems);
@@ -233,10 +236,12 @@ Batch make_batch(const std::vector<Sample>& samples, const std::vector<size_t>& 
 }
 
 void check_loss_options(const NetworkTrainOptions& options) {
-  if (options.seem_weights.empty()) throw TrainingError("seem_weights is required");
-  for (const auto& [weight, name] :
+  if (options.seem_weights.empty())
+    throw TrainingError(option_name(options.option_name, "seem_weights") + " is required");
+  for (const auto& [weight, field] :
        {std::pair{options.intensity_weight, "intensity_weight"}, std::pair{options.texture_weight, "texture_weight"}}) {
-    if (!(weight >= 0.0 && weight <= 1000.0)) throw TrainingError(std::string(name) + " must be between 0 and 1000");
+    if (!(weight >= 0.0 && weight <= 1000.0))
+      throw TrainingError(option_name(options.option_name, field) + " must be between 0 and 1000");
   }
 }
 

@@ -36,10 +36,10 @@ bool directory_holds_volumes(const std::string& dir) {
   std::error_code ec;
   if (!fs::is_directory(dir, ec)) return false;
   const auto volumes = io::entries_by_stem(dir, [](const fs::directory_entry& entry) -> std::optional<std::string> {
-    std::error_code ec;
+    std::error_code entry_error;
     const std::string name = entry.path().filename().string();
-    if (entry.is_regular_file(ec) && has_volume_extension(name)) return volume_stem(name);
-    if (entry.is_directory(ec) && holds_dicom_file(entry.path())) return name;
+    if (entry.is_regular_file(entry_error) && has_volume_extension(name)) return volume_stem(name);
+    if (entry.is_directory(entry_error) && holds_dicom_file(entry.path())) return name;
     return std::nullopt;
   });
   return !volumes.empty();

@@ -111,9 +111,11 @@ struct SeriesReader {
   itk::ImageSeriesReader<FloatImage>::Pointer reader;
   detail::SeriesSlices slices;
 };
-SeriesReader series_reader(const std::string& dir, VolumeInfo& info, bool allow_uneven) {
+SeriesReader series_reader(const std::string& dir, VolumeInfo& info, const VolumeReadOptions& options) {
   const std::vector<std::string> files = dicom_series_files(dir);
-  SeriesReader series{itk::ImageSeriesReader<FloatImage>::New(), detail::check_series_slices(dir, files, allow_uneven)};
+  SeriesReader series{itk::ImageSeriesReader<FloatImage>::New(),
+                      detail::check_series_slices(dir, files, options.allow_uneven_slices,
+                                                  option_name(options.option_name, "allow_uneven_slices"))};
   series.reader->SetImageIO(itk::GDCMImageIO::New());
   series.reader->SetFileNames(files);
   try {
@@ -207,20 +209,21 @@ void update(Reader& reader, const std::string& path) {
   }
 }
 
-Volume read_series(const std::string& dir, bool allow_uneven) {
+Volume read_series(const std::string& dir, const VolumeReadOptions& options) {
   VolumeInfo info;
-  const SeriesReader series = series_reader(dir, info, allow_uneven);
+  const SeriesReader series = series_reader(dir, info, options);
   update(*series.reader, dir);
   Volume stacked = detail::from_itk(*series.reader->GetOutput());
   return series.slices.even ? stacked : detail::resample_uneven_series(stacked, series.slices);
 }
 
 // One frame or the mean of a 4D file's frames, with its first three axes' geometry.
-Volume read_frames(const std::string& path, const VolumeInfo& info, const FrameChoice& frame) {
+Volume read_frames(const std::string& path, const VolumeInfo& info, const VolumeReadOptions& options) {
+  const FrameChoice& frame = options.frame;
   if (frame.kind == FrameChoice::Kind::none) {
-    throw VolumeError(path + ": is 4D with " + std::to_string(info.frames) +
-                      " frames; choose one with the frame option (0.." + std::to_string(info.frames - 1) +
-                      ") or their mean");
+    const std::string name = option_name(options.option_name, "frame");
+    throw VolumeError(path + ": is 4D with " + std::to_string(info.frames) + " frames; choose one with " + name +
+                      " N (0.." + std::to_string(info.frames - 1) + ") or their mean with " + name + " mean");
   }
   if (frame.kind == FrameChoice::Kind::index && (frame.index < 0 || frame.index >= info.frames)) {
     throw VolumeError(path + ": has " + std::to_string(info.frames) + " frames, so no frame " +
@@ -307,20 +310,19 @@ VolumeInfo read_volume_info(const std::string& path, const VolumeReadOptions& op
   const Source source = source_of(path);
   if (source != Source::dicom_series) return file_info(path, source);
   VolumeInfo info;
-  series_reader(path, info, options.allow_uneven_slices);
+  series_reader(path, info, options);
   return info;
 }
 
 Volume read_volume(const std::string& path, const VolumeReadOptions& options) {
   const Source source = source_of(path);
-  if (source == Source::dicom_series) return read_series(path, options.allow_uneven_slices);
-  const FrameChoice& frame = options.frame;
+  if (source == Source::dicom_series) return read_series(path, options);
   const VolumeInfo info = file_info(path, source);
   if (info.components != 1) {
     throw VolumeError(path + ": holds " + std::to_string(info.components) +
                       " values per voxel (colour?), not one intensity");
   }
-  if (info.dimensions == 4 && info.frames > 1) return read_frames(path, info, frame);
+  if (info.dimensions == 4 && info.frames > 1) return read_frames(path, info, options);
   if (source == Source::nifti) check_complete_nifti(path);
   auto reader = itk::ImageFileReader<FloatImage>::New();
   reader->SetImageIO(file_io(source));

@@ -61,7 +61,8 @@ bool differ(const std::vector<double>& a, const std::vector<double>& b, double t
 
 }  // namespace
 
-SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::string>& files, bool allow_uneven) {
+SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::string>& files, bool allow_uneven,
+                                 const std::string& allow_uneven_option) {
   std::vector<SliceHeader> slices;
   for (const std::string& file : files) slices.push_back(read_slice_header(dir, file));
   const SliceHeader& head = slices.front();
@@ -127,7 +128,8 @@ SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::
     const long whole = std::lround(slices_in_gap);
     const std::string where = " between " + mm(from) + " and " + mm(to) + " mm from the first slice (" +
                               name(files[s]) + ", " + name(files[s + 1]) + "), spacing " + mm(result.spacing) + " mm";
-    const std::string remedy = "; --allow-uneven-slices resamples it onto an even grid from the slices' positions";
+    const std::string remedy =
+        "; " + allow_uneven_option + " resamples it onto an even grid from the slices' positions";
     if (whole >= 2 && std::abs(slices_in_gap - static_cast<double>(whole)) * result.spacing <= tolerance) {
       throw VolumeError(dir + ": " + (whole == 2 ? "a slice" : std::to_string(whole - 1) + " slices") + " missing" +
                         where + remedy);

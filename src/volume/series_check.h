@@ -28,7 +28,8 @@ struct SeriesSlices {
 // one orientation, one pixel spacing, one size, positions distinct and in order, and evenly spaced
 // with no slice missing unless `allow_uneven`. Throws VolumeError, one line naming `dir` (and the
 // files concerned) and what is wrong.
-SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::string>& files, bool allow_uneven);
+SeriesSlices check_series_slices(const std::string& dir, const std::vector<std::string>& files, bool allow_uneven,
+                                 const std::string& allow_uneven_option = "allow_uneven_slices");
 
 // The geometry of an uneven series resampled onto an even grid at its spacing: `stacked` (ITK's
 // geometry) with the slice axis along `slices.stack`, from the first slice to the last.

@@ -17,12 +17,13 @@ bool is_zero(const cv::Mat& slice) { return cv::countNonZero(slice.reshape(1)) =
 
 }  // namespace
 
-void check_slice_size(const VolumeGeometry& geometry, Plane plane, const std::string& name) {
+void check_slice_size(const VolumeGeometry& geometry, Plane plane, const std::string& name,
+                      const OptionNamer& option_name) {
   const SliceLayout layout = slice_layout(geometry, plane);
   if (std::min(layout.rows, layout.columns) < kMinSide) {
     throw VolumeError(name + ": its " + plane_name(plane) + " slices are " + std::to_string(layout.columns) + "x" +
                       std::to_string(layout.rows) + " pixels, smaller than " + std::to_string(kMinSide) + "x" +
-                      std::to_string(kMinSide) + "; choose another plane");
+                      std::to_string(kMinSide) + "; choose another " + efcnet::option_name(option_name, "plane"));
   }
 }
 

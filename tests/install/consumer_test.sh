@@ -9,7 +9,7 @@ build=$1 source=$2 work=$3
 rm -rf "$work"
 mkdir -p "$work"
 cmake --install "$build" --prefix "$work/prefix" >"$work/install.log"
-for file in include/efcnet/pipeline.h include/efcnet/error.h include/efcnet/version.h \
+for file in include/efcnet/efcnet.h include/efcnet/error.h include/efcnet/version.h \
             include/efcnet/volume_fusion.h lib/cmake/efcnet/efcnetConfig.cmake \
             share/efcnet/models/efcnet_default.pth share/efcnet/models/models.tsv bin/efcnet; do
   [ -e "$work/prefix/$file" ] || { echo "consumer_test: $file was not installed" >&2; exit 1; }

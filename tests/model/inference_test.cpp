@@ -89,8 +89,8 @@ TEST_P(InferenceMatchesEager, Within1e5) {
 
 INSTANTIATE_TEST_SUITE_P(RandomWeights, InferenceMatchesEager,
                          ::testing::Values(Shape{1, 16, 16}, Shape{2, 24, 40}, Shape{1, 37, 23}, Shape{2, 20, 33}),
-                         [](const auto& info) {
-                           const Shape& s = info.param;
+                         [](const auto& test_case) {
+                           const Shape& s = test_case.param;
                            return std::to_string(s.batch) + "x" + std::to_string(s.height) + "x" +
                                   std::to_string(s.width);
                          });
@@ -193,7 +193,7 @@ TEST_P(InferenceGolden, MatchesTheReferenceWithin1e5) {
 
 // case_a: 64x64 real content; case_b: a batch of two 40x56 random inputs.
 INSTANTIATE_TEST_SUITE_P(Golden, InferenceGolden, ::testing::Values("case_a", "case_b"),
-                         [](const auto& info) { return info.param; });
+                         [](const auto& test_case) { return test_case.param; });
 
 // ---------------------------------------------------------------------------------------------
 // The Fuser (which runs the prepared model) against the eager pipeline, colour and grey.

@@ -3,12 +3,14 @@
 
 #include <set>
 #include <string>
+#include <vector>
 
 #include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "model/autocast.h"
+#include "model/layers.h"
 #include "support/golden_tensor.h"
 #include "train/precision.h"
 
@@ -49,6 +51,44 @@ TEST(ModelStructure, NetworkHasTheReferenceParameters) {
         "SU2.GlobalFeature.pos_embed", "conv4.bn.num_batches_tracked"}) {
     EXPECT_TRUE(entry_names(*network).count(key)) << key;
   }
+}
+
+// The layer table (model/layers.h) that the FLOP count sums over is the network that is built: each
+// convolution's weight has the table's [out, in, k, k], each unit the table's width.
+TEST(ModelStructure, TheLayerTableDescribesTheBuiltNetwork) {
+  FusionNetwork network;
+  const auto parameters = network->named_parameters();
+  const auto shape = [&parameters](const std::string& key) {
+    const torch::Tensor* found = parameters.find(key);
+    return found != nullptr ? found->sizes().vec() : std::vector<int64_t>{};
+  };
+  std::vector<layers::Conv> convs(layers::kEncoder.begin(), layers::kEncoder.end());
+  convs.insert(convs.end(), layers::kMerge.begin(), layers::kMerge.end());
+  convs.push_back(layers::kJoin);
+  convs.push_back(layers::kDecoderBlock);
+  convs.push_back(layers::kOutput);
+  for (const layers::Conv& c : convs) {
+    EXPECT_EQ(shape(std::string(c.name) + ".conv.weight"), (std::vector<int64_t>{c.out, c.in, c.kernel, c.kernel}))
+        << c.name;
+  }
+  for (std::size_t k = 0; k < layers::kEncoder.size(); ++k) {
+    const int64_t width = layers::kEncoder[k].out;
+    EXPECT_EQ(shape(std::string(layers::kAttention[k]) + ".conv1.weight"),
+              (std::vector<int64_t>{layers::attention_hidden(width), width, 1, 1}));
+    EXPECT_EQ(shape(std::string(layers::kScaleUnits[k]) + ".embed.weight"),
+              (std::vector<int64_t>{layers::kMerge[k].out, layers::kMerge[k].out, 3, 3}));
+  }
+  EXPECT_EQ(shape(std::string(layers::kJoinUnit) + ".embed.weight"),
+            (std::vector<int64_t>{layers::kJoin.out, layers::kJoin.out, 3, 3}));
+  // Every module the network registers is in the table.
+  std::set<std::string> tabled;
+  for (const layers::Conv& c : convs) tabled.insert(c.name);
+  for (const char* name : layers::kAttention) tabled.insert(name);
+  for (const char* name : layers::kScaleUnits) tabled.insert(name);
+  tabled.insert(layers::kJoinUnit);
+  std::set<std::string> built;
+  for (const auto& child : network->named_children()) built.insert(child.key());
+  EXPECT_EQ(built, tabled);
 }
 
 TEST(ModelStructure, KeysMatchTheReferenceFiles) {
@@ -220,7 +260,7 @@ TEST_P(TrainingMemory, LeanStepEqualsKeepingEverything) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Precisions, TrainingMemory, ::testing::Values(false, true),
-                         [](const auto& info) { return info.param ? "Bfloat16" : "Float32"; });
+                         [](const auto& test_case) { return test_case.param ? "Bfloat16" : "Float32"; });
 
 // The token mixer's tokens are runs of C consecutive floats of the NCHW buffer (the reference's
 // layout, which published weights mean), not the C channels of one pixel: the two differ.
@@ -274,8 +314,9 @@ TEST_P(ModelParity, MatchesTheReferenceWithin1e5) {
 INSTANTIATE_TEST_SUITE_P(Golden, ModelParity,
                          ::testing::Values(GoldenCase{"case_a", false}, GoldenCase{"case_b", false},
                                            GoldenCase{"case_a", true}, GoldenCase{"case_b", true}),
-                         [](const auto& info) {
-                           return info.param.name + (info.param.textbook_attention ? "_textbook" : "_shortcut");
+                         [](const auto& test_case) {
+                           return test_case.param.name +
+                                  (test_case.param.textbook_attention ? "_textbook" : "_shortcut");
                          });
 
 }  // namespace

@@ -63,7 +63,6 @@ struct SyntheticData {
     o.out_dir = out;
     o.epochs = epochs;
     o.batch_size = 2;
-    o.progress = false;
     torch::set_num_threads(1);  // the tests' trainings share the machine with other tests (ctest -j)
     return o;
   }
@@ -640,7 +639,6 @@ TEST(Trainer, SeemTrainingLowersItsLoss) {
   options.epochs = 30;
   options.batch_size = 4;
   options.lr = 1e-2;
-  options.progress = false;
   const auto summary = train_seem(options);
   EXPECT_EQ(summary.last_epoch, 30);
   SmoothEdgeExtractor seem;

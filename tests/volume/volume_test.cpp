@@ -310,7 +310,7 @@ TEST(DicomSeries, EachSliceIsCheckedAndAFailureNamesTheFilesAndPositions) {
   EXPECT_EQ(series_refusal(dir / "missing", missing, 5),
             dir / "missing" +
                 ": a slice missing between 6.0 and 12.0 mm from the first slice (img_002.dcm, img_003.dcm), spacing "
-                "3.0 mm; --allow-uneven-slices resamples it onto an even grid from the slices' positions");
+                "3.0 mm; allow_uneven_slices resamples it onto an even grid from the slices' positions");
   duplicated.slice_positions = {0, 3, 3, 6, 9};
   EXPECT_NE(
       series_refusal(dir / "duplicated", duplicated, 5).find("are both at 3.0 mm along the stack (a duplicated slice)"),

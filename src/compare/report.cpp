@@ -1,4 +1,5 @@
-#include "compare_report.h"
+// The comparison's report files (compare.h): scores.csv, scores.json and report.html.
+#include "efcnet/compare.h"
 
 #include <algorithm>
 #include <array>
@@ -12,12 +13,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "command_support.h"
 #include "efcnet/image.h"
-#include "metrics_output.h"
-#include "output_text.h"
+#include "io/output_text.h"
+#include "metrics/metrics_output.h"
 
-namespace efcnet::cli {
+namespace efcnet {
 namespace {
 
 using metrics::Better;
@@ -28,25 +28,22 @@ using Json = nlohmann::ordered_json;
 using Status = PairOutcome::Status;
 constexpr std::size_t kMetricCount = kMetricNames.size();
 
-// What each metric measures and so which fusions it favours (the report's notes).
-constexpr std::array<const char*, kMetricCount> kMetricNotes = {
-    "entropy of the fused image's histogram, in bits: its information content alone, blind to the inputs; "
-    "favours busy, noisy or spread-out grey levels",
-    "standard deviation of the fused image: its contrast alone; favours high contrast, such as a maximum",
-    "spatial frequency of the fused image: its row and column differences alone; favours sharp edges and noise",
-    "average gradient of the fused image alone; like SF, favours sharpness and noise",
-    "mutual information of the fused image with each input, summed, in nats; favours keeping the inputs' own "
-    "grey levels (a copy of one input scores high)",
-    "sum of the correlations of the differences: how much of what each input has and the other lacks the fused "
-    "image carries; favours keeping both sources' distinct content",
-    "visual information fidelity to both inputs, summed; favours preserved detail and contrast",
-    "Petrovic-Xydeas edge preservation: the inputs' edge strength and orientation kept; favours sharp "
-    "transfer of both inputs' edges",
-    "structural similarity to each input, summed; favours being close to both inputs, as an average is",
-    "peak signal-to-noise ratio against the inputs; like MSE, favours averaging",
-    "mean correlation with the inputs; favours averaging-like fusions",
-    "mean squared error to the inputs (lower is better); the inputs' average minimises it, so it favours "
-    "averaging",
+// Which fusions each metric favours (the report's notes, after its meaning from metrics.h).
+constexpr std::array<const char*, kMetricCount> kMetricFavours = {
+    "the fused image's information content alone, blind to the inputs; favours busy, noisy or spread-out grey "
+    "levels",
+    "the fused image's contrast alone; favours high contrast, such as a maximum",
+    "the fused image's row and column differences alone; favours sharp edges and noise",
+    "like SF, favours sharpness and noise",
+    "favours keeping the inputs' own grey levels (a copy of one input scores high)",
+    "how much of what each input has and the other lacks the fused image carries; favours keeping both "
+    "sources' distinct content",
+    "favours preserved detail and contrast",
+    "the inputs' edge strength and orientation kept; favours sharp transfer of both inputs' edges",
+    "favours being close to both inputs, as an average is",
+    "like MSE, favours averaging",
+    "favours averaging-like fusions",
+    "lower is better; the inputs' average minimises it, so it favours averaging",
 };
 
 const char* better_word(std::size_t metric) { return kMetricBetter[metric] == Better::higher ? "higher" : "lower"; }
@@ -292,8 +289,8 @@ std::string means_html(const Comparison& c) {
       "CDDFuse evaluator (as <code>efcnet evaluate</code>), and no single one ranks fusions: each favours "
       "something.</p>\n<dl class=\"notes\">\n";
   for (std::size_t i = 0; i < kMetricCount; ++i) {
-    html += "<dt>" + std::string(kMetricNames[i]) + " " + better_arrow(i) + "</dt><dd>" + html_escape(kMetricNotes[i]) +
-            "</dd>\n";
+    html += "<dt>" + std::string(kMetricNames[i]) + " " + better_arrow(i) + "</dt><dd>" +
+            html_escape(std::string(metrics::kMetricMeanings[i]) + ": " + kMetricFavours[i]) + "</dd>\n";
   }
   return html + "</dl>\n";
 }
@@ -507,11 +504,4 @@ std::string report_html(const Comparison& c, const ReportContext& context) {
   return html;
 }
 
-void write_report(const std::string& output_dir, const Comparison& comparison, const ReportContext& context) {
-  const std::filesystem::path dir(output_dir);
-  replace_together({{(dir / "scores.csv").string(), scores_csv(comparison)},
-                    {(dir / "scores.json").string(), scores_json(comparison, context)},
-                    {(dir / "report.html").string(), report_html(comparison, context)}});
-}
-
-}  // namespace efcnet::cli
+}  // namespace efcnet

@@ -1,6 +1,6 @@
-// How the commands write metric values (evaluate's CSV/JSON, compare's scores files), so that every
-// file the CLI writes reads back to the same doubles. Header-only: the LibTorch-free executable
-// (evaluate) and efcnet-torch (compare) both use it.
+// How metric values are written (evaluate's CSV/JSON, compare's scores files), so that every
+// file the CLI writes reads back to the same doubles. Header-only: evaluate's output and the
+// comparison report (src/compare) share it.
 #pragma once
 
 #include <charconv>
@@ -12,7 +12,7 @@
 
 #include "efcnet/metrics.h"
 
-namespace efcnet::cli {
+namespace efcnet {
 
 // Shortest text that reads back to the same double; "nan" (whatever its sign bit) and "inf" for
 // the degenerate cases.
@@ -41,4 +41,4 @@ inline nlohmann::ordered_json metrics_json(const metrics::FusionMetrics& m, cons
   return object;
 }
 
-}  // namespace efcnet::cli
+}  // namespace efcnet

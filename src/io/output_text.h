@@ -1,13 +1,13 @@
-// Text the commands write that carries names from the file system: JSON that never throws on a
+// Text efcnet writes (internal) that carries names from the file system: JSON that never throws on a
 // name that is not UTF-8, and CSV fields that stay one field and never run as a spreadsheet
-// formula. Header-only: the LibTorch-free executable (evaluate) and efcnet-torch both use it.
+// formula. Header-only: the commands and the comparison report (src/compare) share it.
 #pragma once
 
 #include <string>
 
 #include <nlohmann/json.hpp>
 
-namespace efcnet::cli {
+namespace efcnet {
 
 // `json` as text (`indent` as dump() takes it). A file name need not be UTF-8, which dump() would
 // throw for after all the work is done: each invalid byte becomes U+FFFD instead.
@@ -33,4 +33,4 @@ inline std::string csv_text_field(const std::string& text) {
   return quoted + '"';
 }
 
-}  // namespace efcnet::cli
+}  // namespace efcnet
