@@ -10,6 +10,8 @@
 #include <pybind11/pybind11.h>
 #include <opencv2/core.hpp>
 
+#include "efcnet/error.h"
+
 namespace efcnet::python {
 
 namespace py = pybind11;
@@ -41,5 +43,16 @@ py::array array_from_image(const cv::Mat& image, ChannelOrder order);
 // (H, W, 3) turned grey by metrics::to_grey, or float32/float64 (H, W) holding whole grey levels
 // (which the metrics check).
 cv::Mat metric_image(const py::array& array, const char* role, ChannelOrder order);
+
+// A library parse (parse_frame, parse_window, ...) of a keyword's text; its OptionError becomes the
+// ValueError of that keyword.
+template <class Parse>
+auto parsed(const char* keyword, const std::string& text, Parse parse) {
+  try {
+    return parse(text);
+  } catch (const OptionError& e) {
+    throw py::value_error(std::string(keyword) + ": " + e.what());
+  }
+}
 
 }  // namespace efcnet::python

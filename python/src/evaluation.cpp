@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "arrays.h"
 #include "efcnet/compare.h"
 #include "efcnet/evaluation.h"
 #include "efcnet/image.h"
@@ -32,15 +33,6 @@ py::list scored_list(const std::vector<ScoredItem>& items) {
     rows.append(row);
   }
   return rows;
-}
-
-template <class Parse>
-auto parsed(const char* keyword, const std::string& text, Parse parse) {
-  try {
-    return parse(text);
-  } catch (const OptionError& e) {
-    throw py::value_error(std::string(keyword) + ": " + e.what());
-  }
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include <string>
 #include <string_view>
 
+#include "arrays.h"
 #include "efcnet/models.h"
 #include "efcnet/runtime.h"
 #include "efcnet/volume_fusion.h"
@@ -30,16 +31,6 @@ namespace fs = std::filesystem;
 
 // Library messages name options by field; Python's keyword for the field `registration` is `register`.
 std::string keyword_of(std::string_view field) { return field == "registration" ? "register" : std::string(field); }
-
-// A parse of the library (OptionError) as the ValueError of the keyword that was given.
-template <class Parse>
-auto parsed(const char* keyword, const std::string& text, Parse parse) {
-  try {
-    return parse(text);
-  } catch (const OptionError& e) {
-    throw py::value_error(std::string(keyword) + ": " + e.what());
-  }
-}
 
 // frame: an int (from 0) or "mean"; windows: "low:high" or a (low, high) pair.
 std::string frame_text(const py::object& frame) {
