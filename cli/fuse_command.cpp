@@ -5,12 +5,15 @@
 #include <cstdio>
 #include <filesystem>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
-#include "command_support.h"
+#include "bench/bench_support.h"
 #include "commands.h"
 #include "efcnet/image.h"
 #include "efcnet/inference.h"
@@ -24,92 +27,48 @@
 namespace efcnet::cli {
 namespace {
 
-namespace fs = std::filesystem;
-PairFusion make_fusion(const FuseSettings& s) {
-  if (const auto method = baseline_method_named(s.method)) {
-    return [method = *method](const cv::Mat& a, const cv::Mat& f) { return fuse_baseline(a, f, method); };
-  }
-  auto fuser = std::make_shared<const Fuser>(fuser_options(s));
-  return [fuser](const cv::Mat& a, const cv::Mat& f) { return fuser->fuse_pair(a, f); };
-}
-
 // ---- one pair ----
 
 void fuse_single(const FuseSettings& s) {
-  const auto start = Clock::now();
+  const auto start = BenchClock::now();
   if (s.anatomical.empty() || s.functional.empty() || s.output.empty()) {
     throw std::runtime_error("fuse: a single pair needs all of --anatomical, --functional and --output");
   }
-  if (!s.format.empty())
-    throw std::runtime_error("fuse: --format is for --output-dir; --output's extension sets the format");
-  if (!has_image_extension(s.output)) {
-    throw std::runtime_error(s.output + ": unsupported output extension (use .png, .jpg, .jpeg, .tif, .tiff or .bmp)");
-  }
-  const fs::path output_dir = fs::path(s.output).has_parent_path() ? fs::path(s.output).parent_path() : ".";
-  std::error_code ec;
-  if (!fs::is_directory(output_dir, ec))
-    throw std::runtime_error(s.output + ": directory " + output_dir.string() + " does not exist");
-  if (!s.overwrite && fs::exists(fs::symlink_status(s.output, ec)))
-    throw std::runtime_error(existing_output_message(s.output));
-
-  const ImagePairData in = read_image_pair(s.anatomical, s.functional, image_read_options(s));
-  const PairFusion fuse = make_fusion(s);
-  cv::Mat fused;
   try {
-    fused = fuse(in.anatomical, in.functional);
-  } catch (const std::exception& e) {
-    throw std::runtime_error(s.anatomical + " + " + s.functional + ": " + e.what());
+    fuse_image_files(s.anatomical, s.functional, s.output, image_options(s));
+  } catch (const Error& e) {
+    throw std::runtime_error(error_line(e));
   }
-  write_image_atomic(s.output, fused, s.write_mode());
   std::fprintf(stderr, "fused %s in %.1f s\n", s.output.c_str(), seconds_since(start));
 }
 
 // ---- two directories ----
 
 void fuse_batch(const FuseSettings& s) {
-  const auto start = Clock::now();
+  const auto start = BenchClock::now();
   if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.output_dir.empty()) {
     throw std::runtime_error("fuse: directory mode needs all of --anatomical-dir, --functional-dir and --output-dir");
   }
-  const Pairing pairing = pair_by_name(s.anatomical_dir, s.functional_dir);
-
-  prepare_output_dir(s);
-  const std::size_t unpaired =
-      report_unpaired(s, pairing, "image", [](const std::string& path) { return fs::path(path).stem().string(); });
-
-  // Existing outputs are refused pair by pair (each counted failed) so the rest of the batch runs;
-  // the no-clobber rename guards against an output appearing while we work.
-  std::size_t refused = 0;
-  std::error_code ec;
-  std::vector<FusionJob> jobs;
-  for (const auto& pair : pairing.pairs) {
-    const std::string extension = s.format.empty() ? fs::path(pair.functional).extension().string() : "." + s.format;
-    FusionJob job{pair.name, pair.anatomical, pair.functional,
-                  (fs::path(s.output_dir) / (pair.name + extension)).string()};
-    if (!s.overwrite && fs::exists(fs::symlink_status(job.output, ec))) {
-      std::fprintf(stderr, "failed: %s: %s\n", job.name.c_str(), existing_output_message(job.output).c_str());
-      ++refused;
-      continue;
-    }
-    jobs.push_back(std::move(job));
+  ImageBatchSummary summary;
+  std::optional<ProgressBar> bar;
+  try {
+    summary = fuse_image_dirs(
+        s.anatomical_dir, s.functional_dir, s.output_dir, image_options(s), [&bar](const ImageBatchEvent& event) {
+          if (!bar) bar.emplace(event.count);
+          const std::string failure =
+              event.existing_output.empty() ? event.failure : existing_output_message(event.existing_output);
+          if (!failure.empty()) bar->message("failed: " + event.pair + ": " + failure);
+          bar->advance();
+        });
+  } catch (const Error& e) {
+    throw std::runtime_error(error_line(e));
   }
-
-  BatchOutcome outcome;
-  if (!jobs.empty()) {
-    ProgressBar progress(jobs.size());
-    outcome = fuse_files(
-        jobs, [&s] { return make_fusion(s); }, s.write_mode(),
-        [&progress](const FusionJob& job, const std::string& failure) {
-          if (!failure.empty()) progress.message("failed: " + job.name + ": " + failure);
-          progress.advance();
-        },
-        image_read_options(s));
-    progress.finish();
-  }
-  const std::size_t failed = outcome.failed + refused;
-  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", outcome.fused, failed, unpaired,
+  bar.reset();
+  const std::size_t unpaired = report_unpaired(
+      s, summary.pairing, "image", [](const std::string& path) { return std::filesystem::path(path).stem().string(); });
+  std::fprintf(stderr, "fused %zu, failed %zu, unpaired %zu in %.1f s\n", summary.fused, summary.failed, unpaired,
                seconds_since(start));
-  if (failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
+  if (summary.failed > 0 || unpaired > 0) throw CLI::RuntimeError(1);
 }
 
 constexpr const char* kFooter = R"(Modes:
@@ -190,28 +149,42 @@ FuserOptions fuser_options(const FuseSettings& s) {
   return options;
 }
 
-ImageReadOptions image_read_options(const FuseSettings& s) {
-  ImageReadOptions options;
+FuseImageOptions image_options(const FuseSettings& s) {
+  FuseImageOptions options;
+  options.method = s.method;
+  if (s.method == "efcnet") options.fuser = fuser_options(s);
+  options.fuser.device = s.device;
   options.max_pixels = s.max_image_pixels;
-  if (s.method == "efcnet" && s.device == "cpu") {
-    options.size_check = [](std::int64_t width, std::int64_t height) {
-      return working_memory_shortfall(height, width);
-    };
-  }
+  options.format = s.format;
+  options.overwrite = s.overwrite;
+  options.option_name = fuse_flag_of;
   return options;
 }
 
-void prepare_output_dir(const FuseSettings& s) {
-  std::error_code ec;
-  for (const auto* input_dir : {&s.anatomical_dir, &s.functional_dir}) {
-    if (fs::equivalent(s.output_dir, *input_dir, ec)) {
-      throw std::runtime_error(s.output_dir + ": is an input directory; choose another --output-dir");
-    }
-  }
-  fs::create_directories(s.output_dir, ec);
-  if (!fs::is_directory(s.output_dir)) {
-    throw std::runtime_error(s.output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
-  }
+std::string fuse_flag_of(std::string_view field) {
+  static const std::map<std::string_view, std::string> flags = {
+      {"frame", "--frame"},
+      {"format", "--format"},
+      {"method", "--method"},
+      {"output_format", "--output-format"},
+      {"overwrite", "--overwrite"},
+      {"registration", "--register"},
+      {"transform", "--transform"},
+      {"save_transform", "--save-transform"},
+      {"qc", "--qc"},
+      {"montage", "--montage"},
+      {"slices_dir", "--slices-dir"},
+      {"output_dir", "--output-dir"},
+      {"plane", "--plane"},
+      {"allow_uneven_slices", "--allow-uneven-slices"},
+  };
+  const auto found = flags.find(field);
+  return found != flags.end() ? found->second : std::string(field);
+}
+
+std::string error_line(const std::exception& e) {
+  if (const auto* exists = dynamic_cast<const OutputExistsError*>(&e)) return existing_output_message(exists->path());
+  return e.what();
 }
 
 std::size_t report_unpaired(const FuseSettings& s, const Pairing& pairing, const std::string& kind,

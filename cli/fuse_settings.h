@@ -4,8 +4,10 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <string>
+#include <string_view>
 
 #include "efcnet/image.h"
 #include "efcnet/models.h"
@@ -42,13 +44,14 @@ struct FuseSettings {
 // FuserOptions from the command line (the model looked up as --help says).
 FuserOptions fuser_options(const FuseSettings& s);
 
-// How the 2D images are read: --max-image-pixels, and for the network on the CPU its working memory
-// checked against the declared size before anything is decoded.
-ImageReadOptions image_read_options(const FuseSettings& s);
+// FuseImageOptions from the command line.
+FuseImageOptions image_options(const FuseSettings& s);
 
-// Directory mode, for images and volumes alike: refuses an --output-dir that is an input
-// directory and creates it if missing.
-void prepare_output_dir(const FuseSettings& s);
+// The flag of each FuseImageOptions / FuseVolumeOptions field that library messages name.
+std::string fuse_flag_of(std::string_view field);
+
+// The one line for an error: an existing output says how to replace it.
+std::string error_line(const std::exception& e);
 
 // Names every unpaired and ambiguous entry of `pairing` on stderr ("unpaired: PATH (why)"), the
 // entries being `kind`s ("image", "volume") whose stems `stem_of` gives; returns how many.

@@ -3,7 +3,6 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -11,7 +10,7 @@
 
 #include <CLI/CLI.hpp>
 
-#include "command_support.h"
+#include "bench/bench_support.h"
 #include "commands.h"
 #include "efcnet/files.h"
 #include "efcnet/models.h"
@@ -23,32 +22,6 @@
 
 namespace efcnet::cli {
 namespace {
-
-// The flag of each FuseVolumeOptions field that library messages name.
-std::string flag_of(std::string_view field) {
-  static const std::map<std::string_view, std::string> flags = {
-      {"frame", "--frame"},
-      {"output_format", "--output-format"},
-      {"overwrite", "--overwrite"},
-      {"registration", "--register"},
-      {"transform", "--transform"},
-      {"save_transform", "--save-transform"},
-      {"qc", "--qc"},
-      {"montage", "--montage"},
-      {"slices_dir", "--slices-dir"},
-      {"output_dir", "--output-dir"},
-      {"plane", "--plane"},
-      {"allow_uneven_slices", "--allow-uneven-slices"},
-  };
-  const auto found = flags.find(field);
-  return found != flags.end() ? found->second : std::string(field);
-}
-
-// The one line for an error: an existing output says how to replace it.
-std::string error_line(const std::exception& e) {
-  if (const auto* exists = dynamic_cast<const OutputExistsError*>(&e)) return existing_output_message(exists->path());
-  return e.what();
-}
 
 // A parse error names the flag it came from.
 template <class Parse>
@@ -86,7 +59,7 @@ FuseVolumeOptions volume_options(const FuseSettings& s) {
   options.montage = s.montage;
   options.save_transform = s.save_transform;
   options.qc = s.qc;
-  options.option_name = flag_of;
+  options.option_name = fuse_flag_of;
   return options;
 }
 
@@ -161,7 +134,7 @@ bool volume_mode(const FuseSettings& s) {
 }
 
 void fuse_volume_single(const FuseSettings& s) {
-  const auto start = Clock::now();
+  const auto start = BenchClock::now();
   if (s.anatomical.empty() || s.functional.empty() || s.output.empty()) {
     throw std::runtime_error("fuse: a single pair needs all of --anatomical, --functional and --output");
   }
@@ -180,7 +153,7 @@ void fuse_volume_single(const FuseSettings& s) {
 }
 
 void fuse_volume_batch(const FuseSettings& s) {
-  const auto start = Clock::now();
+  const auto start = BenchClock::now();
   if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.output_dir.empty()) {
     throw std::runtime_error("fuse: directory mode needs all of --anatomical-dir, --functional-dir and --output-dir");
   }

@@ -1,9 +1,10 @@
 // `efcnet train`, `train-seem`, `pack-pairs`, `identity-seem` and `export-weights`: thin option parsing
 // over efcnet/train.h and model.h, plus where a data-parallel rank learns its place (flags, else the
-// torchrun variables) and the local launcher.
+// torchrun variables) and the local launcher's command line.
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <fstream>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -11,6 +12,7 @@
 #include <string_view>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "commands.h"
 #include "efcnet/model.h"
@@ -19,7 +21,6 @@
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
-#include "rank_launcher.h"
 
 namespace efcnet::cli {
 namespace {
@@ -39,6 +40,34 @@ struct CommonSettings {
   bool no_progress = false;
   bool check_device = false;  // train only
 };
+
+std::vector<std::string> own_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+  if (args.empty()) throw Error("cannot read this process's command line from /proc/self/cmdline");
+  return args;
+}
+
+// The ranks run the same command without the options that make a process the launcher.
+std::vector<std::string> without_launcher_options(const std::vector<std::string>& args) {
+  const std::vector<std::string> launcher_options{"--nproc-per-node", "--nnodes", "--node-rank"};
+  std::vector<std::string> kept;
+  for (size_t i = 0; i < args.size(); ++i) {
+    bool dropped = false;
+    for (const auto& name : launcher_options) {
+      if (args[i] == name) {
+        ++i;  // and its value
+        dropped = true;
+      } else if (args[i].rfind(name + "=", 0) == 0) {
+        dropped = true;
+      }
+      if (dropped) break;
+    }
+    if (!dropped) kept.push_back(args[i]);
+  }
+  return kept;
+}
 
 // The torchrun variable `name` as an integer, or `fallback` when it is unset.
 int environment_int(const char* name, int fallback) {
@@ -274,6 +303,10 @@ std::string flag_of(std::string_view field) {
       {"epochs", "--epochs"},
       {"lr", "--lr"},
       {"precision", "--precision"},
+      {"nproc_per_node", "--nproc-per-node"},
+      {"nnodes", "--nnodes"},
+      {"node_rank", "--node-rank"},
+      {"master_addr", "--master HOST:PORT"},
   };
   const auto found = kFlags.find(field);
   return found != kFlags.end() ? found->second : std::string(field);
@@ -283,7 +316,11 @@ std::string flag_of(std::string_view field) {
 template <typename Options, typename Train>
 void train_or_launch(Options& options, CommonSettings& settings, Train train) {
   if (resolve_distributed(options, settings)) {
-    if (const int code = launch_local_ranks(settings.launch); code != 0) throw CLI::RuntimeError(code);
+    settings.launch.option_name = flag_of;
+    const int code =
+        launch_local_ranks(settings.launch, "/proc/self/exe", without_launcher_options(own_command_line()),
+                           [](const std::string& message) { std::fprintf(stderr, "efcnet: %s\n", message.c_str()); });
+    if (code != 0) throw CLI::RuntimeError(code);
     return;
   }
   // The library leaves process-wide settings alone; the command opts in. A training step allocates

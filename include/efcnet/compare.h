@@ -28,7 +28,7 @@ struct CompareOptions {
   bool overwrite = false;  // replace an existing report; otherwise OutputExistsError before any work
   ImageReadOptions read;   // every image (decoded once)
   int threads = 0;         // the report's note of LibTorch's threads (thread_count); set by the caller
-  OptionNamer option_name;
+  OptionNamer option_name{};
 };
 
 // What happens, for a caller's progress display and log.

@@ -20,7 +20,6 @@
 // The networks and their weights.
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
-#include "efcnet/tensor_image.h"
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
 
@@ -37,6 +36,4 @@
 #include "efcnet/volume_fusion.h"
 
 // Training.
-#include "efcnet/distributed.h"
-#include "efcnet/losses.h"
 #include "efcnet/train.h"

@@ -57,4 +57,9 @@ void write_file_atomic(const std::string& path, const std::vector<unsigned char>
 // A failure before that (a full disk, say) removes the hidden files and leaves every old file.
 void replace_files_together(const std::vector<std::pair<std::string, std::string>>& files);
 
+// A batch's output directory: refused (OptionError naming it as `option`) when it is one of
+// `input_dirs`, created with its parents when missing (IoError when that fails).
+void prepare_output_dir(const std::string& output_dir, const std::vector<std::string>& input_dirs,
+                        const std::string& option);
+
 }  // namespace efcnet

@@ -131,4 +131,47 @@ using JobReport = std::function<void(const FusionJob& job, const std::string& fa
 BatchOutcome fuse_files(const std::vector<FusionJob>& jobs, const std::function<PairFusion()>& make_fusion,
                         WriteMode mode, const JobReport& report = {}, const ImageReadOptions& read_options = {});
 
+// ---- what `efcnet fuse` does with 2D image files ----
+
+struct FuseImageOptions {
+  std::string method = "efcnet";  // the network, or a baseline's name (baseline_method_named)
+  FuserOptions fuser;             // method "efcnet": the network's and SEEM's weights, device, precision
+  // ImageReadOptions::max_pixels; the network on the CPU also refuses, from the header, a pair whose
+  // working memory would not fit (working_memory_shortfall).
+  std::int64_t max_pixels = kDefaultMaxImagePixels;
+  std::string format;         // directories: "png", "jpg" or "tif"; "": each functional image's extension
+  bool overwrite = false;     // replace existing outputs; otherwise OutputExistsError
+  OptionNamer option_name{};  // error.h
+};
+
+// One pair of image files fused into `output` (its extension sets the format), written
+// atomically. Refused before the networks load: an output extension that is not an image's, an
+// output directory that does not exist, an existing output without `overwrite`
+// (OutputExistsError), a `format` (OptionError: it is for directories). Throws Error naming the
+// files.
+void fuse_image_files(const std::string& anatomical, const std::string& functional, const std::string& output,
+                      const FuseImageOptions& options);
+
+// A pair of a batch done, for a caller's progress display and log.
+struct ImageBatchEvent {
+  std::string pair;                 // its name
+  std::size_t done = 0, count = 0;  // pairs done, this one included, of all pairs
+  std::string failure;              // empty: fused and written; else why, naming the files
+  std::string existing_output;      // the failure is this output, there already
+};
+using ImageBatchCallback = std::function<void(const ImageBatchEvent&)>;
+
+struct ImageBatchSummary {
+  Pairing pairing;                    // the pairs, and the files left unpaired or ambiguous
+  std::size_t fused = 0, failed = 0;  // of pairing.pairs
+};
+
+// Every pair of pair_by_name(anatomical_dir, functional_dir) through fuse_files into
+// output_dir/<name>.<format>; output_dir is created if missing and refused (OptionError) if it is
+// an input directory. A pair whose output exists (without `overwrite`) or that fails is reported
+// and the batch goes on; networks that cannot load stop it (Error).
+ImageBatchSummary fuse_image_dirs(const std::string& anatomical_dir, const std::string& functional_dir,
+                                  const std::string& output_dir, const FuseImageOptions& options,
+                                  const ImageBatchCallback& callback = {});
+
 }  // namespace efcnet

@@ -9,6 +9,8 @@
 
 #include <array>
 #include <cstdint>
+#include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -72,5 +74,44 @@ struct ElastixRun {
 // naming both files for a failed run (with elastix's first error line where its log has one).
 ElastixRun run_elastix(const std::string& executable, const std::string& parameters, const std::string& fixed,
                        const std::string& moving, const std::string& work_dir, int threads);
+
+// ---- the benchmark (`efcnet bench-register`) ----
+
+struct RegistrationBenchmarkOptions {
+  std::string data;  // the pair data set: folders such as SPECT-MRI/{MRI,SPECT} (find_slice_stacks)
+  std::vector<std::string> pairs{"CT-MRI", "PET-MRI", "SPECT-MRI"};  // its pair folders
+  int cases_per_pair = 2;  // subjects per pair folder, those with the longest runs of slices
+  int max_slices = 24;     // consecutive slices per volume at most
+  double slice_mm = 4;
+  int functional_downsample = 2;
+  double max_degrees = 10, max_shift_mm = 20;  // random_rigid_motion's
+  uint32_t seed = 1;                           // case n's motion: seed + n
+  int threads = 2;                             // of both methods
+  std::string elastix = "elastix";             // the executable, or "none": efcnet alone
+  std::string elastix_parameters = "scripts/elastix-rigid.txt";
+  std::string qc_dir;  // each case's make_registration_qc picture as <case>.png; "" none
+};
+
+// One method on one case.
+struct RegistrationCaseResult {
+  double tre_mm = 0, seconds = 0;  // of the moved pair
+  double unmoved_mm = 0;           // the unmoved pair's result away from the identity (the data set's own misalignment)
+  std::string error;               // the method failed: why
+};
+
+// A case done, for a caller's table.
+struct RegistrationCaseReport {
+  std::string name;      // <modality>-<subject>
+  double motion_mm = 0;  // the motion's own error (before registration)
+  RegistrationCaseResult efcnet;
+  std::optional<RegistrationCaseResult> elastix;  // none without elastix
+};
+
+// Every case of the options' pair folders (all read before any work): efcnet's rigid
+// registration (estimate_transform) and elastix on the same files, their errors at the head box's
+// corners against the known motion, and their times; `on_case` after each. The report as JSON
+// text. Throws Error for a missing elastix parameter file or an unreadable pair folder.
+std::string benchmark_registration(const RegistrationBenchmarkOptions& options,
+                                   const std::function<void(const RegistrationCaseReport&)>& on_case = {});
 
 }  // namespace efcnet

@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "efcnet/error.h"
 #include "efcnet/inference_options.h"
@@ -39,6 +40,26 @@ struct DistributedOptions {
   bool sync_bn = false;         // BatchNorm statistics over every rank's batch
   bool check_replicas = false;  // verify bit-identical parameters after every step
 };
+
+// The ranks of this host, started as torchrun starts them (launch_local_ranks).
+struct LocalLaunch {
+  int nproc_per_node = 1;
+  int nnodes = 1;
+  int node_rank = 0;
+  std::string master_addr;  // empty: 127.0.0.1 on a free port (one host only)
+  int master_port = 0;
+  OptionNamer option_name{};  // error.h
+};
+
+// Runs `executable` with `args` (its argv, argv[0] included) once per local rank, with the
+// torchrun variables set (WORLD_SIZE, RANK, LOCAL_RANK, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR,
+// MASTER_PORT), and waits for them. When one fails, `on_message` says which and the others are
+// stopped (SIGTERM, then SIGKILL after a grace period); SIGINT, SIGTERM and SIGHUP that this
+// process receives meanwhile are passed on to the ranks. Returns the first failure's exit code
+// (128 + signal for a rank killed by a signal), or 0. Throws OptionError for a launch that cannot
+// work. A rank never outlives this process.
+int launch_local_ranks(const LocalLaunch& launch, const std::string& executable, const std::vector<std::string>& args,
+                       const std::function<void(const std::string&)>& on_message = {});
 
 // Whether this build can train on several ranks (it needs c10d's Gloo headers at build time).
 bool distributed_training_available();
@@ -100,7 +121,7 @@ struct TrainOptions {
   // library prints nothing itself).
   std::function<void(const TrainingProgress&)> progress;
   // How the caller's user names these fields (error.h); messages about an option name it so.
-  OptionNamer option_name;
+  OptionNamer option_name{};
   // batch_size is per rank: a step trains on world_size x batch_size samples. Only rank 0 writes
   // out_dir (checkpoints, loss.csv with losses averaged over the ranks, loss.png, progress bar).
   DistributedOptions distributed;

@@ -99,7 +99,7 @@ struct VolumeReadOptions {
   bool allow_uneven_slices = false;
   // How the caller's user names these fields (error.h): messages suggesting frame or
   // allow_uneven_slices name them so.
-  OptionNamer option_name;
+  OptionNamer option_name{};
 };
 
 // What a file says about itself, read from its header only (nothing is decoded).

@@ -45,7 +45,7 @@ struct FuseVolumeOptions {
   std::string montage;         // make_montage's picture (.png)
   std::string save_transform;  // the estimated transform (.tfm, .txt, .mat, .h5)
   std::string qc;              // make_registration_qc's picture (.png)
-  OptionNamer option_name;     // error.h
+  OptionNamer option_name{};   // error.h
 };
 
 // What happens, in order, for a caller's progress display and log.

@@ -185,4 +185,18 @@ void replace_files_together(const std::vector<std::pair<std::string, std::string
   }
 }
 
+void prepare_output_dir(const std::string& output_dir, const std::vector<std::string>& input_dirs,
+                        const std::string& option) {
+  std::error_code ec;
+  for (const std::string& input_dir : input_dirs) {
+    if (std::filesystem::equivalent(output_dir, input_dir, ec)) {
+      throw OptionError(output_dir + ": is an input directory; choose another " + option);
+    }
+  }
+  std::filesystem::create_directories(output_dir, ec);
+  if (!std::filesystem::is_directory(output_dir)) {
+    throw IoError(output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
+  }
+}
+
 }  // namespace efcnet

@@ -8,9 +8,9 @@
 
 #include "efcnet/inference.h"
 #include "efcnet/model.h"
-#include "efcnet/tensor_image.h"
 #include "efcnet/weights.h"
 #include "model/torch_error.h"
+#include "pipeline/tensor_image.h"
 
 namespace efcnet {
 

@@ -1,4 +1,4 @@
-#include "efcnet/tensor_image.h"
+#include "pipeline/tensor_image.h"
 
 #include <cstring>
 

@@ -392,16 +392,8 @@ VolumeBatchSummary fuse_volume_dirs(const std::string& anatomical_dir, const std
   const VolumeFusionOptions volume_options = checked_volume_options(options);
   VolumeBatchSummary summary;
   summary.pairing = pair_volumes_by_name(anatomical_dir, functional_dir);
+  prepare_output_dir(output_dir, {anatomical_dir, functional_dir}, option(options, "output_dir"));
   std::error_code ec;
-  for (const std::string* input_dir : {&anatomical_dir, &functional_dir}) {
-    if (fs::equivalent(output_dir, *input_dir, ec)) {
-      throw OptionError(output_dir + ": is an input directory; choose another " + option(options, "output_dir"));
-    }
-  }
-  fs::create_directories(output_dir, ec);
-  if (!fs::is_directory(output_dir)) {
-    throw IoError(output_dir + ": cannot create the output directory" + (ec ? ": " + ec.message() : ""));
-  }
 
   SliceFuser slice_fuser(options);
   const std::vector<ImagePair>& pairs = summary.pairing.pairs;

@@ -1,6 +1,6 @@
 // Data-parallel training on c10d: rendezvous, collectives with fault reports naming the missing
 // rank, bucketed gradient averaging overlapped with backward, synchronised BatchNorm.
-#include "efcnet/distributed.h"
+#include "train/distributed.h"
 
 #include <arpa/inet.h>
 #include <netdb.h>

@@ -1,4 +1,4 @@
-#include "efcnet/losses.h"
+#include "train/losses.h"
 
 #include <algorithm>
 #include <cmath>

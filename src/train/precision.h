@@ -6,10 +6,10 @@
 #include <torch/torch.h>
 
 #include "efcnet/inference_options.h"
-#include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
+#include "train/losses.h"
 
 namespace efcnet::training {
 

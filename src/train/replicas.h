@@ -9,9 +9,9 @@
 
 #include <torch/torch.h>
 
-#include "efcnet/distributed.h"
 #include "efcnet/train.h"
 #include "optimizer.h"
+#include "train/distributed.h"
 #include "training_data.h"
 
 namespace efcnet::training {

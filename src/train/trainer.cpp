@@ -14,8 +14,6 @@
 #include <vector>
 
 #include "checkpoint.h"
-#include "efcnet/distributed.h"
-#include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
@@ -26,6 +24,8 @@
 #include "precision.h"
 #include "randomness.h"
 #include "replicas.h"
+#include "train/distributed.h"
+#include "train/losses.h"
 #include "training_data.h"
 
 namespace efcnet {

@@ -18,10 +18,10 @@
 
 #include <benchmark/benchmark.h>
 
-#include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/runtime.h"
 #include "efcnet/train.h"
+#include "train/losses.h"
 #include "train/precision.h"
 
 namespace {

@@ -5,13 +5,13 @@
 #include <string>
 #include <vector>
 
-#include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "model/autocast.h"
 #include "model/layers.h"
 #include "support/golden_tensor.h"
+#include "train/losses.h"
 #include "train/precision.h"
 
 namespace efcnet {

@@ -4,7 +4,6 @@
 #include <string>
 #include <type_traits>
 
-#include "efcnet/distributed.h"
 #include "efcnet/error.h"
 #include "efcnet/image.h"
 #include "efcnet/metrics.h"
@@ -14,6 +13,7 @@
 #include "efcnet/weights.h"
 #include "efcnet/weights_records.h"
 #include "model/torch_error.h"
+#include "train/distributed.h"
 
 namespace efcnet {
 namespace {

@@ -26,13 +26,13 @@
 #include <opencv2/imgproc.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
-#include "efcnet/distributed.h"
-#include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "support/required.h"
 #include "support/temp_dir.h"
+#include "train/distributed.h"
+#include "train/losses.h"
 
 extern char** environ;
 

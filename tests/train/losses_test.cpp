@@ -5,11 +5,11 @@
 
 #include <nlohmann/json.hpp>
 
-#include "efcnet/losses.h"
 #include "efcnet/model.h"
 #include "efcnet/train.h"
 #include "efcnet/weights.h"
 #include "support/golden_tensor.h"
+#include "train/losses.h"
 #include "train/precision.h"
 
 namespace efcnet {

@@ -1,27 +1,22 @@
-// Small helpers that several commands share: stopwatch seconds (fuse, bench, bench-volume), and
-// for the benchmarks a scratch directory and the load average their reports carry (timings on a
-// busy machine say so).
+// What the benchmarks share (internal): stopwatch seconds, a scratch directory, and the load
+// average their reports carry (timings on a busy machine say so).
 #pragma once
 
 #include <stdlib.h>
-#include <unistd.h>
 
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <stdexcept>
 #include <string>
-#include <utility>
-#include <vector>
 
 #include "efcnet/files.h"
 
-namespace efcnet::cli {
+namespace efcnet {
 
-using Clock = std::chrono::steady_clock;
+using BenchClock = std::chrono::steady_clock;
 
-inline double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
+inline double seconds_since(BenchClock::time_point start) {
+  return std::chrono::duration<double>(BenchClock::now() - start).count();
 }
 
 // A fresh directory named like <tmp>/<prefix>-XXXXXX, removed with its contents afterwards.
@@ -29,7 +24,7 @@ class ScratchDir {
  public:
   explicit ScratchDir(const std::string& prefix) {
     std::string pattern = (std::filesystem::temp_directory_path() / (prefix + "-XXXXXX")).string();
-    if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("cannot create a directory like " + pattern);
+    if (::mkdtemp(pattern.data()) == nullptr) throw IoError("cannot create a directory like " + pattern);
     path_ = pattern;
   }
   ~ScratchDir() {
@@ -53,4 +48,4 @@ Json load_average() {
   return nullptr;
 }
 
-}  // namespace efcnet::cli
+}  // namespace efcnet

@@ -1,4 +1,5 @@
-#include "rank_launcher.h"
+// train.h's launcher: the ranks of this host started as torchrun starts them.
+#include "efcnet/train.h"
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -12,47 +13,20 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <stdexcept>
+#include <functional>
+#include <string>
+#include <string_view>
 #include <vector>
 
 extern char** environ;
 
-namespace efcnet::cli {
+namespace efcnet {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
 // How long the other ranks get to exit on SIGTERM before SIGKILL.
 constexpr auto kStopGrace = std::chrono::seconds(10);
-
-std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::vector<std::string> args;
-  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
-  if (args.empty()) throw std::runtime_error("cannot read this process's command line from /proc/self/cmdline");
-  return args;
-}
-
-// The ranks run the same command without the options that make a process the launcher.
-std::vector<std::string> without_launcher_options(const std::vector<std::string>& args) {
-  const std::vector<std::string> launcher_options{"--nproc-per-node", "--nnodes", "--node-rank"};
-  std::vector<std::string> kept;
-  for (size_t i = 0; i < args.size(); ++i) {
-    bool dropped = false;
-    for (const auto& name : launcher_options) {
-      if (args[i] == name) {
-        ++i;  // and its value
-        dropped = true;
-      } else if (args[i].rfind(name + "=", 0) == 0) {
-        dropped = true;
-      }
-      if (dropped) break;
-    }
-    if (!dropped) kept.push_back(args[i]);
-  }
-  return kept;
-}
 
 // Asks the kernel for a free port on loopback. Another process may take it before rank 0 binds
 // it; rank 0 then fails with a clear message rather than joining someone else's run.
@@ -65,7 +39,7 @@ int free_loopback_port() {
   const bool ok = fd >= 0 && ::bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0 &&
                   ::getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) == 0;
   if (fd >= 0) ::close(fd);
-  if (!ok) throw std::runtime_error(std::string("cannot find a free port on 127.0.0.1: ") + std::strerror(errno));
+  if (!ok) throw Error(std::string("cannot find a free port on 127.0.0.1: ") + std::strerror(errno));
   return ntohs(address.sin_port);
 }
 
@@ -81,7 +55,8 @@ std::vector<std::string> rank_environment(const std::vector<std::pair<std::strin
   return env;
 }
 
-pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>& env, const sigset_t& child_mask) {
+pid_t spawn(const std::string& executable, const std::vector<std::string>& args, const std::vector<std::string>& env,
+            const sigset_t& child_mask) {
   std::vector<char*> argv, envp;
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   for (const auto& e : env) envp.push_back(const_cast<char*>(e.c_str()));
@@ -94,7 +69,7 @@ pid_t spawn(const std::vector<std::string>& args, const std::vector<std::string>
     ::prctl(PR_SET_PDEATHSIG, SIGTERM);
     if (::getppid() != launcher) ::_exit(127);
     ::sigprocmask(SIG_SETMASK, &child_mask, nullptr);
-    ::execve("/proc/self/exe", argv.data(), envp.data());
+    ::execve(executable.c_str(), argv.data(), envp.data());
     ::_exit(127);
   }
   return pid;
@@ -109,20 +84,26 @@ std::string describe(int status) {
 
 }  // namespace
 
-int launch_local_ranks(const LocalLaunch& launch) {
-  if (launch.nproc_per_node < 1) throw std::invalid_argument("--nproc-per-node must be at least 1");
+int launch_local_ranks(const LocalLaunch& launch, const std::string& executable, const std::vector<std::string>& args,
+                       const std::function<void(const std::string&)>& on_message) {
+  const auto option = [&launch](std::string_view field) { return option_name(launch.option_name, field); };
+  if (launch.nproc_per_node < 1) throw OptionError(option("nproc_per_node") + " must be at least 1");
   if (launch.nnodes < 1 || launch.node_rank < 0 || launch.node_rank >= launch.nnodes) {
-    throw std::invalid_argument("--node-rank must be in 0..--nnodes-1");
+    throw OptionError(option("node_rank") + " must be in 0.." + option("nnodes") + "-1");
   }
+  if (args.empty()) throw OptionError("no command line to run for the ranks");
+  const auto say = [&on_message](const std::string& message) {
+    if (on_message) on_message(message);
+  };
   std::string master_addr = launch.master_addr;
   int master_port = launch.master_port;
   if (master_addr.empty()) {
     if (launch.nnodes > 1)
-      throw std::invalid_argument("with --nnodes > 1 every host needs --master HOST:PORT (rank 0's host)");
+      throw OptionError("with " + option("nnodes") + " > 1 every host needs " + option("master_addr") +
+                        " (rank 0's host)");
     master_addr = "127.0.0.1";
     master_port = free_loopback_port();
   }
-  const auto args = without_launcher_options(own_command_line());
   const int world = launch.nnodes * launch.nproc_per_node;
 
   // Signals are taken synchronously with sigtimedwait; the ranks get the original mask back.
@@ -161,9 +142,9 @@ int launch_local_ranks(const LocalLaunch& launch) {
                                        {"GROUP_RANK", std::to_string(launch.node_rank)},
                                        {"MASTER_ADDR", master_addr},
                                        {"MASTER_PORT", std::to_string(master_port)}});
-    const pid_t pid = spawn(args, env, original);
+    const pid_t pid = spawn(executable, args, env, original);
     if (pid < 0) {
-      std::fprintf(stderr, "efcnet: cannot start rank %d: %s\n", rank, std::strerror(errno));
+      say("cannot start rank " + std::to_string(rank) + ": " + std::strerror(errno));
       stop_others(1);
       break;
     }
@@ -193,8 +174,8 @@ int launch_local_ranks(const LocalLaunch& launch) {
         r.running = false;
         const int code = WIFSIGNALED(status) ? 128 + WTERMSIG(status) : WEXITSTATUS(status);
         if (code != 0 && exit_code == 0) {
-          std::fprintf(stderr, "efcnet: rank %d (pid %d) %s; stopping the other local ranks\n", r.rank,
-                       static_cast<int>(pid), describe(status).c_str());
+          say("rank " + std::to_string(r.rank) + " (pid " + std::to_string(pid) + ") " + describe(status) +
+              "; stopping the other local ranks");
           stop_others(code);
         }
       }
@@ -208,4 +189,4 @@ int launch_local_ranks(const LocalLaunch& launch) {
   return exit_code;
 }
 
-}  // namespace efcnet::cli
+}  // namespace efcnet
