@@ -1,9 +1,6 @@
 // `efcnet bench`: parses the command line into FusionBenchmarkOptions, runs benchmark_fusion
 // (efcnet/benchmark.h), each of several sizes in a child process of this executable, and prints
 // the report.
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <cstdio>
 #include <memory>
 #include <stdexcept>
@@ -40,30 +37,7 @@ std::string bench_size_in_child(const BenchSettings& s, int size) {
   if (!o.eager) args.emplace_back("--no-eager");
   if (!o.inference.winograd) args.emplace_back("--no-winograd");
   if (!o.inference.dnnl_linear) args.emplace_back("--no-dnnl-linear");
-  std::vector<char*> argv;
-  for (auto& a : args) argv.push_back(a.data());
-  argv.push_back(nullptr);
-
-  int out[2];
-  if (::pipe(out) != 0) throw Error("pipe failed");
-  const pid_t pid = ::fork();
-  if (pid < 0) throw Error("fork failed");
-  if (pid == 0) {
-    ::dup2(out[1], STDOUT_FILENO);
-    ::close(out[0]);
-    ::close(out[1]);
-    ::execv("/proc/self/exe", argv.data());
-    ::_exit(127);
-  }
-  ::close(out[1]);
-  std::string text;
-  char buffer[4096];
-  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
-  ::close(out[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-    throw Error("the benchmark process for this size failed (its message is above)");
+  const std::string text = run_capturing_stdout("/proc/self/exe", args);
   return nlohmann::json::parse(text)["runs"].at(0).dump();
 }
 
@@ -75,8 +49,6 @@ void run_bench(const BenchSettings& s) {
   std::printf("%s\n", (s.format == "json" ? report.json : fusion_benchmark_table(report.json)).c_str());
   if (!report.errors.empty()) throw std::runtime_error("bench: not every size could be measured");
 }
-
-std::string flag_of(std::string_view field) { return field == "seem_weights" ? "--seem-weights" : "--weights"; }
 
 }  // namespace
 
@@ -119,7 +91,7 @@ child process each, so that each size's peak RSS is its own. Weights are random 
                 "separate GELU and residual passes, instead of oneDNN's matmul with those fused (float32, CPU)");
   cmd->callback([settings] {
     settings->options.inference.precision = settings->precision == "bf16" ? Precision::bfloat16 : Precision::float32;
-    settings->options.option_name = flag_of;
+    settings->options.option_name = flags_named();
     use_fusion_runtime(settings->options.threads, settings->options.device);
     run_bench(*settings);
   });

@@ -5,6 +5,8 @@
 #include <exception>
 #include <filesystem>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #if EFCNET_IMAGE_IO
 #include "efcnet/volume.h"
@@ -24,6 +26,18 @@ CLI::App* add_torch_subcommand(CLI::App& app, std::string_view name) {
     if (name == command.name) return app.add_subcommand(command.name, command.description);
   }
   throw std::logic_error("efcnet: no command named " + std::string(name) + " in kTorchCommands");
+}
+
+OptionNamer flags_named(std::initializer_list<std::pair<std::string_view, std::string_view>> renamed) {
+  std::vector<std::pair<std::string, std::string>> exceptions(renamed.begin(), renamed.end());
+  return [exceptions](std::string_view field) {
+    for (const auto& [name, flag] : exceptions) {
+      if (name == field) return flag;
+    }
+    std::string flag = "--" + std::string(field.substr(field.rfind('.') + 1));
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    return flag;
+  };
 }
 
 void add_model_options(CLI::App* cmd, ModelChoice& choice) {

@@ -11,11 +11,14 @@
 #pragma once
 
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include <CLI/CLI.hpp>
 
+#include "efcnet/error.h"
 #include "efcnet/models.h"
 #include "efcnet/version.h"
 
@@ -105,6 +108,11 @@ inline constexpr const char* kVersion = kVersionText;
 inline constexpr const char* kAppDescription =
     "efcnet - fuse an anatomical image (MRI, CT, phase contrast) with a functional one\n"
     "(SPECT, PET, GFP) into one image that keeps the anatomy's detail and the functional colour.";
+
+// Names options fields as their flags in library messages (OptionNamer, error.h): "--" and the
+// field after its last '.' with '-' for '_' ("distributed.sync_bn": "--sync-bn"), or what `renamed`
+// gives for a field whose flag differs.
+OptionNamer flags_named(std::initializer_list<std::pair<std::string_view, std::string_view>> renamed = {});
 
 // --model, --weights and --seem-weights, into `choice` (the rules of resolve_model, models.h).
 void add_model_options(CLI::App* cmd, ModelChoice& choice);

@@ -46,9 +46,7 @@ CompareOptions compare_options(const CompareSettings& s) {
   options.overwrite = s.overwrite;
   options.read.max_pixels = s.max_image_pixels;
   options.threads = s.threads;
-  options.option_name = [](std::string_view field) {
-    return field == "output_dir" ? "--output-dir" : std::string(field);
-  };
+  options.option_name = flags_named();
   return options;
 }
 

@@ -12,7 +12,6 @@
 #include <string_view>
 #include <vector>
 
-#include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 
 #include "commands.h"
@@ -22,15 +21,12 @@
 #include "efcnet/progress.h"
 #include "efcnet/runtime.h"
 #include "efcnet/volume.h"
-#include "io/output_text.h"
-#include "metrics/metrics_output.h"
 
 namespace efcnet::cli {
 namespace {
 
 using metrics::FusionMetrics;
 using metrics::kMetricNames;
-using Json = nlohmann::ordered_json;
 
 // Below this many triples a progress bar is only shown on a terminal.
 constexpr std::size_t kLongRun = 100;
@@ -42,8 +38,7 @@ struct EvaluateSettings {
   int threads = 0;
   std::int64_t max_image_pixels = kDefaultMaxImagePixels;
   // Volumes: how the inputs were prepared for fusion (as `efcnet fuse` was told).
-  std::string frame, anatomical_window, functional_window, colormap, plane;
-  bool allow_uneven_slices = false;
+  VolumeOptionTexts volume;
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !fused.empty(); }
   bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !fused_dir.empty(); }
@@ -57,78 +52,20 @@ ImageReadOptions read_options(const EvaluateSettings& s) {
 
 // ---- output ----
 
-void print_single(const FusionMetrics& m, const std::string& format) {
-  if (format == "json") {
-    std::printf("%s\n", json_text(metrics_json(m)).c_str());
-    return;
-  }
-  for (std::size_t i = 0; i < kMetricNames.size(); ++i)
-    std::printf("%-5s %14s\n", kMetricNames[i], table_cell(m[i]).c_str());
-}
-
-void print_batch(const std::vector<ScoredItem>& rows, const FusionMetrics& mean, const std::string& format) {
-  if (format == "json") {
-    Json files = Json::array();
-    for (const ScoredItem& row : rows) files.push_back(metrics_json(row.metrics, row.name));
-    Json document = Json::object();
-    document["files"] = std::move(files);
-    document["mean"] = metrics_json(mean);
-    std::printf("%s\n", json_text(document).c_str());
-    return;
-  }
-  if (format == "csv") {
-    std::string header = "file";
-    for (const char* name : kMetricNames) header += std::string(",") + name;
-    std::printf("%s\n", header.c_str());
-    auto print_row = [](const std::string& name, const FusionMetrics& m) {
-      std::string line = csv_text_field(name);
-      for (std::size_t i = 0; i < kMetricNames.size(); ++i) line += "," + number_text(m[i]);
-      std::printf("%s\n", line.c_str());
-    };
-    for (const ScoredItem& row : rows) print_row(row.name, row.metrics);
-    print_row("mean", mean);
-    return;
-  }
-  std::size_t name_width = 4;  // "mean"
-  for (const ScoredItem& row : rows) name_width = std::max(name_width, row.name.size());
-  auto print_row = [&](const std::string& name, auto cell) {
-    std::string line = name + std::string(name_width - name.size(), ' ');
-    for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
-      const std::string text = cell(i);
-      line += std::string(text.size() < 11 ? 11 - text.size() : 1, ' ') + text;
-    }
-    std::printf("%s\n", line.c_str());
-  };
-  print_row("file", [](std::size_t i) { return std::string(kMetricNames[i]); });
-  for (const ScoredItem& row : rows) print_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
-  print_row("mean", [&](std::size_t i) { return table_cell(mean[i]); });
-}
-
-std::string resolved_format(const std::string& requested, const char* not_terminal_default) {
-  if (!requested.empty()) return requested;
-  return ::isatty(::fileno(stdout)) == 1 ? "table" : not_terminal_default;
+ScoreFormat resolved_format(const std::string& requested, const std::string& not_terminal_default) {
+  const std::string name = !requested.empty()                ? requested
+                           : ::isatty(::fileno(stdout)) == 1 ? "table"
+                                                             : not_terminal_default;
+  return name == "json" ? ScoreFormat::json : name == "csv" ? ScoreFormat::csv : ScoreFormat::table;
 }
 
 // ---- one triple ----
 
 // A triple of volumes: the inputs prepared as `efcnet fuse` prepares them, each slice scored.
 void evaluate_volumes(const EvaluateSettings& s) {
-  VolumeFusionOptions options;
-  try {
-    if (!s.frame.empty()) options.read.frame = parse_frame(s.frame);
-    if (!s.anatomical_window.empty()) options.anatomical_window = parse_window(s.anatomical_window);
-    if (!s.functional_window.empty()) options.functional_window = parse_window(s.functional_window);
-  } catch (const OptionError& e) {
-    throw std::runtime_error(std::string("evaluate: ") + e.what());
-  }
-  if (!s.colormap.empty()) options.colormap = parse_colormap(s.colormap);
-  if (!s.plane.empty()) options.plane = parse_plane(s.plane);
-  options.read.allow_uneven_slices = s.allow_uneven_slices;
-  options.read.option_name = [](std::string_view field) {
-    return field == "allow_uneven_slices" ? std::string("--allow-uneven-slices") : "--" + std::string(field);
-  };
+  const VolumeFusionOptions options = parse_volume_options(s.volume, flags_named());
   const VolumeEvaluation evaluation = evaluate_volume(s.anatomical, s.functional, s.fused, options);
-  print_batch(evaluation.slices, evaluation.mean, resolved_format(s.format, "csv"));
+  std::fputs(scores_text(evaluation.slices, evaluation.mean, resolved_format(s.format, "csv")).c_str(), stdout);
 }
 
 void evaluate_single(const EvaluateSettings& s) {
@@ -141,13 +78,15 @@ void evaluate_single(const EvaluateSettings& s) {
     evaluate_volumes(s);
     return;
   }
-  if (!s.frame.empty() || !s.anatomical_window.empty() || !s.functional_window.empty() || !s.colormap.empty() ||
-      !s.plane.empty() || s.allow_uneven_slices) {
+  if (s.volume.any()) {
     throw std::runtime_error(
         "evaluate: --frame, the windows, --colormap, --plane and --allow-uneven-slices are for volumes");
   }
   if (s.format == "csv") throw std::runtime_error("evaluate: --format csv is for directory mode and volumes");
-  print_single(evaluate_files(s.anatomical, s.functional, s.fused, read_options(s)), resolved_format(s.format, "json"));
+  std::fputs(metrics_text(evaluate_files(s.anatomical, s.functional, s.fused, read_options(s)),
+                          resolved_format(s.format, "json"))
+                 .c_str(),
+             stdout);
 }
 
 // ---- three directories ----
@@ -156,7 +95,7 @@ void evaluate_batch(const EvaluateSettings& s) {
   if (s.anatomical_dir.empty() || s.functional_dir.empty() || s.fused_dir.empty())
     throw std::runtime_error(
         "evaluate: directory mode needs all of --anatomical-dir, --functional-dir and --fused-dir");
-  const std::string format = resolved_format(s.format, "csv");
+  const ScoreFormat format = resolved_format(s.format, "csv");
   DirectoryEvaluationOptions options;
   options.threads = s.threads;
   options.read = read_options(s);
@@ -173,7 +112,7 @@ void evaluate_batch(const EvaluateSettings& s) {
     std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
   if (evaluation.scored.empty() && evaluation.failed.empty()) throw std::runtime_error("evaluate: no triples to score");
   for (const auto& [name, why] : evaluation.failed) std::fprintf(stderr, "failed: %s: %s\n", name.c_str(), why.c_str());
-  if (!evaluation.scored.empty()) print_batch(evaluation.scored, evaluation.mean, format);
+  if (!evaluation.scored.empty()) std::fputs(scores_text(evaluation.scored, evaluation.mean, format).c_str(), stdout);
   if (!evaluation.failed.empty() || !evaluation.left_out.empty()) {
     std::fprintf(stderr, "scored %zu, failed %zu, unpaired %zu\n", evaluation.scored.size(), evaluation.failed.size(),
                  evaluation.left_out.size());
@@ -238,14 +177,17 @@ void add_evaluate_command(CLI::App& app) {
   cmd->add_option("--threads", settings->threads, "Triples scored at once (default: all cores)")
       ->check(CLI::NonNegativeNumber);
   add_max_image_pixels_option(cmd, settings->max_image_pixels);
-  cmd->add_option("--frame", settings->frame, "Volumes: the frame of a 4D input that was fused (N or mean)");
-  cmd->add_option("--anatomical-window", settings->anatomical_window, "Volumes: the anatomical window LO:HI fuse used");
-  cmd->add_option("--functional-window", settings->functional_window, "Volumes: the functional window LO:HI fuse used");
-  cmd->add_option("--colormap", settings->colormap, "Volumes: the functional colormap fuse used (default hot-iron)")
+  cmd->add_option("--frame", settings->volume.frame, "Volumes: the frame of a 4D input that was fused (N or mean)");
+  cmd->add_option("--anatomical-window", settings->volume.anatomical_window,
+                  "Volumes: the anatomical window LO:HI fuse used");
+  cmd->add_option("--functional-window", settings->volume.functional_window,
+                  "Volumes: the functional window LO:HI fuse used");
+  cmd->add_option("--colormap", settings->volume.colormap,
+                  "Volumes: the functional colormap fuse used (default hot-iron)")
       ->check(CLI::IsMember({"hot-iron", "pet", "hot-metal-blue", "pet-20-step", "grey"}));
-  cmd->add_flag("--allow-uneven-slices", settings->allow_uneven_slices,
+  cmd->add_flag("--allow-uneven-slices", settings->volume.allow_uneven_slices,
                 "Volumes: an uneven DICOM series was fused with fuse's --allow-uneven-slices");
-  cmd->add_option("--plane", settings->plane, "Volumes: the slices to score (default axial)")
+  cmd->add_option("--plane", settings->volume.plane, "Volumes: the slices to score (default axial)")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
 
   cmd->callback([settings] {

@@ -157,29 +157,8 @@ FuseImageOptions image_options(const FuseSettings& s) {
   options.max_pixels = s.max_image_pixels;
   options.format = s.format;
   options.overwrite = s.overwrite;
-  options.option_name = fuse_flag_of;
+  options.option_name = flags_named({{"registration", "--register"}});
   return options;
-}
-
-std::string fuse_flag_of(std::string_view field) {
-  static const std::map<std::string_view, std::string> flags = {
-      {"frame", "--frame"},
-      {"format", "--format"},
-      {"method", "--method"},
-      {"output_format", "--output-format"},
-      {"overwrite", "--overwrite"},
-      {"registration", "--register"},
-      {"transform", "--transform"},
-      {"save_transform", "--save-transform"},
-      {"qc", "--qc"},
-      {"montage", "--montage"},
-      {"slices_dir", "--slices-dir"},
-      {"output_dir", "--output-dir"},
-      {"plane", "--plane"},
-      {"allow_uneven_slices", "--allow-uneven-slices"},
-  };
-  const auto found = flags.find(field);
-  return found != flags.end() ? found->second : std::string(field);
 }
 
 std::string error_line(const std::exception& e) {
@@ -189,19 +168,9 @@ std::string error_line(const std::exception& e) {
 
 std::size_t report_unpaired(const FuseSettings& s, const Pairing& pairing, const std::string& kind,
                             const std::function<std::string(const std::string&)>& stem_of) {
-  auto report = [](const std::string& path, const std::string& why) {
-    std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
-  };
-  for (const auto& path : pairing.unpaired_anatomical) {
-    report(path, "no single functional " + kind + " named " + stem_of(path) + " in " + s.functional_dir);
-  }
-  for (const auto& path : pairing.unpaired_functional) {
-    report(path, "no single anatomical " + kind + " named " + stem_of(path) + " in " + s.anatomical_dir);
-  }
-  for (const auto& path : pairing.ambiguous) {
-    report(path, "another " + kind + " in its directory is also named " + stem_of(path));
-  }
-  return pairing.unpaired_anatomical.size() + pairing.unpaired_functional.size() + pairing.ambiguous.size();
+  const auto reasons = unpaired_reasons(pairing, kind, s.anatomical_dir, s.functional_dir, stem_of);
+  for (const auto& [path, why] : reasons) std::fprintf(stderr, "unpaired: %s (%s)\n", path.c_str(), why.c_str());
+  return reasons.size();
 }
 
 void add_fuse_command(CLI::App& app) {
@@ -237,22 +206,22 @@ void add_fuse_command(CLI::App& app) {
   cmd->add_flag("--overwrite", settings->overwrite, "Replace existing output files");
   add_max_image_pixels_option(cmd, settings->max_image_pixels);
   // Volumes (see "Volumes" below).
-  cmd->add_option("--frame", settings->frame,
+  cmd->add_option("--frame", settings->volume.frame,
                   "Volumes: which frame of a 4D (dynamic) volume to fuse, N counting from 0, or 'mean' of all "
                   "frames; a 4D volume without --frame is refused");
-  cmd->add_option("--anatomical-window", settings->anatomical_window,
+  cmd->add_option("--anatomical-window", settings->volume.anatomical_window,
                   "Volumes: LO:HI in the anatomical file's units mapped to 0..255 (default: the 0.5 and 99.5 "
                   "percentiles of its non-zero voxels)");
-  cmd->add_option("--functional-window", settings->functional_window,
+  cmd->add_option("--functional-window", settings->volume.functional_window,
                   "Volumes: LO:HI in the functional file's units mapped to 0..255 (default as above)");
-  cmd->add_option("--colormap", settings->colormap,
+  cmd->add_option("--colormap", settings->volume.colormap,
                   "Volumes: pseudo-colour of the functional volume: hot-iron (default), pet, hot-metal-blue, "
                   "pet-20-step (DICOM PS3.6 Annex B palettes) or grey (CT; a grey output)")
       ->check(CLI::IsMember({"hot-iron", "pet", "hot-metal-blue", "pet-20-step", "grey"}));
-  cmd->add_flag("--allow-uneven-slices", settings->allow_uneven_slices,
+  cmd->add_flag("--allow-uneven-slices", settings->volume.allow_uneven_slices,
                 "Volumes: a DICOM series with a slice missing or unevenly spaced slices is resampled onto an even "
                 "grid (its median spacing) from the slices' true positions, instead of refused");
-  cmd->add_option("--plane", settings->plane,
+  cmd->add_option("--plane", settings->volume.plane,
                   "Volumes: axial (default), coronal or sagittal slices, in patient space whatever the voxel order")
       ->check(CLI::IsMember({"axial", "coronal", "sagittal"}));
   cmd->add_option("--slices-dir", settings->slices_dir,

@@ -12,6 +12,7 @@
 #include "efcnet/image.h"
 #include "efcnet/models.h"
 #include "efcnet/pipeline.h"
+#include "efcnet/volume.h"
 
 namespace efcnet::cli {
 
@@ -26,17 +27,16 @@ struct FuseSettings {
   bool overwrite = false;
   std::int64_t max_image_pixels = kDefaultMaxImagePixels;  // 2D images only
   // Volumes only (empty: not given).
-  std::string frame, anatomical_window, functional_window, colormap, plane, slices_dir, montage;
+  VolumeOptionTexts volume;  // frame, windows, colormap, plane, uneven series
+  std::string slices_dir, montage;
   std::string register_kind, transform, save_transform, qc;  // registration (fuse_volume.cpp)
   std::string output_format;                                 // nifti (empty: the default) or dicom
-  bool allow_uneven_slices = false;
 
   bool single_mode() const { return !anatomical.empty() || !functional.empty() || !output.empty(); }
   bool batch_mode() const { return !anatomical_dir.empty() || !functional_dir.empty() || !output_dir.empty(); }
   bool volume_options_given() const {
-    return !frame.empty() || !anatomical_window.empty() || !functional_window.empty() || !colormap.empty() ||
-           !plane.empty() || !slices_dir.empty() || !montage.empty() || !register_kind.empty() || !transform.empty() ||
-           !save_transform.empty() || !qc.empty() || allow_uneven_slices;
+    return volume.any() || !slices_dir.empty() || !montage.empty() || !register_kind.empty() || !transform.empty() ||
+           !save_transform.empty() || !qc.empty();
   }
   WriteMode write_mode() const { return overwrite ? WriteMode::replace : WriteMode::no_clobber; }
 };
@@ -46,9 +46,6 @@ FuserOptions fuser_options(const FuseSettings& s);
 
 // FuseImageOptions from the command line.
 FuseImageOptions image_options(const FuseSettings& s);
-
-// The flag of each FuseImageOptions / FuseVolumeOptions field that library messages name.
-std::string fuse_flag_of(std::string_view field);
 
 // The one line for an error: an existing output says how to replace it.
 std::string error_line(const std::exception& e);

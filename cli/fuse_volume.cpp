@@ -23,16 +23,6 @@
 namespace efcnet::cli {
 namespace {
 
-// A parse error names the flag it came from.
-template <class Parse>
-auto parsed(const std::string& flag, const std::string& text, Parse parse) {
-  try {
-    return parse(text);
-  } catch (const OptionError& e) {
-    throw std::runtime_error(flag + ": " + e.what());
-  }
-}
-
 FuseVolumeOptions volume_options(const FuseSettings& s) {
   FuseVolumeOptions options;
   options.method = s.method;
@@ -41,15 +31,7 @@ FuseVolumeOptions volume_options(const FuseSettings& s) {
     options.model_name = resolve_model(s.model).name;
   }
   options.fuser.device = s.device;
-  VolumeFusionOptions& volume = options.volume;
-  volume.read.allow_uneven_slices = s.allow_uneven_slices;
-  if (!s.frame.empty()) volume.read.frame = parsed("--frame", s.frame, parse_frame);
-  if (!s.anatomical_window.empty())
-    volume.anatomical_window = parsed("--anatomical-window", s.anatomical_window, parse_window);
-  if (!s.functional_window.empty())
-    volume.functional_window = parsed("--functional-window", s.functional_window, parse_window);
-  if (!s.colormap.empty()) volume.colormap = parse_colormap(s.colormap);
-  if (!s.plane.empty()) volume.plane = parse_plane(s.plane);
+  options.volume = parse_volume_options(s.volume, flags_named());
   options.transform_file = s.transform;
   if (!s.register_kind.empty()) options.registration = parse_registration_kind(s.register_kind);
   options.threads = s.threads;
@@ -59,7 +41,7 @@ FuseVolumeOptions volume_options(const FuseSettings& s) {
   options.montage = s.montage;
   options.save_transform = s.save_transform;
   options.qc = s.qc;
-  options.option_name = fuse_flag_of;
+  options.option_name = flags_named({{"registration", "--register"}});
   return options;
 }
 
@@ -108,29 +90,12 @@ class EventPrinter {
 }  // namespace
 
 bool volume_mode(const FuseSettings& s) {
-  if (s.single_mode()) {
-    const bool a = !s.anatomical.empty() && is_volume_path(s.anatomical);
-    const bool f = !s.functional.empty() && is_volume_path(s.functional);
-    if (a != f && !s.anatomical.empty() && !s.functional.empty()) {
-      const std::string& volume = a ? s.anatomical : s.functional;
-      const std::string& image = a ? s.functional : s.anatomical;
-      std::error_code ec;
-      // A directory given with an image is an image pair gone wrong: the image mode names it.
-      if (std::filesystem::is_directory(volume, ec)) return false;
-      throw std::runtime_error("fuse: " + volume + " is a volume but " + image +
-                               " is a 2D image; give two volumes or two images");
-    }
-    return a || f;
+  try {
+    return s.single_mode() ? paths_name_volumes(s.anatomical, s.functional)
+                           : directories_hold_volumes(s.anatomical_dir, s.functional_dir);
+  } catch (const VolumeError& e) {
+    throw std::runtime_error(std::string("fuse: ") + e.what());
   }
-  const bool a = !s.anatomical_dir.empty() && directory_holds_volumes(s.anatomical_dir);
-  const bool f = !s.functional_dir.empty() && directory_holds_volumes(s.functional_dir);
-  if (a != f && !s.anatomical_dir.empty() && !s.functional_dir.empty()) {
-    const std::string& volumes = a ? s.anatomical_dir : s.functional_dir;
-    const std::string& images = a ? s.functional_dir : s.anatomical_dir;
-    throw std::runtime_error("fuse: " + volumes + " holds volumes but " + images +
-                             " does not; give two directories of volumes or two of images");
-  }
-  return a || f;
 }
 
 void fuse_volume_single(const FuseSettings& s) {

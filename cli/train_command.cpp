@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <map>
 #include <optional>
 #include <stdexcept>
@@ -41,14 +40,6 @@ struct CommonSettings {
   bool check_device = false;  // train only
 };
 
-std::vector<std::string> own_command_line() {
-  std::ifstream in("/proc/self/cmdline", std::ios::binary);
-  std::vector<std::string> args;
-  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
-  if (args.empty()) throw Error("cannot read this process's command line from /proc/self/cmdline");
-  return args;
-}
-
 // The ranks run the same command without the options that make a process the launcher.
 std::vector<std::string> without_launcher_options(const std::vector<std::string>& args) {
   const std::vector<std::string> launcher_options{"--nproc-per-node", "--nnodes", "--node-rank"};
@@ -67,33 +58,6 @@ std::vector<std::string> without_launcher_options(const std::vector<std::string>
     if (!dropped) kept.push_back(args[i]);
   }
   return kept;
-}
-
-// The torchrun variable `name` as an integer, or `fallback` when it is unset.
-int environment_int(const char* name, int fallback) {
-  const char* text = std::getenv(name);
-  if (text == nullptr || *text == '\0') return fallback;
-  char* end = nullptr;
-  const long value = std::strtol(text, &end, 10);
-  if (*end != '\0' || value < 0 || value > 1000000) {
-    throw CLI::ValidationError(name,
-                               std::string("expected a non-negative integer in the environment, got '") + text + "'");
-  }
-  return static_cast<int>(value);
-}
-
-std::pair<std::string, int> parse_master(const std::string& text) {
-  const auto colon = text.rfind(':');
-  const std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
-  const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
-  char* end = nullptr;
-  const long number = std::strtol(port.c_str(), &end, 10);
-  if (host.empty() || port.empty() || *end != '\0' || number < 1 || number > 65535) {
-    throw CLI::ValidationError("--master", "expected HOST:PORT (e.g. 10.0.0.1:29500), got '" + text + "'");
-  }
-  // [v6 address]:port
-  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';
-  return {bracketed ? host.substr(1, host.size() - 2) : host, static_cast<int>(number)};
 }
 
 void add_distributed_options(CLI::App* command, TrainOptions& options, CommonSettings& settings) {
@@ -152,36 +116,22 @@ void add_distributed_options(CLI::App* command, TrainOptions& options, CommonSet
 // process is the --nproc-per-node launcher rather than a rank.
 bool resolve_distributed(TrainOptions& options, CommonSettings& settings) {
   auto& d = options.distributed;
-  if (settings.master->count() > 0) {
-    std::tie(d.master_addr, d.master_port) = parse_master(settings.master_text);
-  } else {
-    if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') d.master_addr = addr;
-    d.master_port = environment_int("MASTER_PORT", d.master_port);
-  }
-  const bool master_given = settings.master->count() > 0 || std::getenv("MASTER_ADDR") != nullptr;
+  const bool master_flag = settings.master->count() > 0;
+  if (master_flag) std::tie(d.master_addr, d.master_port) = parse_master_address(settings.master_text, "--master");
+  const bool world_size_flag = settings.world_size->count() > 0, rank_flag = settings.rank->count() > 0;
+  const int local_ranks = read_torchrun_environment(d, {world_size_flag, rank_flag, master_flag});
   if (settings.nproc_per_node->count() > 0) {
-    if (settings.world_size->count() > 0 || settings.rank->count() > 0) {
+    if (world_size_flag || rank_flag) {
       throw CLI::ValidationError("--nproc-per-node",
                                  "sets the world size and ranks itself; with several hosts use "
                                  "--nnodes and --node-rank instead of --world-size and --rank");
     }
-    settings.launch.master_addr = master_given ? d.master_addr : "";
+    settings.launch.master_addr = master_flag || std::getenv("MASTER_ADDR") != nullptr ? d.master_addr : "";
     settings.launch.master_port = d.master_port;
     return true;
   }
-  if (settings.world_size->count() == 0) d.world_size = environment_int("WORLD_SIZE", 1);
-  if (settings.rank->count() == 0) d.rank = environment_int("RANK", 0);
-  d.local_rank = environment_int("LOCAL_RANK", 0);
-  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
-      agent != nullptr && std::string(agent) == "True") {
-    d.launcher_hosts_store = true;
-    d.restart_count = environment_int("TORCHELASTIC_RESTART_COUNT", 0);
-  }
   // Ranks sharing a host share its cores, unless --threads says otherwise.
-  const int local_ranks = environment_int("LOCAL_WORLD_SIZE", 1);
-  if (settings.threads == 0 && local_ranks > 1) {
-    settings.threads = std::max(1, core_count() / local_ranks);
-  }
+  if (settings.threads == 0 && local_ranks > 1) settings.threads = std::max(1, core_count() / local_ranks);
   return false;
 }
 
@@ -280,43 +230,20 @@ void check_device(const NetworkTrainOptions& options) {
   if (!check.passed) throw TrainingError("the device check failed on " + check.device + ": not training");
 }
 
-// The flag of each TrainOptions field that library messages name (TrainOptions::option_name).
-std::string flag_of(std::string_view field) {
-  static const std::map<std::string_view, const char*> kFlags = {
-      {"crop_height and crop_width", "--crop"},
-      {"distributed.world_size", "--nproc-per-node, --world-size or WORLD_SIZE"},
-      {"distributed.sync_bn", "--sync-bn"},
-      {"seem_on_whole_images", "--seem-on-whole-images"},
-      {"intensity_weight_millionths", "--intensity-weight (in millionths)"},
-      {"intensity_weight", "--intensity-weight"},
-      {"texture_weight_millionths", "--texture-weight (in millionths)"},
-      {"texture_weight", "--texture-weight"},
-      {"freeze_batchnorm_statistics", "--freeze-batchnorm-statistics"},
-      {"init_weights", "--init-weights"},
-      {"seem_weights", "--seem-weights"},
-      {"packed_pairs", "--packed-pairs"},
-      {"anatomical_dir", "--anatomical-dir"},
-      {"functional_dir", "--functional-dir"},
-      {"batch_size", "--batch-size"},
-      {"out_dir", "--out-dir"},
-      {"resume", "--resume"},
-      {"epochs", "--epochs"},
-      {"lr", "--lr"},
-      {"precision", "--precision"},
-      {"nproc_per_node", "--nproc-per-node"},
-      {"nnodes", "--nnodes"},
-      {"node_rank", "--node-rank"},
-      {"master_addr", "--master HOST:PORT"},
-  };
-  const auto found = kFlags.find(field);
-  return found != kFlags.end() ? found->second : std::string(field);
+// The flags of the TrainOptions fields that library messages name whose flag is not the field's name.
+OptionNamer train_flags() {
+  return flags_named({{"crop_height and crop_width", "--crop"},
+                      {"distributed.world_size", "--nproc-per-node, --world-size or WORLD_SIZE"},
+                      {"intensity_weight_millionths", "--intensity-weight (in millionths)"},
+                      {"texture_weight_millionths", "--texture-weight (in millionths)"},
+                      {"master_addr", "--master HOST:PORT"}});
 }
 
 // Runs one training in this process, or its local ranks as children (--nproc-per-node).
 template <typename Options, typename Train>
 void train_or_launch(Options& options, CommonSettings& settings, Train train) {
   if (resolve_distributed(options, settings)) {
-    settings.launch.option_name = flag_of;
+    settings.launch.option_name = train_flags();
     const int code =
         launch_local_ranks(settings.launch, "/proc/self/exe", without_launcher_options(own_command_line()),
                            [](const std::string& message) { std::fprintf(stderr, "efcnet: %s\n", message.c_str()); });
@@ -342,7 +269,7 @@ void train_or_launch(Options& options, CommonSettings& settings, Train train) {
       bar->message(line);
     };
   }
-  options.option_name = flag_of;
+  options.option_name = train_flags();
   const TrainingSummary summary = train(options);
   if (bar) bar->finish();
   // The other ranks' outcome shows in their exit code; rank 0 reports for the run.

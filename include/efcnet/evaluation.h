@@ -61,4 +61,18 @@ struct VolumeEvaluation {
 VolumeEvaluation evaluate_volume(const std::string& anatomical, const std::string& functional, const std::string& fused,
                                  const VolumeFusionOptions& options = {});
 
+// ---- the scores as text (`efcnet evaluate --format`) ----
+
+enum class ScoreFormat {
+  table,  // aligned columns for a terminal
+  csv,    // file,EN,...,MSE; a row per item and a row "mean"; names as RFC 4180 fields, never formulas
+  json,   // {"files": [...], "mean": {...}} (one triple: the metrics object); non-UTF-8 bytes as U+FFFD
+};
+
+// One triple's metrics: a JSON object, or a table of one metric per line (csv: as table).
+std::string metrics_text(const metrics::FusionMetrics& metrics, ScoreFormat format);
+
+// Scored items and their mean.
+std::string scores_text(const std::vector<ScoredItem>& rows, const metrics::FusionMetrics& mean, ScoreFormat format);
+
 }  // namespace efcnet

@@ -21,6 +21,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <opencv2/core.hpp>
@@ -89,6 +90,14 @@ struct Pairing {
 // extensions may differ ("x.png" pairs with "x.tif"). Hidden files and anything that is not a
 // regular file are ignored. Throws IoError naming a missing or unreadable directory.
 Pairing pair_by_name(const std::string& anatomical_dir, const std::string& functional_dir);
+
+// Each unpaired and ambiguous entry of `pairing` (anatomical, functional, ambiguous; each sorted)
+// with why it has no pair: "no single functional image named x in DIR", "another image in its
+// directory is also named x". `kind` names the entries ("image", "volume"); `stem_of` is the
+// stem the pairing matched by.
+std::vector<std::pair<std::string, std::string>> unpaired_reasons(
+    const Pairing& pairing, const std::string& kind, const std::string& anatomical_dir,
+    const std::string& functional_dir, const std::function<std::string(const std::string&)>& stem_of);
 
 // ---- synthetic demo data (never dataset images) ----
 

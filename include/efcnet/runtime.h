@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 namespace efcnet {
 
@@ -77,5 +78,16 @@ std::string select_blas_kernels();
 // /proc/self/exe), so that OpenBLAS starts with those kernels. Returns only if nothing changed or
 // the exec failed.
 void reexec_with_blas_kernels(char** argv);
+
+// ---- child processes ----
+
+// This process's command line as the kernel keeps it (/proc/self/cmdline), argv[0] included.
+// Throws Error when it cannot be read.
+std::vector<std::string> own_command_line();
+
+// Runs `executable` with `args` (its argv, argv[0] included) with this process's stderr, waits
+// for it and returns what it wrote to stdout: e.g. a benchmark's size measured in a process of its
+// own. Throws Error when it cannot start or does not exit with 0.
+std::string run_capturing_stdout(const std::string& executable, const std::vector<std::string>& args);
 
 }  // namespace efcnet

@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "efcnet/error.h"
@@ -60,6 +61,22 @@ struct LocalLaunch {
 // work. A rank never outlives this process.
 int launch_local_ranks(const LocalLaunch& launch, const std::string& executable, const std::vector<std::string>& args,
                        const std::function<void(const std::string&)>& on_message = {});
+
+// HOST:PORT (an IPv6 host in brackets) as rank 0's address and port. Throws OptionError naming
+// `option`.
+std::pair<std::string, int> parse_master_address(const std::string& text, const std::string& option);
+
+// The DistributedOptions fields a caller set itself; read_torchrun_environment leaves them.
+struct GivenDistributedFields {
+  bool world_size = false, rank = false, master = false;
+};
+
+// torchrun's variables (WORLD_SIZE, RANK, LOCAL_RANK, MASTER_ADDR, MASTER_PORT,
+// TORCHELASTIC_USE_AGENT_STORE, TORCHELASTIC_RESTART_COUNT) into `options`, but for the fields
+// `given`: how a rank that torchrun or launch_local_ranks started learns its place. Returns
+// LOCAL_WORLD_SIZE (1 when unset): the ranks sharing this host. Throws OptionError naming a
+// variable that is not a non-negative integer.
+int read_torchrun_environment(DistributedOptions& options, const GivenDistributedFields& given);
 
 // Whether this build can train on several ranks (it needs c10d's Gloo headers at build time).
 bool distributed_training_available();

@@ -233,6 +233,21 @@ struct VolumeFusionOptions {
   std::optional<LinearTransform> functional_transform;
 };
 
+// VolumeFusionOptions as text, as a command line gives them ("": not given, the default).
+struct VolumeOptionTexts {
+  std::string frame, anatomical_window, functional_window, colormap, plane;
+  bool allow_uneven_slices = false;
+  bool any() const {
+    return !frame.empty() || !anatomical_window.empty() || !functional_window.empty() || !colormap.empty() ||
+           !plane.empty() || allow_uneven_slices;
+  }
+};
+
+// The texts parsed (parse_frame, parse_window, parse_colormap, parse_plane); `option_name` names
+// the fields ("frame", "anatomical_window", ...) in an OptionError, and goes into
+// VolumeReadOptions::option_name.
+VolumeFusionOptions parse_volume_options(const VolumeOptionTexts& texts, const OptionNamer& option_name = {});
+
 // Both volumes as the 2D fusion sees them, on the anatomical grid.
 struct PreparedVolumes {
   ByteVolume anatomical;  // 1 channel
@@ -300,6 +315,15 @@ Pairing pair_volumes_by_name(const std::string& anatomical_dir, const std::strin
 // subdirectory holding a DICOM file (is_dicom_file), hidden ones aside. A directory of images
 // with other subdirectories (originals, thumbnails) is not one of volumes.
 bool directory_holds_volumes(const std::string& dir);
+
+// Whether a pair of paths names volumes (is_volume_path) rather than 2D images, as `efcnet fuse`
+// chooses its mode; an empty path does not count. Throws VolumeError for a volume with an image
+// (a directory given with an image counts as an image pair gone wrong: false).
+bool paths_name_volumes(const std::string& anatomical, const std::string& functional);
+
+// The same for two directories (directory_holds_volumes). Throws VolumeError when only one holds
+// volumes.
+bool directories_hold_volumes(const std::string& anatomical_dir, const std::string& functional_dir);
 
 // ---- process settings ----
 

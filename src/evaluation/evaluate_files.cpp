@@ -13,8 +13,12 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "efcnet/evaluation.h"
 #include "efcnet/runtime.h"
+#include "io/output_text.h"
+#include "metrics/metrics_output.h"
 
 namespace efcnet {
 namespace {
@@ -164,6 +168,60 @@ VolumeEvaluation evaluate_volume(const std::string& anatomical, const std::strin
   if (evaluation.slices.empty()) throw VolumeError(anatomical + " and " + functional + " are empty");
   evaluation.mean = mean_or_nan(evaluation.slices);
   return evaluation;
+}
+
+using metrics::FusionMetrics;
+using metrics::kMetricNames;
+using Json = nlohmann::ordered_json;
+
+std::string metrics_text(const FusionMetrics& m, ScoreFormat format) {
+  if (format == ScoreFormat::json) return json_text(metrics_json(m)) + "\n";
+  std::string text;
+  for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
+    const std::string name = kMetricNames[i], cell = table_cell(m[i]);
+    text += name + std::string(6 - std::min<std::size_t>(name.size(), 5), ' ') +
+            std::string(cell.size() < 14 ? 14 - cell.size() : 0, ' ') + cell + "\n";
+  }
+  return text;
+}
+
+std::string scores_text(const std::vector<ScoredItem>& rows, const FusionMetrics& mean, ScoreFormat format) {
+  std::string text;
+  if (format == ScoreFormat::json) {
+    Json files = Json::array();
+    for (const ScoredItem& row : rows) files.push_back(metrics_json(row.metrics, row.name));
+    Json document = Json::object();
+    document["files"] = std::move(files);
+    document["mean"] = metrics_json(mean);
+    return json_text(document) + "\n";
+  }
+  if (format == ScoreFormat::csv) {
+    std::string header = "file";
+    for (const char* name : kMetricNames) header += std::string(",") + name;
+    text += header + "\n";
+    auto add_row = [&text](const std::string& name, const FusionMetrics& m) {
+      std::string line = csv_text_field(name);
+      for (std::size_t i = 0; i < kMetricNames.size(); ++i) line += "," + number_text(m[i]);
+      text += line + "\n";
+    };
+    for (const ScoredItem& row : rows) add_row(row.name, row.metrics);
+    add_row("mean", mean);
+    return text;
+  }
+  std::size_t name_width = 4;  // "mean"
+  for (const ScoredItem& row : rows) name_width = std::max(name_width, row.name.size());
+  auto add_row = [&](const std::string& name, auto cell) {
+    std::string line = name + std::string(name_width - name.size(), ' ');
+    for (std::size_t i = 0; i < kMetricNames.size(); ++i) {
+      const std::string value = cell(i);
+      line += std::string(value.size() < 11 ? 11 - value.size() : 1, ' ') + value;
+    }
+    text += line + "\n";
+  };
+  add_row("file", [](std::size_t i) { return std::string(kMetricNames[i]); });
+  for (const ScoredItem& row : rows) add_row(row.name, [&](std::size_t i) { return table_cell(row.metrics[i]); });
+  add_row("mean", [&](std::size_t i) { return table_cell(mean[i]); });
+  return text;
 }
 
 }  // namespace efcnet

@@ -1,5 +1,9 @@
 #include <algorithm>
 #include <filesystem>
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "efcnet/image.h"
 #include "stem_pairing.h"
@@ -68,6 +72,19 @@ Pairing pair_by_name(const std::string& anatomical_dir, const std::string& funct
   };
   return io::pair_stems(io::entries_by_stem(anatomical_dir, image_stem),
                         io::entries_by_stem(functional_dir, image_stem));
+}
+
+std::vector<std::pair<std::string, std::string>> unpaired_reasons(
+    const Pairing& pairing, const std::string& kind, const std::string& anatomical_dir,
+    const std::string& functional_dir, const std::function<std::string(const std::string&)>& stem_of) {
+  std::vector<std::pair<std::string, std::string>> reasons;
+  for (const auto& path : pairing.unpaired_anatomical)
+    reasons.emplace_back(path, "no single functional " + kind + " named " + stem_of(path) + " in " + functional_dir);
+  for (const auto& path : pairing.unpaired_functional)
+    reasons.emplace_back(path, "no single anatomical " + kind + " named " + stem_of(path) + " in " + anatomical_dir);
+  for (const auto& path : pairing.ambiguous)
+    reasons.emplace_back(path, "another " + kind + " in its directory is also named " + stem_of(path));
+  return reasons;
 }
 
 }  // namespace efcnet

@@ -1,17 +1,24 @@
 // The LibTorch-free half of runtime.h (set_threads is in src/model/inference.cpp).
 #include "efcnet/runtime.h"
+#include "efcnet/error.h"
 
+#include <fcntl.h>
 #include <malloc.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <limits>
 #include <sstream>
+#include <string>
 #include <thread>
+#include <vector>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -119,6 +126,44 @@ std::string select_blas_kernels() {
 void reexec_with_blas_kernels(char** argv) {
   if (is_set(std::getenv(kCoreTypeVariable)) || select_blas_kernels().empty()) return;
   execv("/proc/self/exe", argv);
+}
+
+std::vector<std::string> own_command_line() {
+  std::ifstream in("/proc/self/cmdline", std::ios::binary);
+  std::vector<std::string> args;
+  for (std::string arg; std::getline(in, arg, '\0');) args.push_back(arg);
+  if (args.empty()) throw Error("cannot read this process's command line from /proc/self/cmdline");
+  return args;
+}
+
+std::string run_capturing_stdout(const std::string& executable, const std::vector<std::string>& args) {
+  std::vector<char*> argv;
+  for (const std::string& arg : args) argv.push_back(const_cast<char*>(arg.c_str()));
+  argv.push_back(nullptr);
+  int out[2];
+  if (::pipe2(out, O_CLOEXEC) != 0) throw Error(executable + ": cannot create a pipe: " + std::strerror(errno));
+  const pid_t pid = ::fork();
+  if (pid < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    throw Error(executable + ": cannot start: " + std::strerror(errno));
+  }
+  if (pid == 0) {
+    ::dup2(out[1], STDOUT_FILENO);
+    ::execv(executable.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  std::string text;
+  char buffer[4096];
+  for (ssize_t n; (n = ::read(out[0], buffer, sizeof buffer)) > 0;) text.append(buffer, static_cast<size_t>(n));
+  ::close(out[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    throw Error(executable + " " + (args.size() > 1 ? args[1] : "") + " failed (its message is above)");
+  }
+  return text;
 }
 
 }  // namespace efcnet

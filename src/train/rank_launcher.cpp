@@ -12,10 +12,12 @@
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 extern char** environ;
@@ -80,6 +82,18 @@ std::string describe(int status) {
     return "was killed by signal " + std::to_string(WTERMSIG(status)) + " (" + ::strsignal(WTERMSIG(status)) + ")";
   }
   return "exited with code " + std::to_string(WEXITSTATUS(status));
+}
+
+// The torchrun variable `name` as an integer, or `fallback` when it is unset.
+int environment_int(const char* name, int fallback) {
+  const char* text = std::getenv(name);
+  if (text == nullptr || *text == '\0') return fallback;
+  char* end = nullptr;
+  const long value = std::strtol(text, &end, 10);
+  if (*end != '\0' || value < 0 || value > 1000000) {
+    throw OptionError(std::string(name) + ": expected a non-negative integer in the environment, got '" + text + "'");
+  }
+  return static_cast<int>(value);
 }
 
 }  // namespace
@@ -187,6 +201,35 @@ int launch_local_ranks(const LocalLaunch& launch, const std::string& executable,
   }
   ::sigprocmask(SIG_SETMASK, &original, nullptr);
   return exit_code;
+}
+
+std::pair<std::string, int> parse_master_address(const std::string& text, const std::string& option) {
+  const auto colon = text.rfind(':');
+  const std::string host = colon == std::string::npos ? "" : text.substr(0, colon);
+  const std::string port = colon == std::string::npos ? "" : text.substr(colon + 1);
+  char* end = nullptr;
+  const long number = std::strtol(port.c_str(), &end, 10);
+  if (host.empty() || port.empty() || *end != '\0' || number < 1 || number > 65535) {
+    throw OptionError(option + ": expected HOST:PORT (e.g. 10.0.0.1:29500), got '" + text + "'");
+  }
+  const bool bracketed = host.size() > 2 && host.front() == '[' && host.back() == ']';  // [v6 address]:port
+  return {bracketed ? host.substr(1, host.size() - 2) : host, static_cast<int>(number)};
+}
+
+int read_torchrun_environment(DistributedOptions& options, const GivenDistributedFields& given) {
+  if (!given.master) {
+    if (const char* addr = std::getenv("MASTER_ADDR"); addr != nullptr && *addr != '\0') options.master_addr = addr;
+    options.master_port = environment_int("MASTER_PORT", options.master_port);
+  }
+  if (!given.world_size) options.world_size = environment_int("WORLD_SIZE", 1);
+  if (!given.rank) options.rank = environment_int("RANK", 0);
+  options.local_rank = environment_int("LOCAL_RANK", 0);
+  if (const char* agent = std::getenv("TORCHELASTIC_USE_AGENT_STORE");
+      agent != nullptr && std::string(agent) == "True") {
+    options.launcher_hosts_store = true;
+    options.restart_count = environment_int("TORCHELASTIC_RESTART_COUNT", 0);
+  }
+  return environment_int("LOCAL_WORLD_SIZE", 1);
 }
 
 }  // namespace efcnet

@@ -3,6 +3,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <string>
+#include <string_view>
 
 #include "efcnet/volume.h"
 
@@ -365,6 +366,27 @@ ByteVolume window_to_bytes(const Volume& volume, const Window& window) {
     return static_cast<uint8_t>(std::floor(level + 0.5));
   });
   return bytes;
+}
+
+VolumeFusionOptions parse_volume_options(const VolumeOptionTexts& texts, const OptionNamer& option_name) {
+  const auto parsed = [&option_name](std::string_view field, const std::string& text, auto parse) {
+    try {
+      return parse(text);
+    } catch (const OptionError& e) {
+      throw OptionError(efcnet::option_name(option_name, field) + ": " + e.what());
+    }
+  };
+  VolumeFusionOptions options;
+  if (!texts.frame.empty()) options.read.frame = parsed("frame", texts.frame, parse_frame);
+  if (!texts.anatomical_window.empty())
+    options.anatomical_window = parsed("anatomical_window", texts.anatomical_window, parse_window);
+  if (!texts.functional_window.empty())
+    options.functional_window = parsed("functional_window", texts.functional_window, parse_window);
+  if (!texts.colormap.empty()) options.colormap = parsed("colormap", texts.colormap, parse_colormap);
+  if (!texts.plane.empty()) options.plane = parsed("plane", texts.plane, parse_plane);
+  options.read.allow_uneven_slices = texts.allow_uneven_slices;
+  options.read.option_name = option_name;
+  return options;
 }
 
 }  // namespace efcnet

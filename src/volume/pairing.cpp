@@ -49,4 +49,28 @@ Pairing pair_volumes_by_name(const std::string& anatomical_dir, const std::strin
   return io::pair_stems(volumes_by_stem(anatomical_dir), volumes_by_stem(functional_dir));
 }
 
+bool paths_name_volumes(const std::string& anatomical, const std::string& functional) {
+  const bool a = !anatomical.empty() && is_volume_path(anatomical);
+  const bool f = !functional.empty() && is_volume_path(functional);
+  if (a != f && !anatomical.empty() && !functional.empty()) {
+    const std::string& volume = a ? anatomical : functional;
+    const std::string& image = a ? functional : anatomical;
+    std::error_code ec;
+    if (fs::is_directory(volume, ec)) return false;
+    throw VolumeError(volume + " is a volume but " + image + " is a 2D image; give two volumes or two images");
+  }
+  return a || f;
+}
+
+bool directories_hold_volumes(const std::string& anatomical_dir, const std::string& functional_dir) {
+  const bool a = !anatomical_dir.empty() && directory_holds_volumes(anatomical_dir);
+  const bool f = !functional_dir.empty() && directory_holds_volumes(functional_dir);
+  if (a != f && !anatomical_dir.empty() && !functional_dir.empty()) {
+    throw VolumeError((a ? anatomical_dir : functional_dir) + " holds volumes but " +
+                      (a ? functional_dir : anatomical_dir) +
+                      " does not; give two directories of volumes or two of images");
+  }
+  return a || f;
+}
+
 }  // namespace efcnet

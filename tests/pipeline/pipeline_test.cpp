@@ -119,6 +119,55 @@ TEST(PipelineFiles, EveryJobEndsFusedOrFailedWithItsReason) {
   EXPECT_EQ(cv::norm(read_functional(at("good.png")), expected, cv::NORM_INF), 0);
 }
 
+// What `efcnet fuse` does with two directories, as a library call: pairs by stem, every output
+// written, an existing output refused alone (named, counted failed) and the unpaired files listed.
+TEST(PipelineFiles, ImageDirectoriesFuseEveryPairAndRefuseAnExistingOutputAlone) {
+  const testing::TempDir dir;
+  const auto at = [&dir](const std::string& name) { return (dir.path() / name).string(); };
+  std::filesystem::create_directories(at("a"));
+  std::filesystem::create_directories(at("f"));
+  std::filesystem::create_directories(at("out"));
+  const Phantom phantom = make_phantom(32, PhantomKind::pet);
+  for (const std::string stem : {"one", "two", "three"}) {
+    write_image_atomic(at("a/" + stem + ".png"), phantom.anatomical);
+    write_image_atomic(at("f/" + stem + ".png"), phantom.functional);
+  }
+  write_image_atomic(at("a/alone.png"), phantom.anatomical);
+  write_file_atomic(at("out/two.png"), "kept");
+  FuseImageOptions options;
+  options.method = "y-max";
+  std::vector<ImageBatchEvent> events;
+  const ImageBatchSummary summary =
+      fuse_image_dirs(at("a"), at("f"), at("out"), options, [&](const ImageBatchEvent& e) { events.push_back(e); });
+
+  EXPECT_EQ(summary.fused, 2u);
+  EXPECT_EQ(summary.failed, 1u);
+  ASSERT_EQ(events.size(), 3u);
+  EXPECT_EQ(events.back().done, 3u);
+  EXPECT_EQ(events.back().count, 3u);
+  EXPECT_EQ(events.front().pair, "two");  // refused before the batch starts
+  EXPECT_EQ(events.front().existing_output, at("out/two.png"));
+  const cv::Mat expected = fuse_baseline(phantom.anatomical, phantom.functional, BaselineMethod::y_max);
+  EXPECT_EQ(cv::norm(read_functional(at("out/one.png")), expected, cv::NORM_INF), 0);
+  EXPECT_EQ(cv::norm(read_functional(at("out/three.png")), expected, cv::NORM_INF), 0);
+  const auto unpaired = unpaired_reasons(summary.pairing, "image", at("a"), at("f"), [](const std::string& path) {
+    return std::filesystem::path(path).stem().string();
+  });
+  ASSERT_EQ(unpaired.size(), 1u);
+  EXPECT_EQ(unpaired[0].first, at("a/alone.png"));
+  EXPECT_EQ(unpaired[0].second, "no single functional image named alone in " + at("f"));
+
+  // One pair: the same bytes as the batch; the refusals before any work.
+  fuse_image_files(at("a/one.png"), at("f/one.png"), at("single.png"), options);
+  EXPECT_EQ(cv::norm(read_functional(at("single.png")), expected, cv::NORM_INF), 0);
+  EXPECT_THROW(fuse_image_files(at("a/one.png"), at("f/one.png"), at("single.png"), options), OutputExistsError);
+  EXPECT_THROW(fuse_image_files(at("a/one.png"), at("f/one.png"), at("out.txt"), options), IoError);
+  options.method = "no-such-method";
+  EXPECT_THROW(fuse_image_files(at("a/one.png"), at("f/one.png"), at("other.png"), options), OptionError);
+  options.method = "y-max";
+  EXPECT_THROW(fuse_image_dirs(at("a"), at("f"), at("a"), options), OptionError);  // an input directory
+}
+
 TEST(PipelineFiles, AnErrorMakingTheFusionEndsTheBatchAndWritesNothing) {
   const testing::TempDir dir;
   const auto at = [&dir](const std::string& name) { return (dir.path() / name).string(); };
